@@ -1,0 +1,5 @@
+//! shoal: a clustered vector database node that speaks Qdrant's public API.
+pub mod collection;
+pub mod error;
+pub mod shard;
+pub mod types;

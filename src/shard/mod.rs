@@ -1,0 +1,2 @@
+//! A local shard: the storage engine for one shard's points on this peer.
+pub mod distance;
