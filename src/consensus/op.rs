@@ -1,0 +1,50 @@
+//! Operations on the cluster's metadata. Each one is proposed to Raft, committed to the
+//! log, and applied by every peer in log order through [`super::state::ClusterState::apply`].
+//!
+//! Ops are serialised as JSON in the log entries. They carry every value the apply needs
+//! (e.g. shard placement is chosen by the proposer and is part of the op), so applying
+//! the same log yields the same state on every peer.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::collection::config::{CollectionConfig, UpdateCollection};
+use crate::types::{PeerId, ShardId};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClusterOp {
+    /// Create a collection with its shards placed on the given peers.
+    CreateCollection { name: String, config: CollectionConfig, placement: BTreeMap<ShardId, Vec<PeerId>> },
+    /// Change a collection's configuration (`PATCH /collections/{name}`).
+    UpdateCollection { name: String, diff: UpdateCollection },
+    /// Delete a collection and every alias pointing at it.
+    DeleteCollection { name: String },
+    /// Apply alias actions atomically: all of them or none.
+    UpdateAliases { actions: Vec<AliasAction> },
+}
+
+/// One action of `POST /collections/aliases`, in Qdrant's JSON shape.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AliasAction {
+    CreateAlias { collection_name: String, alias_name: String },
+    DeleteAlias { alias_name: String },
+    RenameAlias { old_alias_name: String, new_alias_name: String },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn alias_actions_use_qdrant_json() {
+        let json = r#"[{"create_alias": {"collection_name": "c", "alias_name": "a"}},
+                       {"rename_alias": {"old_alias_name": "a", "new_alias_name": "b"}},
+                       {"delete_alias": {"alias_name": "b"}}]"#;
+        let actions: Vec<AliasAction> = serde_json::from_str(json).unwrap();
+        assert_eq!(actions.len(), 3);
+        assert!(matches!(&actions[2], AliasAction::DeleteAlias { alias_name } if alias_name == "b"));
+    }
+}

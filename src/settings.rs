@@ -1,0 +1,344 @@
+//! Node settings, layered as Qdrant does: built-in defaults < `config/config.yaml`
+//! (relative to the working directory, optional) < the file named by `--config-path`
+//! < environment variables `QDRANT__SECTION__KEY` (e.g. `QDRANT__SERVICE__HTTP_PORT`).
+//!
+//! Keys and defaults follow Qdrant's names; `config/config.yaml` in the repository lists
+//! every key this struct reads. A value of the wrong type stops start-up with an error
+//! that names the key.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::collection::config::{CollectionDefaults, HnswConfig, OptimizersConfig, WalConfig};
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default)]
+pub struct Settings {
+    pub log_level: Option<String>,
+    pub service: ServiceSettings,
+    pub storage: StorageSettings,
+    pub cluster: ClusterSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct ServiceSettings {
+    pub host: String,
+    pub http_port: u16,
+    /// `null` disables the public gRPC API.
+    pub grpc_port: Option<u16>,
+    /// Largest JSON request body in MiB (multipart uploads are not limited by it).
+    pub max_request_size_mb: usize,
+    pub enable_cors: bool,
+    pub enable_snapshot_url_recovery: bool,
+}
+
+impl Default for ServiceSettings {
+    fn default() -> Self {
+        ServiceSettings {
+            host: "0.0.0.0".into(),
+            http_port: 6333,
+            grpc_port: Some(6334),
+            max_request_size_mb: 32,
+            enable_cors: true,
+            enable_snapshot_url_recovery: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct StorageSettings {
+    pub storage_path: PathBuf,
+    pub snapshots_path: PathBuf,
+    /// Where temporary files go while snapshots are built or unpacked; `None` means
+    /// `<storage_path>/tmp`.
+    pub temp_path: Option<PathBuf>,
+    pub on_disk_payload: bool,
+    pub wal: WalSettings,
+    pub optimizers: OptimizerSettings,
+    pub hnsw_index: HnswSettings,
+    pub collection: CollectionSettings,
+}
+
+impl Default for StorageSettings {
+    fn default() -> Self {
+        StorageSettings {
+            storage_path: PathBuf::from("./storage"),
+            snapshots_path: PathBuf::from("./snapshots"),
+            temp_path: None,
+            on_disk_payload: true,
+            wal: WalSettings::default(),
+            optimizers: OptimizerSettings::default(),
+            hnsw_index: HnswSettings::default(),
+            collection: CollectionSettings::default(),
+        }
+    }
+}
+
+impl StorageSettings {
+    /// The directory for temporary files (created on demand, wiped at start-up).
+    pub fn temp_dir(&self) -> PathBuf {
+        match &self.temp_path {
+            Some(path) => path.join("tmp"),
+            None => self.storage_path.join("tmp"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct WalSettings {
+    pub wal_capacity_mb: usize,
+    pub wal_segments_ahead: usize,
+}
+
+impl Default for WalSettings {
+    fn default() -> Self {
+        WalSettings { wal_capacity_mb: 32, wal_segments_ahead: 0 }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct OptimizerSettings {
+    pub deleted_threshold: f64,
+    pub vacuum_min_vector_number: usize,
+    pub default_segment_number: usize,
+    pub max_segment_size_kb: Option<usize>,
+    pub memmap_threshold_kb: Option<usize>,
+    /// A sealed segment with at least this many KB of vectors gets an HNSW index.
+    pub indexing_threshold_kb: usize,
+    pub flush_interval_sec: u64,
+    pub max_optimization_threads: Option<usize>,
+}
+
+impl Default for OptimizerSettings {
+    fn default() -> Self {
+        OptimizerSettings {
+            deleted_threshold: 0.2,
+            vacuum_min_vector_number: 1000,
+            default_segment_number: 0,
+            max_segment_size_kb: None,
+            memmap_threshold_kb: None,
+            indexing_threshold_kb: 10_000,
+            flush_interval_sec: 5,
+            max_optimization_threads: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct HnswSettings {
+    pub m: usize,
+    pub ef_construct: usize,
+    pub full_scan_threshold_kb: usize,
+    pub max_indexing_threads: usize,
+    pub on_disk: bool,
+}
+
+impl Default for HnswSettings {
+    fn default() -> Self {
+        HnswSettings { m: 16, ef_construct: 100, full_scan_threshold_kb: 10_000, max_indexing_threads: 0, on_disk: false }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct CollectionSettings {
+    pub replication_factor: u32,
+    pub write_consistency_factor: u32,
+}
+
+impl Default for CollectionSettings {
+    fn default() -> Self {
+        CollectionSettings { replication_factor: 1, write_consistency_factor: 1 }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct ClusterSettings {
+    pub enabled: bool,
+    pub p2p: P2pSettings,
+    pub consensus: ConsensusSettings,
+}
+
+impl Default for ClusterSettings {
+    fn default() -> Self {
+        ClusterSettings { enabled: false, p2p: P2pSettings::default(), consensus: ConsensusSettings::default() }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct P2pSettings {
+    pub port: u16,
+}
+
+impl Default for P2pSettings {
+    fn default() -> Self {
+        P2pSettings { port: 6335 }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct ConsensusSettings {
+    pub tick_period_ms: u64,
+}
+
+impl Default for ConsensusSettings {
+    fn default() -> Self {
+        ConsensusSettings { tick_period_ms: 100 }
+    }
+}
+
+/// Why settings could not be loaded; the message names the file or key at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("config file {0} does not exist")]
+    MissingFile(PathBuf),
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+impl Settings {
+    /// Loads the layers in order; `config_path` is the `--config-path` flag.
+    pub fn load(config_path: Option<&Path>) -> Result<Settings, SettingsError> {
+        Self::load_from(Path::new("config/config"), config_path, std::env::vars())
+    }
+
+    fn load_from(
+        base: &Path,
+        config_path: Option<&Path>,
+        env: impl Iterator<Item = (String, String)>,
+    ) -> Result<Settings, SettingsError> {
+        let mut builder = config::Config::builder().add_source(config::File::from(base).required(false));
+        if let Some(path) = config_path {
+            if !path.exists() {
+                return Err(SettingsError::MissingFile(path.to_path_buf()));
+            }
+            builder = builder.add_source(config::File::from(path));
+        }
+        let env: config::Map<String, String> = env.filter(|(k, _)| k.starts_with("QDRANT__")).collect();
+        let environment = config::Environment::with_prefix("QDRANT")
+            .prefix_separator("__")
+            .separator("__")
+            .try_parsing(true)
+            .source(Some(env));
+        let settings: Settings = builder
+            .add_source(environment)
+            .build()
+            .and_then(|c| c.try_deserialize())
+            .map_err(|e| SettingsError::Invalid(e.to_string()))?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> Result<(), SettingsError> {
+        let invalid = |key: &str, why: &str| Err(SettingsError::Invalid(format!("{key}: {why}")));
+        if self.storage.storage_path.as_os_str().is_empty() {
+            return invalid("storage.storage_path", "must not be empty");
+        }
+        if self.storage.snapshots_path.as_os_str().is_empty() {
+            return invalid("storage.snapshots_path", "must not be empty");
+        }
+        if self.storage.hnsw_index.ef_construct == 0 {
+            return invalid("storage.hnsw_index.ef_construct", "must be 1 or more");
+        }
+        if self.cluster.consensus.tick_period_ms == 0 {
+            return invalid("cluster.consensus.tick_period_ms", "must be 1 or more");
+        }
+        if self.service.max_request_size_mb == 0 {
+            return invalid("service.max_request_size_mb", "must be 1 or more");
+        }
+        Ok(())
+    }
+
+    /// Defaults for collections created without explicit settings.
+    pub fn collection_defaults(&self) -> CollectionDefaults {
+        let s = &self.storage;
+        CollectionDefaults {
+            shard_number: 1,
+            replication_factor: s.collection.replication_factor,
+            write_consistency_factor: s.collection.write_consistency_factor,
+            on_disk_payload: s.on_disk_payload,
+            hnsw: HnswConfig {
+                m: s.hnsw_index.m,
+                ef_construct: s.hnsw_index.ef_construct,
+                full_scan_threshold: s.hnsw_index.full_scan_threshold_kb,
+                max_indexing_threads: s.hnsw_index.max_indexing_threads,
+                on_disk: s.hnsw_index.on_disk,
+            },
+            optimizers: OptimizersConfig {
+                deleted_threshold: s.optimizers.deleted_threshold,
+                vacuum_min_vector_number: s.optimizers.vacuum_min_vector_number,
+                default_segment_number: s.optimizers.default_segment_number,
+                max_segment_size: s.optimizers.max_segment_size_kb,
+                memmap_threshold: s.optimizers.memmap_threshold_kb,
+                indexing_threshold: Some(s.optimizers.indexing_threshold_kb),
+                flush_interval_sec: s.optimizers.flush_interval_sec,
+                max_optimization_threads: s.optimizers.max_optimization_threads,
+            },
+            wal: WalConfig { wal_capacity_mb: s.wal.wal_capacity_mb, wal_segments_ahead: s.wal.wal_segments_ahead },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Iterator<Item = (String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<Vec<_>>().into_iter()
+    }
+
+    #[test]
+    fn defaults_match_qdrant() {
+        let s = Settings::load_from(Path::new("/nonexistent/config"), None, env(&[])).unwrap();
+        assert_eq!(s.service.http_port, 6333);
+        assert_eq!(s.service.grpc_port, Some(6334));
+        assert_eq!(s.cluster.p2p.port, 6335);
+        assert_eq!(s.storage.storage_path, PathBuf::from("./storage"));
+        assert_eq!(s.storage.snapshots_path, PathBuf::from("./snapshots"));
+        assert_eq!(s.storage.temp_dir(), PathBuf::from("./storage/tmp"));
+        assert!(!s.cluster.enabled);
+    }
+
+    #[test]
+    fn file_then_env_override() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("extra.yaml");
+        std::fs::write(&file, "service:\n  http_port: 7000\nstorage:\n  snapshots_path: /from/file\n").unwrap();
+        let s = Settings::load_from(
+            Path::new("/nonexistent/config"),
+            Some(&file),
+            env(&[("QDRANT__SERVICE__HTTP_PORT", "7100"), ("QDRANT__STORAGE__TEMP_PATH", "/t")]),
+        )
+        .unwrap();
+        assert_eq!(s.service.http_port, 7100);
+        assert_eq!(s.storage.snapshots_path, PathBuf::from("/from/file"));
+        assert_eq!(s.storage.temp_dir(), PathBuf::from("/t/tmp"));
+    }
+
+    #[test]
+    fn bad_value_names_the_key() {
+        let err = Settings::load_from(
+            Path::new("/nonexistent/config"),
+            None,
+            env(&[("QDRANT__SERVICE__HTTP_PORT", "not-a-port")]),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("http_port"), "{err}");
+    }
+
+    #[test]
+    fn missing_config_path_is_an_error() {
+        let err = Settings::load_from(Path::new("/nonexistent/config"), Some(Path::new("/nope.yaml")), env(&[]))
+            .unwrap_err();
+        assert!(err.to_string().contains("/nope.yaml"));
+    }
+}
