@@ -1,8 +1,8 @@
 //! PLACEHOLDER (consensus branch): the pure cluster-state machine.
 //!
-//! The integrator replaces this file with the real `ClusterState`. Keep the
-//! `impl StateMachine for ClusterState` block at the bottom: it is the only thing the driver
-//! depends on (`Serialize + DeserializeOwned + Default + Clone`, and a deterministic `apply`).
+//! The integrator replaces this file with the real `ClusterState`. The driver depends only on
+//! `Serialize + DeserializeOwned + Default + Clone` and a deterministic
+//! `apply(&mut self, &ClusterOp) -> Result<Vec<Effect>>` (see `impl StateMachine` in mod.rs).
 
 use std::collections::BTreeMap;
 
@@ -10,7 +10,6 @@ use serde::{Deserialize, Serialize};
 
 use super::effect::Effect;
 use super::op::ClusterOp;
-use super::StateMachine;
 use crate::error::{Error, Result};
 
 /// The replicated cluster metadata.
@@ -31,14 +30,5 @@ impl ClusterState {
             }
             ClusterOp::Fail { msg } => Err(Error::BadInput(msg.clone())),
         }
-    }
-}
-
-impl StateMachine for ClusterState {
-    type Op = ClusterOp;
-    type Effect = Effect;
-
-    fn apply(&mut self, op: &ClusterOp) -> Result<Vec<Effect>> {
-        ClusterState::apply(self, op)
     }
 }
