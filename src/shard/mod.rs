@@ -1,2 +1,257 @@
 //! A local shard: the storage engine for one shard's points on this peer.
+//!
+//! A shard is a write-ahead log plus immutable segment files, described by a small
+//! manifest. Directory layout:
+//! ```text
+//! <shard dir>/manifest.json            segments, deletion and index files, WAL start (manifest.rs)
+//! <shard dir>/wal/000000000001.log     WAL files named by their first sequence number (wal.rs)
+//! <shard dir>/segments/000004.points   rows of a segment, or one chunk of the appendable one (segment.rs)
+//! <shard dir>/segments/000007.deleted  deleted offsets of a segment as of a checkpoint (segment.rs)
+//! <shard dir>/segments/000008.hnsw     vector index of one sealed segment's column (index.rs)
+//! ```
+//! Every file but `manifest.json` is written once and never modified; `manifest.json` is
+//! replaced atomically. Superseded files are deleted only after the manifest that drops
+//! them is durable, and not while a [`FrozenShard`] pins them.
+//!
+//! Module map: `ops` (operations and their WAL encoding), `wal`, `segment` (rows and
+//! their files), `state` (segments in memory and applying ops), `search`, `filter` and
+//! `json_path` (Qdrant filters), `engine` (locks, recovery, write path), `checkpoint`
+//! (checkpoints and freezing), `worker` (background checkpoints and indexing), `index`
+//! (the seam to the HNSW index).
+//!
+//! Threading: [`LocalShard`] is `Send + Sync`; all methods take `&self`. Reads run in
+//! parallel with each other; a write holds the shard's write lock only while it appends
+//! to the WAL and updates memory. One background thread per shard does checkpoints and
+//! index builds; dropping the shard stops it (waiting for an index build in progress).
+
+pub mod binio;
+pub mod bitset;
+pub mod checkpoint;
 pub mod distance;
+pub mod engine;
+pub mod files;
+pub mod filter;
+pub mod index;
+pub mod json_path;
+pub mod manifest;
+pub mod ops;
+pub mod search;
+pub mod segment;
+pub mod state;
+pub mod wal;
+pub mod worker;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use serde::{Deserialize, Serialize};
+
+use crate::collection::config::{HnswConfig, VectorParams};
+use crate::collection::point::{NamedVectors, Record, ScoredPoint, VectorOutput, WithPayload, WithVector};
+use crate::error::{Error, Result};
+use crate::types::PointId;
+
+pub use checkpoint::FrozenShard;
+pub use filter::Filter;
+pub use ops::{PointSelector, ShardOp};
+
+use engine::Inner;
+use index::IndexBuilder;
+use state::{Loc, ShardState};
+
+/// What a shard needs to know of its collection's configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShardConfig {
+    /// Vector parameters by name; `""` is the default vector.
+    pub vectors: BTreeMap<String, VectorParams>,
+    pub hnsw: HnswConfig,
+    /// A sealed segment with at least this many KB of vectors gets an index; 0 = never.
+    pub indexing_threshold_kb: usize,
+    /// The appendable segment is sealed once its vectors exceed this many KB; 0 = never.
+    pub segment_max_kb: usize,
+}
+
+impl ShardConfig {
+    /// Dimension of each vector name.
+    pub fn dims(&self) -> BTreeMap<String, usize> {
+        self.vectors.iter().map(|(n, p)| (n.clone(), p.size)).collect()
+    }
+}
+
+/// A nearest-neighbour query against one vector name.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SearchRequest {
+    pub vector_name: String,
+    pub vector: Vec<f32>,
+    pub filter: Option<Filter>,
+    /// Number of results, already including any offset the caller will skip.
+    pub limit: usize,
+    pub score_threshold: Option<f32>,
+    pub exact: bool,
+    pub hnsw_ef: Option<usize>,
+    pub with_payload: WithPayload,
+    pub with_vector: WithVector,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ShardInfo {
+    pub points_count: usize,
+    pub segments_count: usize,
+    pub indexed_vectors_count: usize,
+}
+
+pub struct LocalShard {
+    inner: Arc<Inner>,
+    worker: Option<JoinHandle<()>>,
+}
+
+impl LocalShard {
+    /// Opens the shard in `dir` (created if new), recovering from the WAL after a crash.
+    pub fn open(dir: &Path, config: ShardConfig) -> Result<LocalShard> {
+        Self::open_with_builder(dir, config, index::default_builder())
+    }
+
+    /// Like [`LocalShard::open`] with a chosen index implementation.
+    pub fn open_with_builder(dir: &Path, config: ShardConfig, builder: Arc<dyn IndexBuilder>) -> Result<LocalShard> {
+        let inner = Arc::new(Inner::open(dir, config, builder)?);
+        let worker = worker::spawn(inner.clone()).map_err(|e| Error::io("starting shard worker", e))?;
+        let unpersisted = inner.state.read().segments.iter().any(|s| s.disk.epoch != s.epoch);
+        if unpersisted {
+            inner.jobs.request_checkpoint();
+        }
+        inner.jobs.request_indexing();
+        Ok(LocalShard { inner, worker: Some(worker) })
+    }
+
+    /// Replaces the configuration (e.g. a changed indexing threshold). Vector sizes and
+    /// distances must not change.
+    pub fn update_config(&self, config: ShardConfig) {
+        self.inner.state.write().config = config;
+        self.inner.jobs.request_indexing();
+    }
+
+    /// Validates, logs and applies `op`; returns its sequence number. With `durable`, the
+    /// op's WAL record is fsynced before this returns (concurrent callers share fsyncs).
+    /// A failed op changes nothing.
+    pub fn apply(&self, op: ShardOp, durable: bool) -> Result<u64> {
+        self.inner.apply(op, durable)
+    }
+
+    /// The points with these ids, in request order; missing ids are skipped.
+    pub fn retrieve(&self, ids: &[PointId], with_payload: &WithPayload, with_vector: &WithVector) -> Vec<Record> {
+        let state = self.inner.state.read();
+        ids.iter()
+            .filter_map(|id| state.ids.get(id).map(|loc| record(&state, *id, *loc, with_payload, with_vector)))
+            .collect()
+    }
+
+    /// Up to `limit` points with id >= `offset` passing `filter`, ascending by id, and the
+    /// id to continue from (`None` at the end).
+    pub fn scroll(
+        &self,
+        filter: Option<&Filter>,
+        offset: Option<PointId>,
+        limit: usize,
+        with_payload: &WithPayload,
+        with_vector: &WithVector,
+    ) -> (Vec<Record>, Option<PointId>) {
+        let state = self.inner.state.read();
+        let start = offset.map_or(std::ops::Bound::Unbounded, std::ops::Bound::Included);
+        let mut page = state
+            .ids
+            .range((start, std::ops::Bound::Unbounded))
+            .filter(|(id, loc)| filter.is_none_or(|f| f.matches(**id, state.payload(**loc))))
+            .take(limit.saturating_add(1));
+        let records = page.by_ref().take(limit).map(|(id, loc)| record(&state, *id, *loc, with_payload, with_vector));
+        let records: Vec<Record> = records.collect();
+        let next = page.next().map(|(id, _)| *id);
+        (records, next)
+    }
+
+    /// Exact number of points passing `filter`.
+    pub fn count(&self, filter: Option<&Filter>) -> usize {
+        let state = self.inner.state.read();
+        match filter {
+            None => state.ids.len(),
+            Some(f) => state.ids.iter().filter(|(id, loc)| f.matches(**id, state.payload(**loc))).count(),
+        }
+    }
+
+    /// Nearest neighbours, best first, scored as Qdrant reports them.
+    pub fn search(&self, req: &SearchRequest) -> Result<Vec<ScoredPoint>> {
+        let state = self.inner.state.read();
+        let hits = search::search(&state, req)?;
+        let distance = state.config.vectors.get(&req.vector_name).map(|p| p.distance);
+        let Some(distance) = distance else { return Ok(Vec::new()) };
+        Ok(hits
+            .into_iter()
+            .map(|hit| {
+                let (seg, off) = state.row(hit.loc);
+                let data = seg.data();
+                ScoredPoint {
+                    id: data.ids[off],
+                    version: data.versions[off],
+                    score: distance.to_user_score(hit.sim),
+                    payload: req.with_payload.select(&data.payloads[off]),
+                    vector: select_vectors(&state, hit.loc, &req.with_vector),
+                }
+            })
+            .collect())
+    }
+
+    /// All stored (preprocessed) vectors of a point.
+    pub fn get_vectors(&self, id: PointId) -> Option<NamedVectors> {
+        let state = self.inner.state.read();
+        state.ids.get(&id).map(|loc| state.vectors(*loc))
+    }
+
+    pub fn info(&self) -> ShardInfo {
+        let state = self.inner.state.read();
+        let indexed_vectors_count = state
+            .segments
+            .iter()
+            .map(|s| s.indexes.values().map(|i| i.len()).sum::<usize>())
+            .sum();
+        ShardInfo { points_count: state.ids.len(), segments_count: state.segments.len(), indexed_vectors_count }
+    }
+
+    /// Checkpoint: writes what is only in the WAL into segment files and a new manifest,
+    /// then drops the WAL before it.
+    pub fn flush(&self) -> Result<()> {
+        self.inner.checkpoint()?;
+        self.inner.jobs.request_indexing();
+        Ok(())
+    }
+
+    /// Pins a set of files (manifest, segment files, closed WAL files) that reproduces
+    /// the shard as of now; see [`FrozenShard`]. Rotates the WAL, so writers wait only for
+    /// that. Later checkpoints proceed but defer deleting pinned files until the guard drops.
+    pub fn freeze(&self) -> Result<FrozenShard> {
+        self.inner.freeze()
+    }
+}
+
+impl Drop for LocalShard {
+    fn drop(&mut self) {
+        self.inner.jobs.stop();
+        if let Some(worker) = self.worker.take() {
+            let _ = worker.join();
+        }
+    }
+}
+
+fn record(state: &ShardState, id: PointId, loc: Loc, with_payload: &WithPayload, with_vector: &WithVector) -> Record {
+    Record { id, payload: with_payload.select(state.payload(loc)), vector: select_vectors(state, loc, with_vector) }
+}
+
+fn select_vectors(state: &ShardState, loc: Loc, with_vector: &WithVector) -> Option<VectorOutput> {
+    if !with_vector.wants_any() {
+        return None;
+    }
+    with_vector.select(&state.vectors(loc)).map(VectorOutput::from_named)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,172 @@
+//! Nearest-neighbour search over a shard's segments.
+//!
+//! Owns the choice per segment between its vector index and an exact scan, and the
+//! merge of per-segment top-k lists. A segment uses its index when it has one for the
+//! vector, the request is not `exact`, and the filter is not too selective: if fewer
+//! points than `full_scan_threshold` KB worth of vectors match in that segment, a scan
+//! is both exact and cheap. Exact scan is one linear pass over the contiguous vectors,
+//! skipping deleted rows, rows without the vector, and rows the filter rejects.
+//! All scores here are internal similarities (higher is better).
+
+use std::cmp::Ordering;
+use std::collections::BinaryHeap;
+
+use crate::error::{Error, Result};
+use crate::shard::filter::Filter;
+use crate::shard::index::VectorIndex;
+use crate::shard::state::{Loc, Segment, ShardState};
+use crate::shard::SearchRequest;
+
+/// One candidate: a row and its similarity to the query.
+#[derive(Debug, Clone, Copy)]
+pub struct Hit {
+    pub sim: f32,
+    pub loc: Loc,
+}
+
+impl PartialEq for Hit {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl Eq for Hit {}
+
+impl PartialOrd for Hit {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// Greater = better: higher similarity, then the earlier location (deterministic ties).
+impl Ord for Hit {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.sim
+            .total_cmp(&other.sim)
+            .then_with(|| (other.loc.seg, other.loc.off).cmp(&(self.loc.seg, self.loc.off)))
+    }
+}
+
+/// Keeps the best `k` hits seen.
+struct TopK {
+    k: usize,
+    heap: BinaryHeap<std::cmp::Reverse<Hit>>,
+}
+
+impl TopK {
+    fn new(k: usize) -> Self {
+        TopK { k, heap: BinaryHeap::with_capacity(k + 1) }
+    }
+
+    fn push(&mut self, hit: Hit) {
+        if self.heap.len() < self.k {
+            self.heap.push(std::cmp::Reverse(hit));
+        } else if self.heap.peek().is_some_and(|worst| hit > worst.0) {
+            self.heap.pop();
+            self.heap.push(std::cmp::Reverse(hit));
+        }
+    }
+
+    fn into_sorted(self) -> Vec<Hit> {
+        let mut v: Vec<Hit> = self.heap.into_iter().map(|r| r.0).collect();
+        v.sort_by(|a, b| b.cmp(a));
+        v
+    }
+}
+
+/// The best `req.limit` rows for the request across all segments, best first, with the
+/// score threshold applied.
+pub fn search(state: &ShardState, req: &SearchRequest) -> Result<Vec<Hit>> {
+    let params = state
+        .config
+        .vectors
+        .get(&req.vector_name)
+        .ok_or_else(|| Error::BadInput(format!("Not existing vector name error: {}", req.vector_name)))?;
+    if req.vector.len() != params.size {
+        return Err(Error::BadInput(format!(
+            "Vector dimension error: expected dim: {}, got {}",
+            params.size,
+            req.vector.len()
+        )));
+    }
+    if req.limit == 0 {
+        return Ok(Vec::new());
+    }
+    let distance = params.distance;
+    let query = distance.preprocess(req.vector.clone());
+    let full_scan_points = state.config.hnsw.full_scan_threshold.saturating_mul(1024) / (params.size * 4).max(1);
+    let mut top = TopK::new(req.limit);
+    for (si, seg) in state.segments.iter().enumerate() {
+        let index = seg.indexes.get(&req.vector_name).filter(|_| !req.exact);
+        let use_index = index.filter(|_| !too_selective(seg, req.filter.as_ref(), full_scan_points));
+        let scan = SegmentScan { seg, seg_index: si as u32, req, query: &query, distance };
+        match use_index {
+            Some(index) => scan.with_index(index.as_ref(), &mut top),
+            None => scan.exact(&mut top),
+        }
+    }
+    let hits = top.into_sorted();
+    Ok(match req.score_threshold {
+        Some(t) => hits.into_iter().filter(|h| distance.passes_threshold(distance.to_user_score(h.sim), t)).collect(),
+        None => hits,
+    })
+}
+
+/// True when fewer than `threshold` live rows of the segment pass the filter.
+fn too_selective(seg: &Segment, filter: Option<&Filter>, threshold: usize) -> bool {
+    let Some(filter) = filter else { return false };
+    let data = seg.data();
+    let matching = (0..data.len())
+        .filter(|&off| !seg.deleted.get(off) && filter.matches(data.ids[off], &data.payloads[off]))
+        .take(threshold)
+        .count();
+    matching < threshold
+}
+
+struct SegmentScan<'a> {
+    seg: &'a Segment,
+    seg_index: u32,
+    req: &'a SearchRequest,
+    query: &'a [f32],
+    distance: crate::collection::config::Distance,
+}
+
+impl SegmentScan<'_> {
+    /// Whether row `off` may be returned: live, has the vector, passes the filter.
+    fn accept(&self, off: usize) -> bool {
+        let data = self.seg.data();
+        if self.seg.deleted.get(off) {
+            return false;
+        }
+        let Some(col) = data.columns.get(&self.req.vector_name) else { return false };
+        if col.missing.get(off) {
+            return false;
+        }
+        self.req.filter.as_ref().is_none_or(|f| f.matches(data.ids[off], &data.payloads[off]))
+    }
+
+    fn exact(&self, top: &mut TopK) {
+        let data = self.seg.data();
+        let Some(col) = data.columns.get(&self.req.vector_name) else { return };
+        if col.dim == 0 {
+            return;
+        }
+        for (off, v) in col.data.chunks_exact(col.dim).enumerate() {
+            if self.accept(off) {
+                let sim = self.distance.similarity(v, self.query);
+                top.push(Hit { sim, loc: Loc { seg: self.seg_index, off: off as u32 } });
+            }
+        }
+    }
+
+    fn with_index(&self, index: &dyn VectorIndex, top: &mut TopK) {
+        let data = self.seg.data();
+        let Some(col) = data.columns.get(&self.req.vector_name) else { return };
+        let k = self.req.limit;
+        let ef = self.req.hnsw_ef.unwrap_or(64).max(k);
+        let accept = |off: u32| self.accept(off as usize);
+        for (off, sim) in index.search(&col.data, self.query, k, ef, &accept) {
+            top.push(Hit { sim, loc: Loc { seg: self.seg_index, off } });
+        }
+    }
+}
