@@ -95,11 +95,16 @@ mod tests {
     fn full_disk_is_insufficient_storage() {
         let err = Error::io("writing wal", io::Error::from_raw_os_error(libc::ENOSPC));
         assert!(matches!(err, Error::InsufficientStorage(_)));
-        assert!(err.to_string().starts_with("Insufficient storage: writing wal"));
+        assert!(err
+            .to_string()
+            .starts_with("Insufficient storage: writing wal"));
     }
 
     #[test]
     fn messages_carry_qdrant_prefixes() {
-        assert_eq!(Error::collection_not_found("c").to_string(), "Not found: Collection `c` doesn't exist!");
+        assert_eq!(
+            Error::collection_not_found("c").to_string(),
+            "Not found: Collection `c` doesn't exist!"
+        );
     }
 }

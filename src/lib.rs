@@ -1,7 +1,21 @@
 //! shoal: a clustered vector database node that speaks Qdrant's public API.
+//!
+//! The map, top down (edges only point down):
+//! - [`api`]: REST (and later gRPC) front doors; parse, validate, shape answers.
+//! - [`node`]: what a peer can do; metadata ops go through [`consensus`], point ops
+//!   straight to [`collection`]s.
+//! - [`consensus`]: the Raft group holding the cluster metadata; a pure state machine
+//!   plus the driver that owns raft-rs's `RawNode`.
+//! - [`collection`]: configuration, point shapes, routing of points to shards.
+//! - [`shard`]: the storage engine of one shard: WAL, immutable segments, search.
+//! - [`settings`], [`error`], [`types`]: shared by all.
+pub mod api;
+pub mod cli;
 pub mod collection;
 pub mod consensus;
 pub mod error;
+pub mod node;
 pub mod settings;
 pub mod shard;
+pub mod snapshot;
 pub mod types;

@@ -1,1 +1,90 @@
-fn main(){}
+//! The shoal binary: parse flags, load settings, start the node, serve until a signal.
+
+use std::net::{IpAddr, SocketAddr};
+use std::process::ExitCode;
+
+use clap::Parser;
+use tokio_util::sync::CancellationToken;
+
+use shoal::cli::Cli;
+use shoal::node::Node;
+use shoal::settings::Settings;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let settings = match Settings::load(cli.config_path.as_deref()) {
+        Ok(settings) => settings,
+        Err(err) => {
+            eprintln!("shoal: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    init_tracing(settings.log_level.as_deref());
+    // reqwest and tonic share one TLS crypto provider, installed once per process.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("shoal: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(settings)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("shoal: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(settings: Settings) -> anyhow::Result<()> {
+    let host: IpAddr = settings.service.host.parse().map_err(|e| {
+        anyhow::anyhow!(
+            "service.host: `{}` is not an IP address: {e}",
+            settings.service.host
+        )
+    })?;
+    let rest_addr = SocketAddr::new(host, settings.service.http_port);
+    let node = Node::start(settings).await?;
+    tracing::info!(peer_id = node.consensus.peer_id(), "shoal node started");
+
+    let shutdown = CancellationToken::new();
+    tokio::spawn(cancel_on_signal(shutdown.clone()));
+    let served = shoal::api::rest::serve(node.clone(), rest_addr, shutdown.clone()).await;
+    node.shutdown().await;
+    served.map_err(|e| anyhow::anyhow!("REST server on {rest_addr}: {e}"))
+}
+
+/// Cancels `token` on SIGINT or SIGTERM.
+async fn cancel_on_signal(token: CancellationToken) {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(err) => {
+            tracing::error!(%err, "cannot listen for SIGTERM");
+            let _ = tokio::signal::ctrl_c().await;
+            token.cancel();
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutting down");
+    token.cancel();
+}
+
+fn init_tracing(level: Option<&str>) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(level.unwrap_or("info").to_lowercase())
+    });
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}

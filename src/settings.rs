@@ -96,7 +96,10 @@ pub struct WalSettings {
 
 impl Default for WalSettings {
     fn default() -> Self {
-        WalSettings { wal_capacity_mb: 32, wal_segments_ahead: 0 }
+        WalSettings {
+            wal_capacity_mb: 32,
+            wal_segments_ahead: 0,
+        }
     }
 }
 
@@ -141,7 +144,13 @@ pub struct HnswSettings {
 
 impl Default for HnswSettings {
     fn default() -> Self {
-        HnswSettings { m: 16, ef_construct: 100, full_scan_threshold_kb: 10_000, max_indexing_threads: 0, on_disk: false }
+        HnswSettings {
+            m: 16,
+            ef_construct: 100,
+            full_scan_threshold_kb: 10_000,
+            max_indexing_threads: 0,
+            on_disk: false,
+        }
     }
 }
 
@@ -154,11 +163,14 @@ pub struct CollectionSettings {
 
 impl Default for CollectionSettings {
     fn default() -> Self {
-        CollectionSettings { replication_factor: 1, write_consistency_factor: 1 }
+        CollectionSettings {
+            replication_factor: 1,
+            write_consistency_factor: 1,
+        }
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
 pub struct ClusterSettings {
     pub enabled: bool,
@@ -168,7 +180,11 @@ pub struct ClusterSettings {
 
 impl Default for ClusterSettings {
     fn default() -> Self {
-        ClusterSettings { enabled: false, p2p: P2pSettings::default(), consensus: ConsensusSettings::default() }
+        ClusterSettings {
+            enabled: false,
+            p2p: P2pSettings::default(),
+            consensus: ConsensusSettings::default(),
+        }
     }
 }
 
@@ -192,7 +208,9 @@ pub struct ConsensusSettings {
 
 impl Default for ConsensusSettings {
     fn default() -> Self {
-        ConsensusSettings { tick_period_ms: 100 }
+        ConsensusSettings {
+            tick_period_ms: 100,
+        }
     }
 }
 
@@ -216,14 +234,16 @@ impl Settings {
         config_path: Option<&Path>,
         env: impl Iterator<Item = (String, String)>,
     ) -> Result<Settings, SettingsError> {
-        let mut builder = config::Config::builder().add_source(config::File::from(base).required(false));
+        let mut builder =
+            config::Config::builder().add_source(config::File::from(base).required(false));
         if let Some(path) = config_path {
             if !path.exists() {
                 return Err(SettingsError::MissingFile(path.to_path_buf()));
             }
             builder = builder.add_source(config::File::from(path));
         }
-        let env: config::Map<String, String> = env.filter(|(k, _)| k.starts_with("QDRANT__")).collect();
+        let env: config::Map<String, String> =
+            env.filter(|(k, _)| k.starts_with("QDRANT__")).collect();
         let environment = config::Environment::with_prefix("QDRANT")
             .prefix_separator("__")
             .separator("__")
@@ -283,7 +303,10 @@ impl Settings {
                 flush_interval_sec: s.optimizers.flush_interval_sec,
                 max_optimization_threads: s.optimizers.max_optimization_threads,
             },
-            wal: WalConfig { wal_capacity_mb: s.wal.wal_capacity_mb, wal_segments_ahead: s.wal.wal_segments_ahead },
+            wal: WalConfig {
+                wal_capacity_mb: s.wal.wal_capacity_mb,
+                wal_segments_ahead: s.wal.wal_segments_ahead,
+            },
         }
     }
 }
@@ -293,7 +316,11 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> impl Iterator<Item = (String, String)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<Vec<_>>().into_iter()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect::<Vec<_>>()
+            .into_iter()
     }
 
     #[test]
@@ -312,11 +339,18 @@ mod tests {
     fn file_then_env_override() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("extra.yaml");
-        std::fs::write(&file, "service:\n  http_port: 7000\nstorage:\n  snapshots_path: /from/file\n").unwrap();
+        std::fs::write(
+            &file,
+            "service:\n  http_port: 7000\nstorage:\n  snapshots_path: /from/file\n",
+        )
+        .unwrap();
         let s = Settings::load_from(
             Path::new("/nonexistent/config"),
             Some(&file),
-            env(&[("QDRANT__SERVICE__HTTP_PORT", "7100"), ("QDRANT__STORAGE__TEMP_PATH", "/t")]),
+            env(&[
+                ("QDRANT__SERVICE__HTTP_PORT", "7100"),
+                ("QDRANT__STORAGE__TEMP_PATH", "/t"),
+            ]),
         )
         .unwrap();
         assert_eq!(s.service.http_port, 7100);
@@ -337,8 +371,12 @@ mod tests {
 
     #[test]
     fn missing_config_path_is_an_error() {
-        let err = Settings::load_from(Path::new("/nonexistent/config"), Some(Path::new("/nope.yaml")), env(&[]))
-            .unwrap_err();
+        let err = Settings::load_from(
+            Path::new("/nonexistent/config"),
+            Some(Path::new("/nope.yaml")),
+            env(&[]),
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("/nope.yaml"));
     }
 }

@@ -67,9 +67,9 @@ impl FromStr for PointId {
         if let Ok(n) = s.parse::<u64>() {
             return Ok(PointId::Num(n));
         }
-        Uuid::parse_str(s)
-            .map(PointId::Uuid)
-            .map_err(|_| format!("Unable to parse point id `{s}`: expected an unsigned integer or a UUID"))
+        Uuid::parse_str(s).map(PointId::Uuid).map_err(|_| {
+            format!("Unable to parse point id `{s}`: expected an unsigned integer or a UUID")
+        })
     }
 }
 
@@ -94,17 +94,23 @@ impl<'de> Deserialize<'de> for PointId {
                 Ok(PointId::Num(v))
             }
             fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<PointId, E> {
-                u64::try_from(v)
-                    .map(PointId::Num)
-                    .map_err(|_| E::custom(format!("point id {v} is negative; ids are unsigned integers or UUIDs")))
+                u64::try_from(v).map(PointId::Num).map_err(|_| {
+                    E::custom(format!(
+                        "point id {v} is negative; ids are unsigned integers or UUIDs"
+                    ))
+                })
             }
             fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<PointId, E> {
-                Err(E::custom(format!("point id {v} is not an unsigned integer or a UUID")))
+                Err(E::custom(format!(
+                    "point id {v} is not an unsigned integer or a UUID"
+                )))
             }
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<PointId, E> {
-                Uuid::parse_str(v)
-                    .map(PointId::Uuid)
-                    .map_err(|_| E::custom(format!("point id `{v}` is not a valid UUID or unsigned integer")))
+                Uuid::parse_str(v).map(PointId::Uuid).map_err(|_| {
+                    E::custom(format!(
+                        "point id `{v}` is not a valid UUID or unsigned integer"
+                    ))
+                })
             }
         }
         deserializer.deserialize_any(Visitor)
@@ -119,8 +125,12 @@ mod tests {
     fn point_ids_round_trip_as_json() {
         let num: PointId = serde_json::from_str("42").unwrap();
         assert_eq!(num, PointId::Num(42));
-        let uuid: PointId = serde_json::from_str("\"5c56c793-69f3-4fbf-87e6-c4bf54c28c26\"").unwrap();
-        assert_eq!(serde_json::to_string(&uuid).unwrap(), "\"5c56c793-69f3-4fbf-87e6-c4bf54c28c26\"");
+        let uuid: PointId =
+            serde_json::from_str("\"5c56c793-69f3-4fbf-87e6-c4bf54c28c26\"").unwrap();
+        assert_eq!(
+            serde_json::to_string(&uuid).unwrap(),
+            "\"5c56c793-69f3-4fbf-87e6-c4bf54c28c26\""
+        );
         assert!(serde_json::from_str::<PointId>("-1").is_err());
         assert!(serde_json::from_str::<PointId>("\"nope\"").is_err());
         assert!(serde_json::from_str::<PointId>("1.5").is_err());

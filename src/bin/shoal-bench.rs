@@ -1,1 +1,320 @@
-fn main(){}
+//! shoal-bench: loads random points into a shoal node over REST and measures upsert
+//! throughput, exact and approximate search throughput, recall@10 of approximate
+//! search against exact results, and the server's peak RSS.
+//!
+//! Usage: `cargo run --release --bin shoal-bench -- [--points N] [--dim D] [--batch B]
+//! [--queries Q] [--clients C] [--server PATH] [--url URL]`. Without `--url` it starts
+//! `target/release/shoal` (or `--server`) on loopback ports with a temporary storage
+//! directory, so the figures include nothing but shoal and the loopback network.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use serde_json::{json, Value};
+
+struct Options {
+    points: usize,
+    dim: usize,
+    batch: usize,
+    queries: usize,
+    clients: usize,
+    url: Option<String>,
+    server: PathBuf,
+}
+
+fn parse_options() -> Result<Options> {
+    let mut o = Options {
+        points: 100_000,
+        dim: 128,
+        batch: 1_000,
+        queries: 200,
+        clients: 1,
+        url: None,
+        server: PathBuf::from("target/release/shoal"),
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(flag) = args.next() {
+        let mut value = || args.next().ok_or_else(|| anyhow!("{flag} needs a value"));
+        match flag.as_str() {
+            "--points" => o.points = value()?.parse()?,
+            "--dim" => o.dim = value()?.parse()?,
+            "--batch" => o.batch = value()?.parse()?,
+            "--queries" => o.queries = value()?.parse()?,
+            "--clients" => o.clients = value()?.parse()?,
+            "--url" => o.url = Some(value()?),
+            "--server" => o.server = PathBuf::from(value()?),
+            other => bail!("unknown flag {other}"),
+        }
+    }
+    Ok(o)
+}
+
+/// xorshift64*: fast, deterministic, good enough for benchmark vectors.
+struct Rng(u64);
+
+impl Rng {
+    fn next_f32(&mut self) -> f32 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        let x = self.0.wrapping_mul(0x2545_F491_4F6C_DD1D);
+        (x >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+    }
+
+    fn vector(&mut self, dim: usize) -> Vec<f32> {
+        (0..dim).map(|_| self.next_f32()).collect()
+    }
+}
+
+struct Server {
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+fn start_server(binary: &PathBuf) -> Result<(Server, String)> {
+    let dir = tempfile::tempdir()?;
+    let port = free_port()?;
+    let child = Command::new(binary)
+        .current_dir(dir.path())
+        .env("QDRANT__SERVICE__HOST", "127.0.0.1")
+        .env("QDRANT__SERVICE__HTTP_PORT", port.to_string())
+        .env("QDRANT__SERVICE__GRPC_PORT", free_port()?.to_string())
+        .env("QDRANT__CLUSTER__P2P__PORT", free_port()?.to_string())
+        .env("QDRANT__STORAGE__STORAGE_PATH", dir.path().join("storage"))
+        .env(
+            "QDRANT__STORAGE__SNAPSHOTS_PATH",
+            dir.path().join("snapshots"),
+        )
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .with_context(|| {
+            format!(
+                "starting {} (build it with cargo build --release)",
+                binary.display()
+            )
+        })?;
+    Ok((
+        Server { child, _dir: dir },
+        format!("http://127.0.0.1:{port}"),
+    ))
+}
+
+/// Peak resident set (VmHWM) of a process, in bytes.
+fn peak_rss(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+async fn call(
+    http: &reqwest::Client,
+    method: reqwest::Method,
+    url: String,
+    body: &Value,
+) -> Result<Value> {
+    let resp = http.request(method, &url).json(body).send().await?;
+    let status = resp.status();
+    let value: Value = resp.json().await?;
+    if !status.is_success() {
+        bail!("{url}: {status}: {value}");
+    }
+    Ok(value["result"].clone())
+}
+
+async fn wait_ready(http: &reqwest::Client, base: &str) -> Result<()> {
+    for _ in 0..600 {
+        if let Ok(r) = http.get(format!("{base}/readyz")).send().await {
+            if r.status().is_success() {
+                return Ok(());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    bail!("server at {base} did not become ready in 60 s")
+}
+
+async fn upsert_all(http: &reqwest::Client, base: &str, o: &Options) -> Result<Duration> {
+    let started = Instant::now();
+    let batches: Vec<usize> = (0..o.points).step_by(o.batch).collect();
+    let mut tasks = Vec::new();
+    for client in 0..o.clients {
+        let mine: Vec<usize> = batches
+            .iter()
+            .copied()
+            .skip(client)
+            .step_by(o.clients)
+            .collect();
+        let (http, base, dim, batch, total) =
+            (http.clone(), base.to_string(), o.dim, o.batch, o.points);
+        tasks.push(tokio::spawn(async move {
+            for start in mine {
+                let mut rng = Rng(0x9E37_79B9 ^ start as u64);
+                let end = (start + batch).min(total);
+                let points: Vec<Value> = (start..end)
+                    .map(|id| json!({"id": id, "vector": rng.vector(dim), "payload": {"n": id % 100}}))
+                    .collect();
+                call(&http, reqwest::Method::PUT, format!("{base}/collections/bench/points?wait=true"), &json!({"points": points}))
+                    .await?;
+            }
+            Ok::<_, anyhow::Error>(())
+        }));
+    }
+    for task in tasks {
+        task.await??;
+    }
+    Ok(started.elapsed())
+}
+
+async fn search(
+    http: &reqwest::Client,
+    base: &str,
+    queries: &[Vec<f32>],
+    exact: bool,
+) -> Result<(Duration, Vec<Vec<u64>>)> {
+    let started = Instant::now();
+    let mut results = Vec::with_capacity(queries.len());
+    for q in queries {
+        let body = json!({"vector": q, "limit": 10, "params": {"exact": exact}});
+        let hits = call(
+            http,
+            reqwest::Method::POST,
+            format!("{base}/collections/bench/points/search"),
+            &body,
+        )
+        .await?;
+        results.push(
+            hits.as_array()
+                .context("hits")?
+                .iter()
+                .filter_map(|h| h["id"].as_u64())
+                .collect(),
+        );
+    }
+    Ok((started.elapsed(), results))
+}
+
+/// Waits until every point is indexed (or indexing cannot apply), bounded.
+async fn wait_indexed(http: &reqwest::Client, base: &str) -> Result<(Duration, u64)> {
+    let started = Instant::now();
+    let mut last = 0;
+    for _ in 0..3_600 {
+        let info = call(
+            http,
+            reqwest::Method::GET,
+            format!("{base}/collections/bench"),
+            &Value::Null,
+        )
+        .await?;
+        let indexed = info["indexed_vectors_count"].as_u64().unwrap_or(0);
+        let points = info["points_count"].as_u64().unwrap_or(0);
+        if indexed > 0 && indexed == last && indexed * 100 >= points * 90 {
+            return Ok((started.elapsed(), indexed));
+        }
+        last = indexed;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    Ok((started.elapsed(), last))
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let o = parse_options()?;
+    let server = match &o.url {
+        Some(_) => None,
+        None => Some(start_server(&o.server)?),
+    };
+    let base = match (&o.url, &server) {
+        (Some(url), _) => url.clone(),
+        (None, Some((_, url))) => url.clone(),
+        (None, None) => unreachable!("a server is started when no --url is given"),
+    };
+    let pid = server.as_ref().map(|(s, _)| s.child.id());
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(600))
+        .build()?;
+    wait_ready(&http, &base).await?;
+
+    let _ = call(
+        &http,
+        reqwest::Method::DELETE,
+        format!("{base}/collections/bench"),
+        &Value::Null,
+    )
+    .await;
+    call(
+        &http,
+        reqwest::Method::PUT,
+        format!("{base}/collections/bench"),
+        &json!({"vectors": {"size": o.dim, "distance": "Cosine"}}),
+    )
+    .await?;
+
+    println!(
+        "shoal-bench: {} points x {}-d, batches of {}, {} client(s)",
+        o.points, o.dim, o.batch, o.clients
+    );
+    let took = upsert_all(&http, &base, &o).await?;
+    println!(
+        "upsert: {:.0} points/s ({:.1} s)",
+        o.points as f64 / took.as_secs_f64(),
+        took.as_secs_f64()
+    );
+
+    let mut rng = Rng(42);
+    let queries: Vec<Vec<f32>> = (0..o.queries).map(|_| rng.vector(o.dim)).collect();
+    // Index building runs in the background; measure searches only once it is done,
+    // so both figures see an idle machine.
+    let (index_wait, indexed) = wait_indexed(&http, &base).await?;
+    println!(
+        "indexing: {indexed} vectors indexed, waited {:.1} s after the load",
+        index_wait.as_secs_f64()
+    );
+    let (exact_took, exact) = search(&http, &base, &queries, true).await?;
+    println!(
+        "exact search: {:.0} queries/s",
+        o.queries as f64 / exact_took.as_secs_f64()
+    );
+    let (approx_took, approx) = search(&http, &base, &queries, false).await?;
+    let found: usize = exact
+        .iter()
+        .zip(&approx)
+        .map(|(e, a)| a.iter().filter(|id| e.contains(id)).count())
+        .sum();
+    let recall = found as f64 / exact.iter().map(Vec::len).sum::<usize>().max(1) as f64;
+    println!(
+        "approximate search: {:.0} queries/s, recall@10 {:.4}, {:.1}x exact",
+        o.queries as f64 / approx_took.as_secs_f64(),
+        recall,
+        exact_took.as_secs_f64() / approx_took.as_secs_f64()
+    );
+    if let Some(rss) = pid.and_then(peak_rss) {
+        let raw = (o.points * o.dim * 4) as f64;
+        let budget = 1.5 * raw + 100.0 * 1024.0 * 1024.0;
+        println!(
+            "server peak RSS: {:.1} MiB (raw vectors {:.1} MiB, budget 1.5x + 100 MiB = {:.1} MiB)",
+            rss as f64 / 1048576.0,
+            raw / 1048576.0,
+            budget / 1048576.0
+        );
+    }
+    Ok(())
+}

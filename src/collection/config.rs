@@ -60,12 +60,21 @@ impl VectorsConfig {
     fn validate(&self) -> Result<()> {
         let all = self.by_name();
         if all.is_empty() {
-            return Err(Error::BadInput("collection must have at least one vector".into()));
+            return Err(Error::BadInput(
+                "collection must have at least one vector".into(),
+            ));
         }
         for (name, p) in &all {
             if p.size == 0 || p.size > MAX_VECTOR_SIZE {
-                let label = if name.is_empty() { "vectors.size".to_string() } else { format!("vectors.{name}.size") };
-                return Err(Error::BadInput(format!("{label}: value {} invalid, must be from 1 to {MAX_VECTOR_SIZE}", p.size)));
+                let label = if name.is_empty() {
+                    "vectors.size".to_string()
+                } else {
+                    format!("vectors.{name}.size")
+                };
+                return Err(Error::BadInput(format!(
+                    "{label}: value {} invalid, must be from 1 to {MAX_VECTOR_SIZE}",
+                    p.size
+                )));
             }
         }
         Ok(())
@@ -93,7 +102,13 @@ pub struct HnswConfig {
 
 impl Default for HnswConfig {
     fn default() -> Self {
-        HnswConfig { m: 16, ef_construct: 100, full_scan_threshold: 10_000, max_indexing_threads: 0, on_disk: false }
+        HnswConfig {
+            m: 16,
+            ef_construct: 100,
+            full_scan_threshold: 10_000,
+            max_indexing_threads: 0,
+            on_disk: false,
+        }
     }
 }
 
@@ -169,7 +184,10 @@ pub struct WalConfig {
 
 impl Default for WalConfig {
     fn default() -> Self {
-        WalConfig { wal_capacity_mb: 32, wal_segments_ahead: 0 }
+        WalConfig {
+            wal_capacity_mb: 32,
+            wal_segments_ahead: 0,
+        }
     }
 }
 
@@ -237,21 +255,33 @@ impl Default for CollectionDefaults {
 impl CreateCollection {
     /// Builds the full configuration, filling gaps from `defaults`, and validates it.
     pub fn into_config(self, defaults: &CollectionDefaults) -> Result<CollectionConfig> {
-        if self.sparse_vectors.as_ref().is_some_and(|v| !v.is_null() && v != &serde_json::json!({})) {
-            return Err(Error::BadInput("sparse vectors are not supported by shoal".into()));
+        if self
+            .sparse_vectors
+            .as_ref()
+            .is_some_and(|v| !v.is_null() && v != &serde_json::json!({}))
+        {
+            return Err(Error::BadInput(
+                "sparse vectors are not supported by shoal".into(),
+            ));
         }
         let mut hnsw = defaults.hnsw.clone();
         self.hnsw_config.unwrap_or_default().apply_to(&mut hnsw);
         let mut optimizers = defaults.optimizers.clone();
-        self.optimizers_config.unwrap_or_default().apply_to(&mut optimizers);
+        self.optimizers_config
+            .unwrap_or_default()
+            .apply_to(&mut optimizers);
         let mut wal = defaults.wal.clone();
         self.wal_config.unwrap_or_default().apply_to(&mut wal);
         let config = CollectionConfig {
             params: CollectionParams {
                 vectors: self.vectors,
                 shard_number: self.shard_number.unwrap_or(defaults.shard_number),
-                replication_factor: self.replication_factor.unwrap_or(defaults.replication_factor),
-                write_consistency_factor: self.write_consistency_factor.unwrap_or(defaults.write_consistency_factor),
+                replication_factor: self
+                    .replication_factor
+                    .unwrap_or(defaults.replication_factor),
+                write_consistency_factor: self
+                    .write_consistency_factor
+                    .unwrap_or(defaults.write_consistency_factor),
                 on_disk_payload: self.on_disk_payload.unwrap_or(defaults.on_disk_payload),
             },
             hnsw_config: hnsw,
@@ -274,17 +304,23 @@ impl CollectionConfig {
             ("write_consistency_factor", p.write_consistency_factor),
         ] {
             if value == 0 {
-                return Err(Error::BadInput(format!("{label}: value 0 invalid, must be 1 or more")));
+                return Err(Error::BadInput(format!(
+                    "{label}: value 0 invalid, must be 1 or more"
+                )));
             }
         }
         if p.shard_number > 1024 {
             return Err(Error::BadInput("shard_number: must be at most 1024".into()));
         }
         if self.hnsw_config.m == 0 && self.hnsw_config.ef_construct == 0 {
-            return Err(Error::BadInput("hnsw_config.ef_construct: must be 1 or more".into()));
+            return Err(Error::BadInput(
+                "hnsw_config.ef_construct: must be 1 or more".into(),
+            ));
         }
         if self.hnsw_config.ef_construct == 0 {
-            return Err(Error::BadInput("hnsw_config.ef_construct: must be 1 or more".into()));
+            return Err(Error::BadInput(
+                "hnsw_config.ef_construct: must be 1 or more".into(),
+            ));
         }
         Ok(())
     }
@@ -400,7 +436,9 @@ impl UpdateCollection {
                 let params = match &mut config.params.vectors {
                     VectorsConfig::Single(p) if name.is_empty() => p,
                     VectorsConfig::Single(_) => None.ok_or_else(|| unknown_vector(name))?,
-                    VectorsConfig::Named(map) => map.get_mut(name).ok_or_else(|| unknown_vector(name))?,
+                    VectorsConfig::Named(map) => {
+                        map.get_mut(name).ok_or_else(|| unknown_vector(name))?
+                    }
                 };
                 if let Some(h) = &diff.hnsw_config {
                     let mut merged = params.hnsw_config.clone().unwrap_or_default();
@@ -428,7 +466,9 @@ fn merge_hnsw_diff(into: &mut HnswConfigDiff, from: &HnswConfigDiff) {
 }
 
 fn unknown_vector(name: &str) -> Error {
-    Error::BadInput(format!("Wrong vector name: `{name}` is not a vector of this collection"))
+    Error::BadInput(format!(
+        "Wrong vector name: `{name}` is not a vector of this collection"
+    ))
 }
 
 #[cfg(test)]
@@ -438,8 +478,10 @@ mod tests {
 
     #[test]
     fn create_fills_defaults_and_validates() {
-        let body: CreateCollection =
-            serde_json::from_value(json!({"vectors": {"size": 4, "distance": "Cosine"}, "shard_number": 2})).unwrap();
+        let body: CreateCollection = serde_json::from_value(
+            json!({"vectors": {"size": 4, "distance": "Cosine"}, "shard_number": 2}),
+        )
+        .unwrap();
         let config = body.into_config(&CollectionDefaults::default()).unwrap();
         assert_eq!(config.params.shard_number, 2);
         assert_eq!(config.params.replication_factor, 1);
@@ -458,7 +500,10 @@ mod tests {
         .unwrap();
         let config = body.into_config(&CollectionDefaults::default()).unwrap();
         assert_eq!(config.params.vectors.by_name().len(), 2);
-        assert!(serde_json::from_value::<CreateCollection>(json!({"vectors": {"size": 2, "distance": "Nope"}})).is_err());
+        assert!(serde_json::from_value::<CreateCollection>(
+            json!({"vectors": {"size": 2, "distance": "Nope"}})
+        )
+        .is_err());
     }
 
     #[test]

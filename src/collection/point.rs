@@ -103,10 +103,20 @@ impl WithPayload {
             WithPayload::Enable(false) => None,
             WithPayload::Enable(true) => Some(payload.clone()),
             WithPayload::Fields(keys) | WithPayload::Selector(PayloadSelector::Include(keys)) => {
-                Some(payload.iter().filter(|(k, _)| keys.contains(k)).map(|(k, v)| (k.clone(), v.clone())).collect())
+                Some(
+                    payload
+                        .iter()
+                        .filter(|(k, _)| keys.contains(k))
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect(),
+                )
             }
             WithPayload::Selector(PayloadSelector::Exclude(keys)) => Some(
-                payload.iter().filter(|(k, _)| !keys.contains(k)).map(|(k, v)| (k.clone(), v.clone())).collect(),
+                payload
+                    .iter()
+                    .filter(|(k, _)| !keys.contains(k))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
             ),
         }
     }
@@ -136,9 +146,13 @@ impl WithVector {
         match self {
             WithVector::Enable(false) => None,
             WithVector::Enable(true) => Some(vectors.clone()),
-            WithVector::Names(names) => {
-                Some(vectors.iter().filter(|(k, _)| names.contains(k)).map(|(k, v)| (k.clone(), v.clone())).collect())
-            }
+            WithVector::Names(names) => Some(
+                vectors
+                    .iter()
+                    .filter(|(k, _)| names.contains(k))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+            ),
         }
     }
 }
@@ -170,19 +184,35 @@ mod tests {
     fn with_payload_selects_keys() {
         let payload: Payload = serde_json::from_value(json!({"a": 1, "b": 2})).unwrap();
         let include: WithPayload = serde_json::from_value(json!({"include": ["a"]})).unwrap();
-        assert_eq!(Value::Object(include.select(&payload).unwrap()), json!({"a": 1}));
+        assert_eq!(
+            Value::Object(include.select(&payload).unwrap()),
+            json!({"a": 1})
+        );
         let exclude: WithPayload = serde_json::from_value(json!({"exclude": ["a"]})).unwrap();
-        assert_eq!(Value::Object(exclude.select(&payload).unwrap()), json!({"b": 2}));
+        assert_eq!(
+            Value::Object(exclude.select(&payload).unwrap()),
+            json!({"b": 2})
+        );
         let fields: WithPayload = serde_json::from_value(json!(["b"])).unwrap();
-        assert_eq!(Value::Object(fields.select(&payload).unwrap()), json!({"b": 2}));
+        assert_eq!(
+            Value::Object(fields.select(&payload).unwrap()),
+            json!({"b": 2})
+        );
         assert_eq!(WithPayload::Enable(false).select(&payload), None);
     }
 
     #[test]
     fn default_vector_is_shown_as_a_list() {
         let named = VectorInput::Single(vec![1.0, 2.0]).into_named();
-        assert_eq!(serde_json::to_value(VectorOutput::from_named(named)).unwrap(), json!([1.0, 2.0]));
-        let named = VectorInput::Named(BTreeMap::from([("img".to_string(), vec![1.0])])).into_named();
-        assert_eq!(serde_json::to_value(VectorOutput::from_named(named)).unwrap(), json!({"img": [1.0]}));
+        assert_eq!(
+            serde_json::to_value(VectorOutput::from_named(named)).unwrap(),
+            json!([1.0, 2.0])
+        );
+        let named =
+            VectorInput::Named(BTreeMap::from([("img".to_string(), vec![1.0])])).into_named();
+        assert_eq!(
+            serde_json::to_value(VectorOutput::from_named(named)).unwrap(),
+            json!({"img": [1.0]})
+        );
     }
 }

@@ -11,9 +11,16 @@ use crate::types::{PeerId, ShardId};
 #[derive(Debug, Clone, PartialEq)]
 pub enum Effect {
     /// A collection now exists; open the shards placed on this peer.
-    CollectionCreated { name: String, config: CollectionConfig, placement: BTreeMap<ShardId, Vec<PeerId>> },
+    CollectionCreated {
+        name: String,
+        config: CollectionConfig,
+        placement: BTreeMap<ShardId, Vec<PeerId>>,
+    },
     /// A collection's configuration changed.
-    CollectionUpdated { name: String, config: CollectionConfig },
+    CollectionUpdated {
+        name: String,
+        config: CollectionConfig,
+    },
     /// A collection is gone; drop its local shards and files.
     CollectionDeleted { name: String },
 }

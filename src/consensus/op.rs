@@ -16,9 +16,16 @@ use crate::types::{PeerId, ShardId};
 #[serde(rename_all = "snake_case")]
 pub enum ClusterOp {
     /// Create a collection with its shards placed on the given peers.
-    CreateCollection { name: String, config: CollectionConfig, placement: BTreeMap<ShardId, Vec<PeerId>> },
+    CreateCollection {
+        name: String,
+        config: CollectionConfig,
+        placement: BTreeMap<ShardId, Vec<PeerId>>,
+    },
     /// Change a collection's configuration (`PATCH /collections/{name}`).
-    UpdateCollection { name: String, diff: UpdateCollection },
+    UpdateCollection {
+        name: String,
+        diff: UpdateCollection,
+    },
     /// Delete a collection and every alias pointing at it.
     DeleteCollection { name: String },
     /// Apply alias actions atomically: all of them or none.
@@ -29,9 +36,17 @@ pub enum ClusterOp {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AliasAction {
-    CreateAlias { collection_name: String, alias_name: String },
-    DeleteAlias { alias_name: String },
-    RenameAlias { old_alias_name: String, new_alias_name: String },
+    CreateAlias {
+        collection_name: String,
+        alias_name: String,
+    },
+    DeleteAlias {
+        alias_name: String,
+    },
+    RenameAlias {
+        old_alias_name: String,
+        new_alias_name: String,
+    },
 }
 
 #[cfg(test)]
@@ -45,6 +60,8 @@ mod tests {
                        {"delete_alias": {"alias_name": "b"}}]"#;
         let actions: Vec<AliasAction> = serde_json::from_str(json).unwrap();
         assert_eq!(actions.len(), 3);
-        assert!(matches!(&actions[2], AliasAction::DeleteAlias { alias_name } if alias_name == "b"));
+        assert!(
+            matches!(&actions[2], AliasAction::DeleteAlias { alias_name } if alias_name == "b")
+        );
     }
 }

@@ -43,7 +43,10 @@ pub struct CollectionState {
 impl CollectionState {
     /// Where each shard lives, in the op's placement shape.
     pub fn placement(&self) -> BTreeMap<ShardId, Vec<PeerId>> {
-        self.shards.iter().map(|(id, replicas)| (*id, replicas.keys().copied().collect())).collect()
+        self.shards
+            .iter()
+            .map(|(id, replicas)| (*id, replicas.keys().copied().collect()))
+            .collect()
     }
 }
 
@@ -58,13 +61,23 @@ impl ClusterState {
     /// Applies one committed op; on error the state is unchanged.
     pub fn apply(&mut self, op: &ClusterOp) -> Result<Vec<Effect>> {
         match op {
-            ClusterOp::CreateCollection { name, config, placement } => self.create_collection(name, config, placement),
+            ClusterOp::CreateCollection {
+                name,
+                config,
+                placement,
+            } => self.create_collection(name, config, placement),
             ClusterOp::UpdateCollection { name, diff } => {
-                let collection = self.collections.get_mut(name).ok_or_else(|| Error::collection_not_found(name))?;
+                let collection = self
+                    .collections
+                    .get_mut(name)
+                    .ok_or_else(|| Error::collection_not_found(name))?;
                 let mut config = collection.config.clone();
                 diff.apply_to(&mut config)?;
                 collection.config = config.clone();
-                Ok(vec![Effect::CollectionUpdated { name: name.clone(), config }])
+                Ok(vec![Effect::CollectionUpdated {
+                    name: name.clone(),
+                    config,
+                }])
             }
             ClusterOp::DeleteCollection { name } => {
                 if self.collections.remove(name).is_none() {
@@ -89,7 +102,10 @@ impl ClusterState {
         if let Some((name, _)) = self.collections.get_key_value(name_or_alias) {
             return Some(name);
         }
-        self.aliases.get(name_or_alias).map(String::as_str).filter(|c| self.collections.contains_key(*c))
+        self.aliases
+            .get(name_or_alias)
+            .map(String::as_str)
+            .filter(|c| self.collections.contains_key(*c))
     }
 
     fn create_collection(
@@ -100,49 +116,89 @@ impl ClusterState {
     ) -> Result<Vec<Effect>> {
         validate_name(name)?;
         if self.collections.contains_key(name) {
-            return Err(Error::AlreadyExists(format!("Collection `{name}` already exists!")));
+            return Err(Error::AlreadyExists(format!(
+                "Collection `{name}` already exists!"
+            )));
         }
         if self.aliases.contains_key(name) {
-            return Err(Error::AlreadyExists(format!("Alias with name `{name}` already exists!")));
+            return Err(Error::AlreadyExists(format!(
+                "Alias with name `{name}` already exists!"
+            )));
         }
         config.validate()?;
         let expected: Vec<ShardId> = (0..config.params.shard_number).collect();
-        if placement.keys().copied().collect::<Vec<_>>() != expected || placement.values().any(Vec::is_empty) {
-            return Err(Error::BadInput(format!("placement must give every shard 0..{} a peer", config.params.shard_number)));
+        if placement.keys().copied().collect::<Vec<_>>() != expected
+            || placement.values().any(Vec::is_empty)
+        {
+            return Err(Error::BadInput(format!(
+                "placement must give every shard 0..{} a peer",
+                config.params.shard_number
+            )));
         }
         let shards = placement
             .iter()
-            .map(|(shard, peers)| (*shard, peers.iter().map(|p| (*p, ReplicaState::Active)).collect()))
+            .map(|(shard, peers)| {
+                (
+                    *shard,
+                    peers.iter().map(|p| (*p, ReplicaState::Active)).collect(),
+                )
+            })
             .collect();
-        self.collections.insert(name.to_string(), CollectionState { config: config.clone(), shards });
-        Ok(vec![Effect::CollectionCreated { name: name.to_string(), config: config.clone(), placement: placement.clone() }])
+        self.collections.insert(
+            name.to_string(),
+            CollectionState {
+                config: config.clone(),
+                shards,
+            },
+        );
+        Ok(vec![Effect::CollectionCreated {
+            name: name.to_string(),
+            config: config.clone(),
+            placement: placement.clone(),
+        }])
     }
 
-    fn apply_alias_action(&self, aliases: &mut BTreeMap<String, String>, action: &AliasAction) -> Result<()> {
+    fn apply_alias_action(
+        &self,
+        aliases: &mut BTreeMap<String, String>,
+        action: &AliasAction,
+    ) -> Result<()> {
         match action {
-            AliasAction::CreateAlias { collection_name, alias_name } => {
+            AliasAction::CreateAlias {
+                collection_name,
+                alias_name,
+            } => {
                 validate_name(alias_name)?;
                 if !self.collections.contains_key(collection_name) {
                     return Err(Error::collection_not_found(collection_name));
                 }
                 if self.collections.contains_key(alias_name) {
-                    return Err(Error::AlreadyExists(format!("Collection with name `{alias_name}` already exists!")));
+                    return Err(Error::AlreadyExists(format!(
+                        "Collection with name `{alias_name}` already exists!"
+                    )));
                 }
                 aliases.insert(alias_name.clone(), collection_name.clone());
             }
             AliasAction::DeleteAlias { alias_name } => {
                 if aliases.remove(alias_name).is_none() {
-                    return Err(Error::NotFound(format!("Alias {alias_name} does not exists!")));
+                    return Err(Error::NotFound(format!(
+                        "Alias {alias_name} does not exists!"
+                    )));
                 }
             }
-            AliasAction::RenameAlias { old_alias_name, new_alias_name } => {
+            AliasAction::RenameAlias {
+                old_alias_name,
+                new_alias_name,
+            } => {
                 validate_name(new_alias_name)?;
                 if self.collections.contains_key(new_alias_name) {
-                    return Err(Error::AlreadyExists(format!("Collection with name `{new_alias_name}` already exists!")));
+                    return Err(Error::AlreadyExists(format!(
+                        "Collection with name `{new_alias_name}` already exists!"
+                    )));
                 }
-                let target = aliases
-                    .remove(old_alias_name)
-                    .ok_or_else(|| Error::NotFound(format!("Alias {old_alias_name} does not exists!")))?;
+                let target = aliases.remove(old_alias_name).ok_or_else(|| {
+                    Error::NotFound(format!("Alias {old_alias_name} does not exists!"))
+                })?;
                 aliases.insert(new_alias_name.clone(), target);
             }
         }
@@ -154,10 +210,20 @@ impl ClusterState {
 /// `.` or `..` since names become directory names.
 pub fn validate_name(name: &str) -> Result<()> {
     if name.is_empty() || name.len() > 255 {
-        return Err(Error::BadInput(format!("collection name must be 1 to 255 bytes long, got {}", name.len())));
+        return Err(Error::BadInput(format!(
+            "collection name must be 1 to 255 bytes long, got {}",
+            name.len()
+        )));
     }
-    if name.contains('/') || name.contains('\0') || name.contains('\\') || name == "." || name == ".." {
-        return Err(Error::BadInput(format!("collection name `{name}` must not contain `/`, `\\` or NUL, nor be `.` or `..`")));
+    if name.contains('/')
+        || name.contains('\0')
+        || name.contains('\\')
+        || name == "."
+        || name == ".."
+    {
+        return Err(Error::BadInput(format!(
+            "collection name `{name}` must not contain `/`, `\\` or NUL, nor be `.` or `..`"
+        )));
     }
     Ok(())
 }
@@ -169,8 +235,10 @@ mod tests {
     use serde_json::json;
 
     fn config(shards: u32) -> CollectionConfig {
-        let body: CreateCollection =
-            serde_json::from_value(json!({"vectors": {"size": 2, "distance": "Dot"}, "shard_number": shards})).unwrap();
+        let body: CreateCollection = serde_json::from_value(
+            json!({"vectors": {"size": 2, "distance": "Dot"}, "shard_number": shards}),
+        )
+        .unwrap();
         body.into_config(&CollectionDefaults::default()).unwrap()
     }
 
@@ -183,7 +251,9 @@ mod tests {
     }
 
     fn alias(actions: serde_json::Value) -> ClusterOp {
-        ClusterOp::UpdateAliases { actions: serde_json::from_value(actions).unwrap() }
+        ClusterOp::UpdateAliases {
+            actions: serde_json::from_value(actions).unwrap(),
+        }
     }
 
     #[test]
@@ -201,7 +271,11 @@ mod tests {
     #[test]
     fn placement_must_cover_every_shard() {
         let mut state = ClusterState::default();
-        let op = ClusterOp::CreateCollection { name: "c".into(), config: config(2), placement: BTreeMap::from([(0, vec![1])]) };
+        let op = ClusterOp::CreateCollection {
+            name: "c".into(),
+            config: config(2),
+            placement: BTreeMap::from([(0, vec![1])]),
+        };
         assert!(state.apply(&op).is_err());
         assert!(state.collections.is_empty());
     }
@@ -210,7 +284,11 @@ mod tests {
     fn alias_actions_are_atomic() {
         let mut state = ClusterState::default();
         state.apply(&create("c", 1)).unwrap();
-        state.apply(&alias(json!([{"create_alias": {"collection_name": "c", "alias_name": "a"}}]))).unwrap();
+        state
+            .apply(&alias(
+                json!([{"create_alias": {"collection_name": "c", "alias_name": "a"}}]),
+            ))
+            .unwrap();
         assert_eq!(state.resolve("a"), Some("c"));
         // The second action fails, so the first must not stick either.
         let err = state
@@ -228,18 +306,34 @@ mod tests {
     fn deleting_a_collection_drops_its_aliases() {
         let mut state = ClusterState::default();
         state.apply(&create("c", 1)).unwrap();
-        state.apply(&alias(json!([{"create_alias": {"collection_name": "c", "alias_name": "a"}}]))).unwrap();
-        state.apply(&ClusterOp::DeleteCollection { name: "c".into() }).unwrap();
+        state
+            .apply(&alias(
+                json!([{"create_alias": {"collection_name": "c", "alias_name": "a"}}]),
+            ))
+            .unwrap();
+        state
+            .apply(&ClusterOp::DeleteCollection { name: "c".into() })
+            .unwrap();
         assert!(state.aliases.is_empty());
-        assert!(state.apply(&ClusterOp::DeleteCollection { name: "c".into() }).is_err());
+        assert!(state
+            .apply(&ClusterOp::DeleteCollection { name: "c".into() })
+            .is_err());
     }
 
     #[test]
     fn names_and_aliases_do_not_clash() {
         let mut state = ClusterState::default();
         state.apply(&create("c", 1)).unwrap();
-        assert!(state.apply(&alias(json!([{"create_alias": {"collection_name": "c", "alias_name": "c"}}]))).is_err());
-        state.apply(&alias(json!([{"create_alias": {"collection_name": "c", "alias_name": "a"}}]))).unwrap();
+        assert!(state
+            .apply(&alias(
+                json!([{"create_alias": {"collection_name": "c", "alias_name": "c"}}])
+            ))
+            .is_err());
+        state
+            .apply(&alias(
+                json!([{"create_alias": {"collection_name": "c", "alias_name": "a"}}]),
+            ))
+            .unwrap();
         assert!(state.apply(&create("a", 1)).is_err());
         assert!(state.apply(&create("x/y", 1)).is_err());
     }
@@ -248,8 +342,20 @@ mod tests {
     fn update_changes_config() {
         let mut state = ClusterState::default();
         state.apply(&create("c", 1)).unwrap();
-        let diff = serde_json::from_value(json!({"params": {"write_consistency_factor": 2}})).unwrap();
-        state.apply(&ClusterOp::UpdateCollection { name: "c".into(), diff }).unwrap();
-        assert_eq!(state.collections["c"].config.params.write_consistency_factor, 2);
+        let diff =
+            serde_json::from_value(json!({"params": {"write_consistency_factor": 2}})).unwrap();
+        state
+            .apply(&ClusterOp::UpdateCollection {
+                name: "c".into(),
+                diff,
+            })
+            .unwrap();
+        assert_eq!(
+            state.collections["c"]
+                .config
+                .params
+                .write_consistency_factor,
+            2
+        );
     }
 }

@@ -1,0 +1,57 @@
+//! The REST API on `service.http_port` (6333): Qdrant's paths and JSON shapes.
+//!
+//! One file per resource, each exposing `routes()`; `envelope.rs` shapes answers,
+//! `error.rs` is the single map from errors to statuses, `extract.rs` turns bad input
+//! into Qdrant-shaped 400s.
+
+mod collections;
+mod envelope;
+mod error;
+mod extract;
+mod points;
+mod search;
+mod service;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::Router;
+use tokio_util::sync::CancellationToken;
+
+use crate::node::Node;
+
+pub use service::QDRANT_API_VERSION;
+
+/// Builds the router with every route and the shared layers.
+pub fn router(node: Arc<Node>) -> Router {
+    let body_limit = node.settings.service.max_request_size_mb * 1024 * 1024;
+    let mut app = Router::new()
+        .merge(service::routes())
+        .merge(collections::routes())
+        .merge(points::routes())
+        .merge(search::routes())
+        .fallback(|| async {
+            envelope::error_response(StatusCode::NOT_FOUND, "Not found: no such route")
+        })
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn(envelope::track_time));
+    if node.settings.service.enable_cors {
+        app = app.layer(tower_http::cors::CorsLayer::permissive());
+    }
+    app.with_state(node)
+}
+
+/// Serves REST until `shutdown` is cancelled.
+pub async fn serve(
+    node: Arc<Node>,
+    addr: SocketAddr,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    tracing::info!(%addr, "REST API listening");
+    axum::serve(listener, router(node))
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+}

@@ -1,0 +1,148 @@
+//! Collection and alias operations. Changes go through consensus and return once they
+//! are applied on this peer, so a read right after sees them; reads are answered from
+//! the applied cluster state and the local shards.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use super::Node;
+use crate::collection::config::{CollectionConfig, CreateCollection, UpdateCollection};
+use crate::collection::Collection;
+use crate::consensus::op::{AliasAction, ClusterOp};
+use crate::consensus::state::validate_name;
+use crate::error::{Error, Result};
+
+/// `GET /collections/{name}`, in Qdrant's shape.
+#[derive(Debug, Clone, Serialize)]
+pub struct CollectionInfo {
+    pub status: &'static str,
+    pub optimizer_status: &'static str,
+    pub indexed_vectors_count: usize,
+    pub points_count: usize,
+    pub segments_count: usize,
+    pub config: CollectionConfig,
+    pub payload_schema: serde_json::Map<String, serde_json::Value>,
+}
+
+/// One alias, as `GET /aliases` lists it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct AliasDescription {
+    pub alias_name: String,
+    pub collection_name: String,
+}
+
+impl Node {
+    /// Resolves a name or alias to the open collection.
+    pub fn collection(&self, name_or_alias: &str) -> Result<Arc<Collection>> {
+        let state = self.consensus.state();
+        let name = state
+            .resolve(name_or_alias)
+            .ok_or_else(|| Error::collection_not_found(name_or_alias))?;
+        self.collections
+            .get(name)
+            .ok_or_else(|| Error::collection_not_found(name_or_alias))
+    }
+
+    pub async fn create_collection(&self, name: &str, body: CreateCollection) -> Result<()> {
+        validate_name(name)?;
+        let config = body.into_config(&self.settings.collection_defaults())?;
+        let peer = self.consensus.peer_id();
+        let placement = (0..config.params.shard_number)
+            .map(|shard| (shard, vec![peer]))
+            .collect();
+        self.consensus
+            .propose(ClusterOp::CreateCollection {
+                name: name.to_string(),
+                config,
+                placement,
+            })
+            .await
+    }
+
+    pub async fn update_collection(
+        &self,
+        name_or_alias: &str,
+        diff: UpdateCollection,
+    ) -> Result<()> {
+        let name = self.real_name(name_or_alias)?;
+        self.consensus
+            .propose(ClusterOp::UpdateCollection { name, diff })
+            .await
+    }
+
+    pub async fn delete_collection(&self, name_or_alias: &str) -> Result<bool> {
+        let Ok(name) = self.real_name(name_or_alias) else {
+            // Qdrant answers `false` for a collection that does not exist.
+            return Ok(false);
+        };
+        self.consensus
+            .propose(ClusterOp::DeleteCollection { name })
+            .await?;
+        Ok(true)
+    }
+
+    pub async fn update_aliases(&self, actions: Vec<AliasAction>) -> Result<()> {
+        self.consensus
+            .propose(ClusterOp::UpdateAliases { actions })
+            .await
+    }
+
+    pub fn list_collections(&self) -> Vec<String> {
+        self.consensus.state().collections.keys().cloned().collect()
+    }
+
+    pub fn collection_exists(&self, name_or_alias: &str) -> bool {
+        self.consensus.state().resolve(name_or_alias).is_some()
+    }
+
+    pub async fn collection_info(&self, name_or_alias: &str) -> Result<CollectionInfo> {
+        let collection = self.collection(name_or_alias)?;
+        let stats = tokio::task::spawn_blocking({
+            let collection = collection.clone();
+            move || collection.stats()
+        })
+        .await
+        .map_err(Error::service)?;
+        Ok(CollectionInfo {
+            status: "green",
+            optimizer_status: "ok",
+            indexed_vectors_count: stats.indexed_vectors_count,
+            points_count: stats.points_count,
+            segments_count: stats.segments_count,
+            config: collection.config(),
+            payload_schema: serde_json::Map::new(),
+        })
+    }
+
+    /// Every alias, or those of one collection (given by name or alias).
+    pub fn list_aliases(&self, collection: Option<&str>) -> Result<Vec<AliasDescription>> {
+        let state = self.consensus.state();
+        let target = match collection {
+            Some(name) => Some(
+                state
+                    .resolve(name)
+                    .ok_or_else(|| Error::collection_not_found(name))?
+                    .to_string(),
+            ),
+            None => None,
+        };
+        Ok(state
+            .aliases
+            .iter()
+            .filter(|(_, c)| target.as_ref().is_none_or(|t| t == *c))
+            .map(|(alias, c)| AliasDescription {
+                alias_name: alias.clone(),
+                collection_name: c.clone(),
+            })
+            .collect())
+    }
+
+    fn real_name(&self, name_or_alias: &str) -> Result<String> {
+        let state = self.consensus.state();
+        state
+            .resolve(name_or_alias)
+            .map(str::to_string)
+            .ok_or_else(|| Error::collection_not_found(name_or_alias))
+    }
+}

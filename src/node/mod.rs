@@ -1,0 +1,94 @@
+//! The node: what a shoal peer can do, independent of how it was asked (REST, gRPC).
+//!
+//! [`Node`] holds handles only: settings, the consensus handle and the registry of
+//! local collections. Its operations live in sibling files by concern:
+//! `collections.rs` (metadata through Raft), `points.rs` (data, straight to shards),
+//! and `applier.rs` (executes committed metadata effects on local storage).
+
+mod applier;
+pub mod collections;
+pub mod points;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+
+use crate::collection::registry::CollectionRegistry;
+use crate::consensus::{Consensus, ConsensusConfig};
+use crate::error::{Error, Result};
+use crate::settings::Settings;
+
+pub struct Node {
+    pub settings: Arc<Settings>,
+    pub consensus: Consensus,
+    pub collections: Arc<CollectionRegistry>,
+}
+
+impl Node {
+    /// Prepares directories, starts consensus, opens the local collections the cluster
+    /// state places here, and starts the applier.
+    pub async fn start(settings: Settings) -> Result<Arc<Node>> {
+        let storage = &settings.storage;
+        create_dir(&storage.storage_path)?;
+        create_dir(&storage.snapshots_path)?;
+        reset_temp_dir(&storage.temp_dir())?;
+
+        let (applied_tx, applied_rx) = mpsc::unbounded_channel();
+        let consensus_config = ConsensusConfig {
+            storage_path: storage.storage_path.clone(),
+            tick_period_ms: settings.cluster.consensus.tick_period_ms,
+            ..ConsensusConfig::default()
+        };
+        let (consensus, state) =
+            tokio::task::spawn_blocking(move || Consensus::start(consensus_config, applied_tx))
+                .await
+                .map_err(Error::service)??;
+        let collections = Arc::new(CollectionRegistry::new(&storage.storage_path)?);
+        let peer_id = consensus.peer_id();
+        {
+            let collections = collections.clone();
+            tokio::task::spawn_blocking(move || {
+                applier::open_placed_here(&collections, &state, peer_id)
+            })
+            .await
+            .map_err(Error::service)??;
+        }
+        tokio::spawn(applier::run(applied_rx, collections.clone(), peer_id));
+        Ok(Arc::new(Node {
+            settings: Arc::new(settings),
+            consensus,
+            collections,
+        }))
+    }
+
+    /// Makes every local shard durable and stops consensus.
+    pub async fn shutdown(&self) {
+        let collections = self.collections.clone();
+        let flushed = tokio::task::spawn_blocking(move || {
+            for collection in collections.all() {
+                if let Err(err) = collection.flush() {
+                    tracing::error!(collection = collection.name(), %err, "flush at shutdown failed");
+                }
+            }
+        })
+        .await;
+        if let Err(err) = flushed {
+            tracing::error!(%err, "flush task failed");
+        }
+        self.consensus.shutdown().await;
+    }
+}
+
+fn create_dir(path: &Path) -> Result<()> {
+    std::fs::create_dir_all(path).map_err(|e| Error::io(format!("creating {}", path.display()), e))
+}
+
+/// Temporary files of an earlier run are never needed again: wipe them at start-up.
+fn reset_temp_dir(path: &Path) -> Result<()> {
+    if path.exists() {
+        std::fs::remove_dir_all(path)
+            .map_err(|e| Error::io(format!("cleaning {}", path.display()), e))?;
+    }
+    create_dir(path)
+}

@@ -1,0 +1,379 @@
+//! The snapshot archive format: a plain (uncompressed) tar, written as a stream and read
+//! as a stream, so neither side ever holds more than a buffer of it in memory.
+//!
+//! Every archive ends with `shoal-manifest.json`: the size and sha256 of every other
+//! file in it. Writing computes each file's digest as it streams into the tar (and the
+//! whole archive's digest for the `.checksum` sidecar); unpacking recomputes them and
+//! fails unless every byte matches, so a restore verifies all data, not only the outer
+//! checksum.
+//!
+//! Unpacking is defensive: only regular files and directories are accepted; absolute
+//! paths, `..` components, symlinks, hard links, devices and FIFOs fail the whole
+//! archive before anything is written outside the destination (which should be a fresh
+//! temporary directory: existing files are never overwritten).
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{self, BufWriter, Read, Write};
+use std::path::{Component, Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::checksum::{HashingReader, HashingWriter};
+use crate::error::{Error, Result};
+
+/// Name of the manifest entry, always the last in an archive.
+pub const MANIFEST: &str = "shoal-manifest.json";
+
+/// One file listed in the manifest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FileDigest {
+    pub size: u64,
+    pub sha256: String,
+}
+
+/// The manifest: every file of the archive by its path inside the archive.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub files: BTreeMap<String, FileDigest>,
+}
+
+/// Streams files into a tar, recording their digests.
+pub struct ArchiveWriter<W: Write> {
+    tar: tar::Builder<HashingWriter<W>>,
+    manifest: Manifest,
+}
+
+impl<W: Write> ArchiveWriter<W> {
+    pub fn new(out: W) -> Self {
+        let mut tar = tar::Builder::new(HashingWriter::new(out));
+        tar.mode(tar::HeaderMode::Deterministic);
+        ArchiveWriter {
+            tar,
+            manifest: Manifest::default(),
+        }
+    }
+
+    /// Adds a file from disk under `archive_path`. The file must not change while it
+    /// is read (snapshots only add immutable files).
+    pub fn add_file(&mut self, archive_path: &str, source: &Path) -> Result<()> {
+        let file = File::open(source)
+            .map_err(|e| Error::io(format!("opening {}", source.display()), e))?;
+        let size = file
+            .metadata()
+            .map_err(|e| Error::io(format!("reading {}", source.display()), e))?
+            .len();
+        self.add_reader(archive_path, size, file)
+    }
+
+    /// Adds in-memory bytes under `archive_path`.
+    pub fn add_bytes(&mut self, archive_path: &str, bytes: &[u8]) -> Result<()> {
+        self.add_reader(archive_path, bytes.len() as u64, bytes)
+    }
+
+    /// Adds `size` bytes read from `reader`.
+    pub fn add_reader(&mut self, archive_path: &str, size: u64, reader: impl Read) -> Result<()> {
+        check_entry_path(Path::new(archive_path))?;
+        let mut header = tar::Header::new_gnu();
+        header.set_size(size);
+        header.set_mode(0o644);
+        header.set_entry_type(tar::EntryType::Regular);
+        let mut hashing = HashingReader::new(reader.take(size));
+        self.tar
+            .append_data(&mut header, archive_path, &mut hashing)
+            .map_err(|e| Error::io(format!("writing {archive_path} into the archive"), e))?;
+        let (sha256, read) = hashing
+            .drain_and_finish()
+            .map_err(|e| Error::io("hashing", e))?;
+        if read != size {
+            return Err(Error::Service(format!(
+                "{archive_path} changed size while it was archived"
+            )));
+        }
+        self.manifest
+            .files
+            .insert(archive_path.to_string(), FileDigest { size, sha256 });
+        Ok(())
+    }
+
+    /// Appends the manifest and the tar trailer; returns the sink, the archive's sha256
+    /// and its size.
+    pub fn finish(mut self) -> Result<(W, String, u64)> {
+        let manifest = serde_json::to_vec_pretty(&self.manifest).map_err(Error::service)?;
+        let mut header = tar::Header::new_gnu();
+        header.set_size(manifest.len() as u64);
+        header.set_mode(0o644);
+        header.set_entry_type(tar::EntryType::Regular);
+        self.tar
+            .append_data(&mut header, MANIFEST, manifest.as_slice())
+            .map_err(|e| Error::io("writing the archive manifest", e))?;
+        let hashing = self
+            .tar
+            .into_inner()
+            .map_err(|e| Error::io("finishing the archive", e))?;
+        Ok(hashing.finish())
+    }
+}
+
+/// Writes an archive to `path` (created, buffered, fsynced). On any error the partial
+/// file is removed.
+pub fn write_file(
+    path: &Path,
+    fill: impl FnOnce(&mut ArchiveWriter<BufWriter<File>>) -> Result<()>,
+) -> Result<(String, u64)> {
+    let result = (|| {
+        let file =
+            File::create(path).map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
+        let mut writer = ArchiveWriter::new(BufWriter::with_capacity(1 << 20, file));
+        fill(&mut writer)?;
+        let (buffered, sha256, size) = writer.finish()?;
+        let file = buffered
+            .into_inner()
+            .map_err(|e| Error::io(format!("writing {}", path.display()), e.into_error()))?;
+        file.sync_all()
+            .map_err(|e| Error::io(format!("syncing {}", path.display()), e))?;
+        Ok((sha256, size))
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(path);
+    }
+    result
+}
+
+/// Unpacks an archive stream into `dest` (an empty directory), verifying every file
+/// against the manifest. Returns the manifest. Entries that fail the safety rules, a
+/// missing manifest, a file that is not listed or differs from its digest, and a
+/// listed file that is missing all fail with [`Error::BadInput`].
+pub fn unpack_verified(reader: impl Read, dest: &Path) -> Result<Manifest> {
+    let mut archive = tar::Archive::new(reader);
+    let mut seen: BTreeMap<String, FileDigest> = BTreeMap::new();
+    let mut manifest: Option<Manifest> = None;
+    let entries = archive.entries().map_err(malformed)?;
+    for entry in entries {
+        let mut entry = entry.map_err(malformed)?;
+        let path = entry.path().map_err(malformed)?.into_owned();
+        let relative = check_entry_path(&path)?;
+        match entry.header().entry_type() {
+            tar::EntryType::Directory => {
+                create_dir(&dest.join(&relative))?;
+            }
+            tar::EntryType::Regular | tar::EntryType::Continuous => {
+                let name = relative.to_string_lossy().to_string();
+                if name == MANIFEST {
+                    let mut bytes = Vec::new();
+                    entry.read_to_end(&mut bytes).map_err(malformed)?;
+                    manifest = Some(
+                        serde_json::from_slice(&bytes)
+                            .map_err(|e| Error::BadInput(format!("Invalid snapshot: unreadable manifest: {e}")))?,
+                    );
+                } else {
+                    let digest = write_entry(&mut entry, &dest.join(&relative))?;
+                    seen.insert(name, digest);
+                }
+            }
+            other => {
+                return Err(Error::BadInput(format!(
+                    "Invalid snapshot: forbidden entry type {other:?} for `{}` (only files and directories are allowed)",
+                    path.display()
+                )))
+            }
+        }
+    }
+    let manifest = manifest.ok_or_else(|| {
+        Error::BadInput(format!("Invalid snapshot: no {MANIFEST} in the archive"))
+    })?;
+    verify_against(&manifest, &seen)?;
+    Ok(manifest)
+}
+
+fn verify_against(manifest: &Manifest, seen: &BTreeMap<String, FileDigest>) -> Result<()> {
+    for (name, digest) in seen {
+        match manifest.files.get(name) {
+            None => return Err(Error::BadInput(format!("Invalid snapshot: `{name}` is not listed in the manifest"))),
+            Some(expected) if expected != digest => {
+                return Err(Error::BadInput(format!(
+                    "Invalid snapshot: `{name}` is corrupt (expected {} bytes with sha256 {}, found {} bytes with sha256 {})",
+                    expected.size, expected.sha256, digest.size, digest.sha256
+                )))
+            }
+            Some(_) => {}
+        }
+    }
+    if let Some(missing) = manifest.files.keys().find(|name| !seen.contains_key(*name)) {
+        return Err(Error::BadInput(format!(
+            "Invalid snapshot: `{missing}` is missing (truncated archive?)"
+        )));
+    }
+    Ok(())
+}
+
+fn write_entry(entry: &mut impl Read, target: &Path) -> Result<FileDigest> {
+    if let Some(parent) = target.parent() {
+        create_dir(parent)?;
+    }
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(target)
+        .map_err(|e| match e.kind() {
+            io::ErrorKind::AlreadyExists => Error::BadInput(format!(
+                "Invalid snapshot: `{}` appears twice in the archive",
+                target.display()
+            )),
+            _ => Error::io(format!("creating {}", target.display()), e),
+        })?;
+    let mut out = HashingWriter::new(BufWriter::with_capacity(1 << 20, file));
+    io::copy(entry, &mut out).map_err(|e| {
+        if e.kind() == io::ErrorKind::UnexpectedEof || e.kind() == io::ErrorKind::InvalidData {
+            malformed(e)
+        } else {
+            Error::io(format!("writing {}", target.display()), e)
+        }
+    })?;
+    let (buffered, sha256, size) = out.finish();
+    let file = buffered
+        .into_inner()
+        .map_err(|e| Error::io(format!("writing {}", target.display()), e.into_error()))?;
+    file.sync_all()
+        .map_err(|e| Error::io(format!("syncing {}", target.display()), e))?;
+    Ok(FileDigest { size, sha256 })
+}
+
+fn create_dir(path: &Path) -> Result<()> {
+    std::fs::create_dir_all(path).map_err(|e| Error::io(format!("creating {}", path.display()), e))
+}
+
+/// A relative path made only of normal components, or an error naming the entry.
+fn check_entry_path(path: &Path) -> Result<PathBuf> {
+    let mut clean = PathBuf::new();
+    for component in path.components() {
+        match component {
+            Component::Normal(part) => clean.push(part),
+            Component::CurDir => {}
+            Component::ParentDir | Component::RootDir | Component::Prefix(_) => {
+                return Err(Error::BadInput(format!(
+                    "Invalid snapshot: entry `{}` has an absolute path or `..`",
+                    path.display()
+                )))
+            }
+        }
+    }
+    if clean.as_os_str().is_empty() {
+        return Err(Error::BadInput(
+            "Invalid snapshot: entry with an empty path".into(),
+        ));
+    }
+    Ok(clean)
+}
+
+fn malformed(err: io::Error) -> Error {
+    Error::BadInput(format!(
+        "Invalid snapshot: malformed or truncated tar archive: {err}"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn archive(files: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut w = ArchiveWriter::new(Vec::new());
+        for (name, bytes) in files {
+            w.add_bytes(name, bytes).unwrap();
+        }
+        w.finish().unwrap().0
+    }
+
+    #[test]
+    fn round_trip_verifies_every_file() {
+        let bytes = archive(&[("0/a.bin", b"hello"), ("config.json", b"{}")]);
+        let dir = tempfile::tempdir().unwrap();
+        let manifest = unpack_verified(bytes.as_slice(), dir.path()).unwrap();
+        assert_eq!(manifest.files.len(), 2);
+        assert_eq!(std::fs::read(dir.path().join("0/a.bin")).unwrap(), b"hello");
+    }
+
+    #[test]
+    fn outer_digest_matches_the_bytes() {
+        let mut w = ArchiveWriter::new(Vec::new());
+        w.add_bytes("x", b"1").unwrap();
+        let (bytes, sha, size) = w.finish().unwrap();
+        assert_eq!(size, bytes.len() as u64);
+        let (again, _) = HashingReader::new(bytes.as_slice())
+            .drain_and_finish()
+            .unwrap();
+        assert_eq!(sha, again);
+    }
+
+    #[test]
+    fn flipped_byte_is_detected() {
+        let mut bytes = archive(&[("data", b"important bytes")]);
+        let at = bytes.windows(9).position(|w| w == b"important").unwrap();
+        bytes[at] = b'X';
+        let dir = tempfile::tempdir().unwrap();
+        let err = unpack_verified(bytes.as_slice(), dir.path()).unwrap_err();
+        assert!(err.to_string().contains("corrupt"), "{err}");
+    }
+
+    #[test]
+    fn truncated_archive_is_rejected() {
+        let bytes = archive(&[("data", &[7u8; 4096]), ("more", &[8u8; 4096])]);
+        let dir = tempfile::tempdir().unwrap();
+        let err = unpack_verified(&bytes[..3000], dir.path()).unwrap_err();
+        assert!(matches!(err, Error::BadInput(_)), "{err}");
+    }
+
+    #[test]
+    fn links_and_escapes_are_rejected() {
+        for kind in ["symlink", "hardlink", "parent", "absolute", "device"] {
+            let mut tar = tar::Builder::new(Vec::new());
+            let mut header = tar::Header::new_gnu();
+            header.set_size(0);
+            match kind {
+                "symlink" | "hardlink" => {
+                    header.set_entry_type(if kind == "symlink" {
+                        tar::EntryType::Symlink
+                    } else {
+                        tar::EntryType::Link
+                    });
+                    tar.append_link(&mut header, "evil", "/etc/passwd").unwrap();
+                }
+                "device" => {
+                    header.set_entry_type(tar::EntryType::Char);
+                    tar.append_data(&mut header, "dev", &[][..]).unwrap();
+                }
+                _ => {
+                    // tar's path setters refuse `..` and absolute paths; write the raw bytes.
+                    header.set_entry_type(tar::EntryType::Regular);
+                    let name: &[u8] = if kind == "parent" {
+                        b"../escape"
+                    } else {
+                        b"/tmp/escape"
+                    };
+                    header.as_old_mut().name[..name.len()].copy_from_slice(name);
+                    header.set_cksum();
+                    tar.append(&header, &[][..]).unwrap();
+                }
+            }
+            let bytes = tar.into_inner().unwrap();
+            let dir = tempfile::tempdir().unwrap();
+            let err = unpack_verified(bytes.as_slice(), &dir.path().join("inner")).unwrap_err();
+            assert!(matches!(err, Error::BadInput(_)), "{kind}: {err}");
+            assert!(!dir.path().join("escape").exists());
+        }
+    }
+
+    #[test]
+    fn missing_manifest_is_rejected() {
+        let mut tar = tar::Builder::new(Vec::new());
+        let mut header = tar::Header::new_gnu();
+        header.set_size(1);
+        tar.append_data(&mut header, "a", &b"x"[..]).unwrap();
+        let bytes = tar.into_inner().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        assert!(unpack_verified(bytes.as_slice(), dir.path())
+            .unwrap_err()
+            .to_string()
+            .contains("manifest"));
+    }
+}

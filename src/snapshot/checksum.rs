@@ -1,0 +1,188 @@
+//! SHA-256 checksums: computed while bytes stream through (never a second pass over an
+//! archive), the `.checksum` sidecar file (64 lowercase hex characters, no newline),
+//! and the comparison rule for checksums given by clients (case and surrounding
+//! whitespace ignored).
+
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use super::naming::CHECKSUM_SUFFIX;
+use crate::error::{Error, Result};
+
+/// Lowercase hex of a digest.
+pub fn to_hex(bytes: &[u8]) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(HEX[usize::from(b >> 4)] as char);
+        out.push(HEX[usize::from(b & 0xf)] as char);
+    }
+    out
+}
+
+/// A writer that hashes everything written through it.
+pub struct HashingWriter<W> {
+    inner: W,
+    hasher: Sha256,
+    written: u64,
+}
+
+impl<W: Write> HashingWriter<W> {
+    pub fn new(inner: W) -> Self {
+        HashingWriter {
+            inner,
+            hasher: Sha256::new(),
+            written: 0,
+        }
+    }
+
+    /// The inner writer, the hex digest and the number of bytes written.
+    pub fn finish(self) -> (W, String, u64) {
+        (self.inner, to_hex(&self.hasher.finalize()), self.written)
+    }
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.written += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// A reader that hashes everything read through it.
+pub struct HashingReader<R> {
+    inner: R,
+    hasher: Sha256,
+    read: u64,
+}
+
+impl<R: Read> HashingReader<R> {
+    pub fn new(inner: R) -> Self {
+        HashingReader {
+            inner,
+            hasher: Sha256::new(),
+            read: 0,
+        }
+    }
+
+    /// Reads what is left (so the digest covers the whole stream), then returns the
+    /// hex digest and the number of bytes read.
+    pub fn drain_and_finish(mut self) -> io::Result<(String, u64)> {
+        io::copy(&mut self, &mut io::sink())?;
+        Ok((to_hex(&self.hasher.finalize()), self.read))
+    }
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.read += n as u64;
+        Ok(n)
+    }
+}
+
+/// SHA-256 of a whole file.
+pub fn file_sha256(path: &Path) -> Result<String> {
+    let file = std::fs::File::open(path)
+        .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+    let reader = HashingReader::new(io::BufReader::with_capacity(1 << 20, file));
+    let (hex, _) = reader
+        .drain_and_finish()
+        .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+    Ok(hex)
+}
+
+/// `<snapshot>.checksum`
+pub fn sidecar_path(snapshot: &Path) -> PathBuf {
+    let mut name = snapshot.as_os_str().to_owned();
+    name.push(CHECKSUM_SUFFIX);
+    PathBuf::from(name)
+}
+
+/// The sidecar's checksum, if the sidecar exists and is well-formed.
+pub fn read_sidecar(snapshot: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(sidecar_path(snapshot)).ok()?;
+    let text = text.trim();
+    is_sha256_hex(text).then(|| text.to_ascii_lowercase())
+}
+
+/// 64 hexadecimal characters.
+pub fn is_sha256_hex(text: &str) -> bool {
+    text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// Validates a client-given checksum (`checksum` field or query parameter).
+pub fn parse_expected(checksum: &str) -> Result<String> {
+    let trimmed = checksum.trim();
+    if is_sha256_hex(trimmed) {
+        Ok(trimmed.to_ascii_lowercase())
+    } else {
+        Err(Error::BadInput(format!(
+            "checksum must be 64 hexadecimal characters (a sha256), got `{checksum}`"
+        )))
+    }
+}
+
+/// Fails with [`Error::ChecksumMismatch`] unless the digests are equal.
+pub fn verify(expected: &str, actual: &str) -> Result<()> {
+    if expected.trim().eq_ignore_ascii_case(actual.trim()) {
+        Ok(())
+    } else {
+        Err(Error::ChecksumMismatch {
+            expected: expected.trim().to_string(),
+            actual: actual.to_string(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ABC: &str = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+
+    #[test]
+    fn streams_hash_like_sha256() {
+        let mut w = HashingWriter::new(Vec::new());
+        w.write_all(b"ab").unwrap();
+        w.write_all(b"c").unwrap();
+        let (bytes, hex, n) = w.finish();
+        assert_eq!((bytes.as_slice(), hex.as_str(), n), (&b"abc"[..], ABC, 3));
+        let r = HashingReader::new(&b"abc"[..]);
+        assert_eq!(r.drain_and_finish().unwrap(), (ABC.to_string(), 3));
+    }
+
+    #[test]
+    fn client_checksums_ignore_case_and_whitespace() {
+        assert!(verify(&format!(" {} ", ABC.to_uppercase()), ABC).is_ok());
+        assert!(matches!(
+            verify(&"0".repeat(64), ABC),
+            Err(Error::ChecksumMismatch { .. })
+        ));
+        assert!(parse_expected("abc").is_err());
+        assert_eq!(parse_expected(&ABC.to_uppercase()).unwrap(), ABC);
+    }
+
+    #[test]
+    fn sidecar_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let snap = dir.path().join("x.snapshot");
+        std::fs::write(&snap, b"abc").unwrap();
+        std::fs::write(sidecar_path(&snap), ABC).unwrap();
+        assert_eq!(read_sidecar(&snap).as_deref(), Some(ABC));
+        assert_eq!(file_sha256(&snap).unwrap(), ABC);
+        assert_eq!(
+            sidecar_path(&snap).file_name().unwrap(),
+            "x.snapshot.checksum"
+        );
+    }
+}

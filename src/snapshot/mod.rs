@@ -1,0 +1,5 @@
+//! Snapshots: archive format, naming, checksums, and where snapshot files live.
+pub mod archive;
+pub mod checksum;
+pub mod naming;
+pub mod store;

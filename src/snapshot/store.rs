@@ -1,0 +1,244 @@
+//! Where snapshot files live and how they are listed, described, stored and deleted.
+//!
+//! Layout under `storage.snapshots_path`:
+//! `<collection>/<name>.snapshot` (collection snapshots and uploads),
+//! `<collection>/shards/<shard_id>/<name>.snapshot` (shard snapshots),
+//! `<name>.snapshot` at the top (full-storage snapshots); each with a
+//! `<name>.snapshot.checksum` sidecar.
+//!
+//! Storing is atomic: an archive is written under a temporary name in the same
+//! directory, its sidecar likewise, then both are renamed into place (the archive
+//! first). A listing therefore never shows a half-written snapshot.
+
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::checksum::{read_sidecar, sidecar_path};
+use super::naming::{check_file_name, EXTENSION};
+use crate::error::{Error, Result};
+use crate::types::ShardId;
+
+/// A snapshot as the API lists it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SnapshotDescription {
+    pub name: String,
+    /// Naive UTC `YYYY-MM-DDTHH:MM:SS`; `null` when the file system cannot tell.
+    pub creation_time: Option<String>,
+    pub size: u64,
+    /// Present when a `.checksum` sidecar exists.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checksum: Option<String>,
+}
+
+/// Paths of the snapshot directories.
+#[derive(Debug, Clone)]
+pub struct SnapshotStore {
+    root: PathBuf,
+}
+
+impl SnapshotStore {
+    pub fn new(root: &Path) -> SnapshotStore {
+        SnapshotStore {
+            root: root.to_path_buf(),
+        }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn collection_dir(&self, collection: &str) -> PathBuf {
+        self.root.join(collection)
+    }
+
+    pub fn shard_dir(&self, collection: &str, shard: ShardId) -> PathBuf {
+        self.root
+            .join(collection)
+            .join("shards")
+            .join(shard.to_string())
+    }
+
+    /// The path of an existing snapshot named by a request, or 404.
+    pub fn existing(&self, dir: &Path, name: &str) -> Result<PathBuf> {
+        check_file_name(name)?;
+        let path = dir.join(name);
+        let not_found = || Error::NotFound(format!("Snapshot {name} not found"));
+        let meta = std::fs::symlink_metadata(&path).map_err(|_| not_found())?;
+        if !meta.is_file() {
+            return Err(not_found());
+        }
+        Ok(path)
+    }
+
+    /// Every `*.snapshot` file directly in `dir`, oldest first (ties by name), so the
+    /// order is stable between calls. A missing directory lists as empty.
+    pub fn list(&self, dir: &Path) -> Result<Vec<SnapshotDescription>> {
+        let entries = match std::fs::read_dir(dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(Error::io(format!("listing {}", dir.display()), e)),
+        };
+        let mut out = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| Error::io(format!("listing {}", dir.display()), e))?;
+            let name = entry.file_name().to_string_lossy().to_string();
+            let is_file = entry.file_type().map(|t| t.is_file()).unwrap_or(false);
+            if is_file && name.ends_with(EXTENSION) {
+                if let Ok(description) = describe(&entry.path()) {
+                    out.push(description);
+                }
+            }
+        }
+        out.sort_by(|a, b| {
+            a.creation_time
+                .cmp(&b.creation_time)
+                .then_with(|| a.name.cmp(&b.name))
+        });
+        Ok(out)
+    }
+
+    /// Deletes a snapshot and its sidecar; 404 if it does not exist.
+    pub fn delete(&self, dir: &Path, name: &str) -> Result<()> {
+        let path = self.existing(dir, name)?;
+        std::fs::remove_file(&path)
+            .map_err(|e| Error::io(format!("deleting {}", path.display()), e))?;
+        let _ = std::fs::remove_file(sidecar_path(&path));
+        Ok(())
+    }
+
+    /// A temporary path in `dir` for an archive that [`Self::publish`] will rename.
+    pub fn staging_path(&self, dir: &Path, name: &str) -> Result<PathBuf> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+        Ok(dir.join(format!(".{name}.{}.tmp", uuid::Uuid::new_v4().simple())))
+    }
+
+    /// Moves a finished archive into place as `dir/name` with its sidecar, and
+    /// describes it. On failure nothing is left half published.
+    pub fn publish(
+        &self,
+        staged: &Path,
+        dir: &Path,
+        name: &str,
+        sha256: &str,
+    ) -> Result<SnapshotDescription> {
+        check_file_name(name)?;
+        let target = dir.join(name);
+        let sidecar = sidecar_path(&target);
+        let staged_sidecar = dir.join(format!(
+            ".{name}.checksum.{}.tmp",
+            uuid::Uuid::new_v4().simple()
+        ));
+        let result = (|| {
+            write_synced(&staged_sidecar, sha256.as_bytes())?;
+            std::fs::rename(staged, &target)
+                .map_err(|e| Error::io(format!("renaming to {}", target.display()), e))?;
+            std::fs::rename(&staged_sidecar, &sidecar).map_err(|e| {
+                let _ = std::fs::remove_file(&target);
+                Error::io(format!("renaming to {}", sidecar.display()), e)
+            })?;
+            sync_dir(dir)
+        })();
+        if result.is_err() {
+            let _ = std::fs::remove_file(staged);
+            let _ = std::fs::remove_file(&staged_sidecar);
+        }
+        result?;
+        describe(&target)
+    }
+}
+
+/// Describes one snapshot file.
+pub fn describe(path: &Path) -> Result<SnapshotDescription> {
+    let meta =
+        std::fs::metadata(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+    let created = meta.created().or_else(|_| meta.modified()).ok();
+    Ok(SnapshotDescription {
+        name: path
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default(),
+        creation_time: created.map(|t| {
+            DateTime::<Utc>::from(t)
+                .format("%Y-%m-%dT%H:%M:%S")
+                .to_string()
+        }),
+        size: meta.len(),
+        checksum: read_sidecar(path),
+    })
+}
+
+fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let mut file = std::fs::File::create(path)
+        .map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
+    file.write_all(bytes)
+        .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
+    file.sync_all()
+        .map_err(|e| Error::io(format!("syncing {}", path.display()), e))
+}
+
+/// Makes renames in `dir` durable.
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io(format!("syncing directory {}", dir.display()), e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn publish_list_delete() {
+        let root = tempfile::tempdir().unwrap();
+        let store = SnapshotStore::new(root.path());
+        let dir = store.collection_dir("c");
+        for name in ["b.snapshot", "a.snapshot"] {
+            let staged = store.staging_path(&dir, name).unwrap();
+            std::fs::write(&staged, b"data").unwrap();
+            let d = store.publish(&staged, &dir, name, &"a".repeat(64)).unwrap();
+            assert_eq!(d.size, 4);
+            assert_eq!(d.checksum.as_deref(), Some("a".repeat(64).as_str()));
+        }
+        std::fs::write(dir.join("notes.txt"), b"x").unwrap();
+        let names: Vec<_> = store
+            .list(&dir)
+            .unwrap()
+            .into_iter()
+            .map(|d| d.name)
+            .collect();
+        assert_eq!(names.len(), 2);
+        assert!(names.contains(&"a.snapshot".to_string()));
+        store.delete(&dir, "a.snapshot").unwrap();
+        assert!(!dir.join("a.snapshot.checksum").exists());
+        assert!(matches!(
+            store.delete(&dir, "a.snapshot"),
+            Err(Error::NotFound(_))
+        ));
+        assert!(matches!(
+            store.existing(&dir, "../c/b.snapshot"),
+            Err(Error::NotFound(_))
+        ));
+        assert!(store
+            .list(&store.collection_dir("none"))
+            .unwrap()
+            .is_empty());
+    }
+
+    #[test]
+    fn description_serialises_like_qdrant() {
+        let d = SnapshotDescription {
+            name: "x.snapshot".into(),
+            creation_time: None,
+            size: 1,
+            checksum: None,
+        };
+        assert_eq!(
+            serde_json::to_value(&d).unwrap(),
+            serde_json::json!({"name": "x.snapshot", "creation_time": null, "size": 1})
+        );
+    }
+}

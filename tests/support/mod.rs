@@ -1,0 +1,284 @@
+//! Test support: real shoal processes on loopback ports with their own temp dirs.
+//!
+//! Every wait is bounded; a node that does not come up fails the test with its log.
+
+#![allow(dead_code)]
+
+use std::io::Read;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// How long a node may take to answer `/readyz`.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+pub struct TestNode {
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+    pub http_port: u16,
+    pub grpc_port: u16,
+    pub p2p_port: u16,
+    extra_env: Vec<(String, String)>,
+    http: reqwest::blocking::Client,
+}
+
+/// A port that was free a moment ago on 127.0.0.1.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("no free port")
+}
+
+impl TestNode {
+    pub fn start() -> TestNode {
+        Self::start_with_env(&[])
+    }
+
+    pub fn start_with_env(env: &[(&str, &str)]) -> TestNode {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let mut node = TestNode {
+            child: None,
+            dir: tempfile::tempdir().expect("temp dir"),
+            http_port: free_port(),
+            grpc_port: free_port(),
+            p2p_port: free_port(),
+            extra_env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            http: reqwest::blocking::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .build()
+                .expect("http client"),
+        };
+        node.spawn();
+        node
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn storage_path(&self) -> PathBuf {
+        self.dir.path().join("storage")
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.http_port)
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.path().join("node.log")
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .expect("log file");
+        let mut command = Command::new(env!("CARGO_BIN_EXE_shoal"));
+        command
+            .current_dir(self.dir.path())
+            .env("QDRANT__SERVICE__HOST", "127.0.0.1")
+            .env("QDRANT__SERVICE__HTTP_PORT", self.http_port.to_string())
+            .env("QDRANT__SERVICE__GRPC_PORT", self.grpc_port.to_string())
+            .env("QDRANT__CLUSTER__P2P__PORT", self.p2p_port.to_string())
+            .env(
+                "QDRANT__STORAGE__STORAGE_PATH",
+                self.dir.path().join("storage"),
+            )
+            .env(
+                "QDRANT__STORAGE__SNAPSHOTS_PATH",
+                self.dir.path().join("snapshots"),
+            )
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log);
+        for (k, v) in &self.extra_env {
+            command.env(k, v);
+        }
+        self.child = Some(command.spawn().expect("spawn shoal"));
+        self.wait_ready();
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + START_TIMEOUT;
+        while Instant::now() < deadline {
+            if let Some(child) = self.child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    panic!("shoal exited early with {status}\n{}", self.log());
+                }
+            }
+            if let Ok(resp) = self
+                .http
+                .get(self.url("/readyz"))
+                .timeout(Duration::from_secs(2))
+                .send()
+            {
+                if resp.status().is_success() {
+                    return;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!(
+            "shoal did not become ready within {START_TIMEOUT:?}\n{}",
+            self.log()
+        );
+    }
+
+    pub fn log(&self) -> String {
+        let mut text = String::new();
+        if let Ok(mut f) = std::fs::File::open(self.log_path()) {
+            let _ = f.read_to_string(&mut text);
+        }
+        text
+    }
+
+    /// SIGKILL: no flush, no goodbye.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM and wait (bounded) for a clean exit.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            unsafe {
+                libc::kill(child.id() as i32, libc::SIGTERM);
+            }
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn restart_after_kill9(&mut self) {
+        self.kill9();
+        self.spawn();
+    }
+
+    pub fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> (u16, Value) {
+        let mut req = self.http.request(method, self.url(path));
+        if let Some(body) = body {
+            req = req.json(body);
+        }
+        let resp = req.send().expect("request failed");
+        let status = resp.status().as_u16();
+        let text = resp.text().unwrap_or_default();
+        let json = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        (status, json)
+    }
+
+    pub fn raw(&self, method: reqwest::Method, path: &str, body: &str) -> (u16, Value) {
+        let resp = self
+            .http
+            .request(method, self.url(path))
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .expect("request failed");
+        let status = resp.status().as_u16();
+        let text = resp.text().unwrap_or_default();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    pub fn get(&self, path: &str) -> (u16, Value) {
+        self.request(reqwest::Method::GET, path, None)
+    }
+
+    pub fn put(&self, path: &str, body: &Value) -> (u16, Value) {
+        self.request(reqwest::Method::PUT, path, Some(body))
+    }
+
+    pub fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        self.request(reqwest::Method::POST, path, Some(body))
+    }
+
+    pub fn patch(&self, path: &str, body: &Value) -> (u16, Value) {
+        self.request(reqwest::Method::PATCH, path, Some(body))
+    }
+
+    pub fn delete(&self, path: &str) -> (u16, Value) {
+        self.request(reqwest::Method::DELETE, path, None)
+    }
+
+    /// `result` of a call that must succeed.
+    pub fn ok(&self, (status, body): (u16, Value)) -> Value {
+        assert_eq!(status, 200, "unexpected answer: {body}");
+        assert_eq!(body["status"], "ok", "{body}");
+        assert!(body["time"].is_number(), "{body}");
+        body["result"].clone()
+    }
+
+    pub fn create_collection(&self, name: &str, body: Value) {
+        let result = self.ok(self.put(&format!("/collections/{name}"), &body));
+        assert_eq!(result, Value::Bool(true));
+    }
+
+    pub fn count(&self, name: &str) -> u64 {
+        let result = self.ok(self.post(
+            &format!("/collections/{name}/points/count"),
+            &serde_json::json!({"exact": true}),
+        ));
+        result["count"].as_u64().expect("count")
+    }
+}
+
+impl Drop for TestNode {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Asserts an error answer: status and a message containing `needle`.
+pub fn assert_error(answer: (u16, Value), status: u16, needle: &str) {
+    let (got, body) = answer;
+    assert_eq!(got, status, "{body}");
+    let message = body["status"]["error"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no error message in {body}"));
+    assert!(
+        message.contains(needle),
+        "`{message}` does not mention `{needle}`"
+    );
+    assert!(body["time"].is_number(), "{body}");
+}
+
+/// Deterministic pseudo-random vectors (xorshift), so failures reproduce.
+pub fn vectors(count: usize, dim: usize, seed: u64) -> Vec<Vec<f32>> {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..count)
+        .map(|_| {
+            (0..dim)
+                .map(|_| {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    (state % 2000) as f32 / 1000.0 - 1.0
+                })
+                .collect()
+        })
+        .collect()
+}
