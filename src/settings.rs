@@ -178,16 +178,6 @@ pub struct ClusterSettings {
     pub consensus: ConsensusSettings,
 }
 
-impl Default for ClusterSettings {
-    fn default() -> Self {
-        ClusterSettings {
-            enabled: false,
-            p2p: P2pSettings::default(),
-            consensus: ConsensusSettings::default(),
-        }
-    }
-}
-
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
 pub struct P2pSettings {
