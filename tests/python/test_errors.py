@@ -208,3 +208,9 @@ def test_error_envelope_has_no_ok_status(base_url, collection_name):
     body = r.json()
     assert body.get("result") is None
     assert body["time"] >= 0
+
+
+def test_query_by_missing_point_id(base_url, coll):
+    r = http("POST", base_url, f"/collections/{coll}/points/query", {"query": {"nearest": 12345}, "limit": 3})
+    msg = error_message(r, (400, 404))
+    assert "12345" in msg, msg

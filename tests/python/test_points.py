@@ -394,3 +394,24 @@ def test_update_result_raw_shape(base_url, client, collection_name):
                          {"points": [{"id": 1, "vector": [1, 2, 3]}]}))
     assert res["status"] == "completed"
     assert is_number(res["operation_id"])
+
+
+def test_scroll_mixed_int_and_uuid_ids(client, collection_name):
+    make(client, collection_name)
+    uuids = [str(uuid.UUID(int=(i + 1) * 0x1111_1111_1111_4111_8111_1111_1111_1111 % (1 << 128), version=4))
+             for i in range(9)]
+    ids = list(range(1, 12)) + uuids
+    client.upsert(collection_name, points=[models.PointStruct(id=pid, vector=[1, 2, 3]) for pid in ids])
+    seen, offset = [], None
+    for _ in range(50):  # bounded
+        points, offset = client.scroll(collection_name, limit=4, offset=offset, with_payload=False)
+        seen.extend(p.id for p in points)
+        if offset is None:
+            break
+    assert sorted(map(str, seen)) == sorted(map(str, ids))
+    assert len(seen) == len(ids), "a point was returned twice"
+
+
+def test_scroll_offset_past_the_end(client, fifty):
+    points, nxt = client.scroll(fifty, limit=5, offset=1000)
+    assert points == [] and nxt is None
