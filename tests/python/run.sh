@@ -38,9 +38,19 @@ case "$SHOAL_BIN" in
     *) SHOAL_BIN="$root/$SHOAL_BIN" ;;
 esac
 
+# Run the whole suite unless a test path (file, dir or node id) was given.
+targets=("$here")
+for arg in "$@"; do
+    case "$arg" in
+        -*) ;;
+        *::*) targets=() ;;
+        *) if [ -e "$arg" ]; then targets=(); fi ;;
+    esac
+done
+
 cd "$root"
 set +e
-"$venv/bin/python" -m pytest "$here" "$@"
+"$venv/bin/python" -m pytest "${targets[@]}" "$@"
 rc=$?
 set -e
 exit $rc
