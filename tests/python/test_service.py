@@ -1,6 +1,9 @@
 """GET /, /healthz, /livez, /readyz and the client's connect-time version check."""
 
+import warnings
+
 from qdrant_client.common.version_check import get_server_version, is_compatible, parse_version
+from qdrant_client.qdrant_remote import QdrantRemote
 
 from helpers import http
 
@@ -25,6 +28,15 @@ def test_root_version_is_compatible_with_client(base_url):
     assert is_compatible(CLIENT_VERSION, version), (
         f"qdrant-client {CLIENT_VERSION} would warn that server version {version} is incompatible"
     )
+
+
+def test_client_compatibility_check_does_not_warn(base_url):
+    # The very function QdrantClient runs in a thread at connect time.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        QdrantRemote._check_compatibility(base_url, {}, None, 10)
+    messages = [str(w.message) for w in caught]
+    assert messages == [], messages
 
 
 def test_client_info_matches_root(client, base_url):
