@@ -72,6 +72,7 @@ class ShoalNode:
         env = dict(os.environ)
         env.update(
             {
+                "QDRANT__SERVICE__HOST": "127.0.0.1",
                 "QDRANT__SERVICE__HTTP_PORT": str(self.http_port),
                 "QDRANT__SERVICE__GRPC_PORT": str(self.grpc_port),
                 "QDRANT__CLUSTER__P2P__PORT": str(self.p2p_port),
