@@ -14,6 +14,8 @@ use uuid::Uuid;
 pub type PeerId = u64;
 /// A shard's number inside its collection (0..shard_number).
 pub type ShardId = u32;
+/// The Qdrant API version shoal implements; clients compare it with their own.
+pub const QDRANT_API_VERSION: &str = "1.19.0";
 /// The default (unnamed) vector's internal name, as in Qdrant.
 pub const DEFAULT_VECTOR: &str = "";
 

@@ -13,6 +13,10 @@ use super::Collection;
 use crate::error::{Error, Result};
 use crate::types::ShardId;
 
+/// Prefix of directories where recoveries unpack, next to the live collections so that
+/// swapping one in is a rename on the same file system.
+const RECOVERY_PREFIX: &str = ".recovery-";
+
 pub struct CollectionRegistry {
     root: PathBuf,
     open: RwLock<HashMap<String, Arc<Collection>>>,
@@ -81,7 +85,9 @@ impl CollectionRegistry {
         Ok(())
     }
 
-    /// Finishes interrupted deletions (`.deleted-*` directories). Directories of
+    /// Finishes interrupted deletions (`.deleted-*` directories) and removes what
+    /// interrupted recoveries left (`.recovery-*`: either never swapped in, or the old
+    /// data that a swap replaced). Directories of
     /// collections the cluster state does not know are kept and reported, never
     /// deleted: losing data silently is worse than a warning.
     pub fn clean_leftovers(&self, known: &BTreeMap<String, Vec<ShardId>>) -> Result<()> {
@@ -91,7 +97,7 @@ impl CollectionRegistry {
             let entry = entry?;
             let name = entry.file_name().to_string_lossy().to_string();
             let path = entry.path();
-            if name.starts_with(".deleted-") {
+            if name.starts_with(".deleted-") || name.starts_with(RECOVERY_PREFIX) {
                 std::fs::remove_dir_all(&path)
                     .map_err(|e| Error::io(format!("removing {}", path.display()), e))?;
             } else if !known.contains_key(&name) {
@@ -99,5 +105,91 @@ impl CollectionRegistry {
             }
         }
         Ok(())
+    }
+
+    /// A fresh, empty directory to unpack a recovery of `name` into.
+    pub fn recovery_dir(&self, name: &str) -> Result<PathBuf> {
+        let dir = self.root.join(format!("{RECOVERY_PREFIX}{name}-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+        Ok(dir)
+    }
+
+    /// Swaps `new_dir` in as the data of collection `name` and reopens it. The swap is
+    /// one atomic exchange of two directories, so a crash at any moment leaves either
+    /// the old data or the new in place, never a mix; if the new data fails to open,
+    /// the old data is swapped back. Afterwards `new_dir` holds the old data (or is
+    /// gone) and the caller removes it.
+    pub fn replace_data(
+        &self,
+        name: &str,
+        new_dir: &Path,
+        config: CollectionConfig,
+        local_shards: &[ShardId],
+    ) -> Result<Arc<Collection>> {
+        let live = self.dir_of(name);
+        let mut open = self.open.write();
+        let previous = open.remove(name);
+        let previous_config = previous.as_ref().map(|c| c.config());
+        drop(previous);
+        let had_live = live.exists();
+        if had_live {
+            exchange(new_dir, &live)?;
+        } else {
+            std::fs::rename(new_dir, &live).map_err(|e| Error::io(format!("moving {} into place", new_dir.display()), e))?;
+        }
+        crate::snapshot::store::sync_dir(&self.root)?;
+        match Collection::open(&live, name, config, local_shards) {
+            Ok(collection) => {
+                let collection = Arc::new(collection);
+                open.insert(name.to_string(), collection.clone());
+                Ok(collection)
+            }
+            Err(err) => {
+                tracing::error!(collection = name, %err, "recovered data does not open; restoring the previous data");
+                if had_live {
+                    exchange(new_dir, &live)?;
+                    if let Some(config) = previous_config {
+                        let collection = Arc::new(Collection::open(&live, name, config, local_shards)?);
+                        open.insert(name.to_string(), collection);
+                    }
+                } else {
+                    let _ = std::fs::rename(&live, new_dir);
+                }
+                Err(err)
+            }
+        }
+    }
+}
+
+/// Atomically exchanges two directories (Linux `renameat2(RENAME_EXCHANGE)`).
+fn exchange(a: &Path, b: &Path) -> Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let to_c = |p: &Path| {
+        std::ffi::CString::new(p.as_os_str().as_bytes()).map_err(|_| Error::service(format!("path {} holds NUL", p.display())))
+    };
+    let (ca, cb) = (to_c(a)?, to_c(b)?);
+    // SAFETY: both pointers are valid NUL-terminated strings that outlive the call.
+    let rc = unsafe { libc::renameat2(libc::AT_FDCWD, ca.as_ptr(), libc::AT_FDCWD, cb.as_ptr(), libc::RENAME_EXCHANGE) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(Error::io(format!("exchanging {} and {}", a.display(), b.display()), std::io::Error::last_os_error()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exchange_swaps_directories() {
+        let root = tempfile::tempdir().unwrap();
+        let (a, b) = (root.path().join("a"), root.path().join("b"));
+        std::fs::create_dir_all(&a).unwrap();
+        std::fs::create_dir_all(&b).unwrap();
+        std::fs::write(a.join("x"), b"from a").unwrap();
+        exchange(&a, &b).unwrap();
+        assert_eq!(std::fs::read(b.join("x")).unwrap(), b"from a");
+        assert!(!a.join("x").exists());
     }
 }

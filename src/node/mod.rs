@@ -8,6 +8,8 @@
 mod applier;
 pub mod collections;
 pub mod points;
+pub mod snapshots;
+pub mod tasks;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -23,6 +25,9 @@ pub struct Node {
     pub settings: Arc<Settings>,
     pub consensus: Consensus,
     pub collections: Arc<CollectionRegistry>,
+    /// Snapshot and recovery jobs with their outcomes.
+    pub tasks: Arc<tasks::TaskRegistry>,
+    recovery_locks: snapshots::RecoveryLocks,
 }
 
 impl Node {
@@ -59,6 +64,8 @@ impl Node {
             settings: Arc::new(settings),
             consensus,
             collections,
+            tasks: Arc::default(),
+            recovery_locks: snapshots::RecoveryLocks::default(),
         }))
     }
 

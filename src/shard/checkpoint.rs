@@ -340,6 +340,20 @@ impl FrozenShard {
         &self.manifest
     }
 
+    /// The size in bytes of one of [`FrozenShard::files`].
+    pub fn file_size(&self, rel: &str) -> io::Result<u64> {
+        if rel == MANIFEST {
+            return Ok(self.manifest.len() as u64);
+        }
+        if !self.files.iter().any(|f| f == rel) {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("{rel} is not part of the frozen shard"),
+            ));
+        }
+        Ok(std::fs::metadata(self.dir.join(rel))?.len())
+    }
+
     /// Opens one of [`FrozenShard::files`] for reading.
     pub fn open_file(&self, rel: &str) -> io::Result<Box<dyn Read + Send>> {
         if rel == MANIFEST {

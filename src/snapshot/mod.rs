@@ -1,5 +1,7 @@
 //! Snapshots: archive format, naming, checksums, and where snapshot files live.
 pub mod archive;
 pub mod checksum;
+pub mod layout;
 pub mod naming;
+pub mod source;
 pub mod store;

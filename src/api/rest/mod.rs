@@ -22,7 +22,6 @@ use tokio_util::sync::CancellationToken;
 
 use crate::node::Node;
 
-pub use service::QDRANT_API_VERSION;
 
 /// Builds the router with every route and the shared layers.
 pub fn router(node: Arc<Node>) -> Router {

@@ -8,9 +8,8 @@ use axum::{Json, Router};
 use serde_json::{json, Value};
 
 use crate::node::Node;
+use crate::types::QDRANT_API_VERSION;
 
-/// The Qdrant API version shoal implements; clients compare it with their own.
-pub const QDRANT_API_VERSION: &str = "1.19.0";
 
 pub fn routes() -> Router<Arc<Node>> {
     Router::new()
