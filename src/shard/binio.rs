@@ -89,7 +89,12 @@ impl<'a> Dec<'a> {
 
     pub fn take(&mut self, n: usize) -> DecodeResult<&'a [u8]> {
         let end = self.pos.checked_add(n).filter(|&e| e <= self.buf.len());
-        let end = end.ok_or_else(|| DecodeError(format!("truncated: wanted {n} bytes at offset {}", self.pos)))?;
+        let end = end.ok_or_else(|| {
+            DecodeError(format!(
+                "truncated: wanted {n} bytes at offset {}",
+                self.pos
+            ))
+        })?;
         let out = &self.buf[self.pos..end];
         self.pos = end;
         Ok(out)
@@ -134,8 +139,15 @@ impl<'a> Dec<'a> {
 
     /// Appends `n` raw `f32`s to `out`.
     pub fn f32s_raw_into(&mut self, n: usize, out: &mut Vec<f32>) -> DecodeResult<()> {
-        let bytes = self.take(n.checked_mul(4).ok_or_else(|| DecodeError("f32 count overflows".into()))?)?;
-        out.extend(bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])));
+        let bytes = self.take(
+            n.checked_mul(4)
+                .ok_or_else(|| DecodeError("f32 count overflows".into()))?,
+        )?;
+        out.extend(
+            bytes
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
+        );
         Ok(())
     }
 

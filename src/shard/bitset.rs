@@ -15,7 +15,9 @@ pub struct BitSet {
 
 impl BitSet {
     pub fn get(&self, i: usize) -> bool {
-        self.words.get(i / 64).is_some_and(|w| w & (1 << (i % 64)) != 0)
+        self.words
+            .get(i / 64)
+            .is_some_and(|w| w & (1 << (i % 64)) != 0)
     }
 
     /// Sets bit `i`; returns whether it was unset before.
@@ -55,7 +57,11 @@ impl BitSet {
     }
 
     pub fn write_to(&self, w: &mut dyn Write) -> io::Result<()> {
-        let used = self.words.iter().rposition(|&w| w != 0).map_or(0, |p| p + 1);
+        let used = self
+            .words
+            .iter()
+            .rposition(|&w| w != 0)
+            .map_or(0, |p| p + 1);
         w.write_all(&(used as u32).to_le_bytes())?;
         for word in &self.words[..used] {
             w.write_all(&word.to_le_bytes())?;

@@ -38,7 +38,12 @@ pub struct DiskFiles {
 
 impl DiskFiles {
     pub fn new(dir: &Path, manifest: Manifest) -> DiskFiles {
-        DiskFiles { dir: dir.to_path_buf(), manifest, pins: HashMap::new(), pending: HashSet::new() }
+        DiskFiles {
+            dir: dir.to_path_buf(),
+            manifest,
+            pins: HashMap::new(),
+            pending: HashSet::new(),
+        }
     }
 
     /// Deletes files no longer needed, or defers that while they are pinned.
@@ -53,7 +58,9 @@ impl DiskFiles {
     }
 
     fn pin(&mut self, files: &[String]) {
-        files.iter().for_each(|f| *self.pins.entry(f.clone()).or_default() += 1);
+        files
+            .iter()
+            .for_each(|f| *self.pins.entry(f.clone()).or_default() += 1);
     }
 
     fn unpin(&mut self, files: &[String]) {
@@ -126,8 +133,12 @@ impl Inner {
     pub fn checkpoint(&self) -> Result<()> {
         let _one_at_a_time = self.checkpoint_lock.lock();
         let base_seq = self.disk.lock().manifest.last_seq;
-        let Some(capture) = self.capture(base_seq)? else { return Ok(()) };
-        let written = self.write_files(&capture).inspect_err(|_| self.forget_new_files(&capture))?;
+        let Some(capture) = self.capture(base_seq)? else {
+            return Ok(());
+        };
+        let written = self
+            .write_files(&capture)
+            .inspect_err(|_| self.forget_new_files(&capture))?;
         let manifest = Manifest {
             last_seq: capture.last_seq,
             wal_start: capture.last_seq + 1,
@@ -136,7 +147,8 @@ impl Inner {
             segments: capture.segments.iter().map(SegCapture::entry).collect(),
             ..Manifest::default()
         };
-        self.install(manifest).inspect_err(|_| self.forget_new_files(&capture))?;
+        self.install(manifest)
+            .inspect_err(|_| self.forget_new_files(&capture))?;
         self.mark_persisted(capture);
         tracing::debug!(dir = %self.dir.display(), files = written, "checkpoint written");
         Ok(())
@@ -151,14 +163,22 @@ impl Inner {
         wal.rotate()?;
         state.index_dirty = false;
         let segments = self.capture_segments(&mut state);
-        Ok(Some(Capture { last_seq: state.last_seq, next_segment: state.next_segment, segments }))
+        Ok(Some(Capture {
+            last_seq: state.last_seq,
+            next_segment: state.next_segment,
+            segments,
+        }))
     }
 
     fn capture_segments(&self, state: &mut ShardState) -> Vec<SegCapture> {
         let mut out = Vec::with_capacity(state.segments.len());
         for seg in &mut state.segments {
             let len = seg.data().len();
-            let disk = if seg.disk.epoch == seg.epoch { seg.disk.clone() } else { OnDisk::default() };
+            let disk = if seg.disk.epoch == seg.epoch {
+                seg.disk.clone()
+            } else {
+                OnDisk::default()
+            };
             let new_points = match &seg.rows {
                 Rows::Sealed(rows) if disk.points.is_empty() => Some(Source::Shared(rows.clone())),
                 Rows::Appendable(rows) if len > disk.persisted_len => {
@@ -167,17 +187,25 @@ impl Inner {
                 _ => None,
             };
             seg.frozen_len = len;
-            let stale_deleted = seg.deletions != disk.deletions || (seg.is_sealed() && new_points.is_some());
+            let stale_deleted =
+                seg.deletions != disk.deletions || (seg.is_sealed() && new_points.is_some());
             let (deleted, new_deleted) = match stale_deleted {
                 true if seg.deleted.is_empty() => (None, None),
-                true => (Some(segment_file(self.alloc_file(), "deleted")), Some(seg.deleted.clone())),
+                true => (
+                    Some(segment_file(self.alloc_file(), "deleted")),
+                    Some(seg.deleted.clone()),
+                ),
                 false => (disk.deleted.clone(), None),
             };
             out.push(SegCapture {
                 id: seg.id,
                 epoch: seg.epoch,
                 sealed: seg.is_sealed(),
-                existing: if seg.is_sealed() && new_points.is_some() { Vec::new() } else { disk.points },
+                existing: if seg.is_sealed() && new_points.is_some() {
+                    Vec::new()
+                } else {
+                    disk.points
+                },
                 new_points: new_points.map(|src| (segment_file(self.alloc_file(), "points"), src)),
                 persisted_len: len,
                 deleted,
@@ -194,11 +222,14 @@ impl Inner {
         let mut written = 0;
         for seg in &capture.segments {
             if let Some((name, src)) = &seg.new_points {
-                src.data().write_file(&self.dir.join(name)).map_err(|e| Error::io(format!("writing {name}"), e))?;
+                src.data()
+                    .write_file(&self.dir.join(name))
+                    .map_err(|e| Error::io(format!("writing {name}"), e))?;
                 written += 1;
             }
             if let (Some(name), Some(bits)) = (&seg.deleted, &seg.new_deleted) {
-                segment::write_deleted(&self.dir.join(name), bits).map_err(|e| Error::io(format!("writing {name}"), e))?;
+                segment::write_deleted(&self.dir.join(name), bits)
+                    .map_err(|e| Error::io(format!("writing {name}"), e))?;
                 written += 1;
             }
         }
@@ -222,7 +253,12 @@ impl Inner {
         let mut disk = self.disk.lock();
         manifest.store(&self.dir)?;
         let keep: HashSet<String> = manifest.files().into_iter().collect();
-        let mut superseded: Vec<String> = disk.manifest.files().into_iter().filter(|f| !keep.contains(f)).collect();
+        let mut superseded: Vec<String> = disk
+            .manifest
+            .files()
+            .into_iter()
+            .filter(|f| !keep.contains(f))
+            .collect();
         superseded.extend(self.wal.lock().take_files_before(manifest.wal_start));
         disk.manifest = manifest;
         disk.retire(superseded);
@@ -232,7 +268,11 @@ impl Inner {
     fn mark_persisted(&self, capture: Capture) {
         let mut state = self.state.write();
         for cap in capture.segments {
-            let Some(seg) = state.segments.iter_mut().find(|s| s.id == cap.id && s.epoch == cap.epoch) else {
+            let Some(seg) = state
+                .segments
+                .iter_mut()
+                .find(|s| s.id == cap.id && s.epoch == cap.epoch)
+            else {
                 continue;
             };
             let entry = cap.entry();
@@ -252,7 +292,10 @@ impl Inner {
         let (wal_files, last_seq) = {
             let mut wal = self.wal.lock();
             wal.rotate()?;
-            (wal.closed_files_from(disk.manifest.wal_start), wal.last_seq())
+            (
+                wal.closed_files_from(disk.manifest.wal_start),
+                wal.last_seq(),
+            )
         };
         let mut files = disk.manifest.files();
         files.extend(wal_files);
@@ -283,7 +326,9 @@ pub struct FrozenShard {
 impl FrozenShard {
     /// Every file of the frozen shard, relative to the shard directory, `manifest.json` first.
     pub fn files(&self) -> Vec<String> {
-        std::iter::once(MANIFEST.to_string()).chain(self.files.iter().cloned()).collect()
+        std::iter::once(MANIFEST.to_string())
+            .chain(self.files.iter().cloned())
+            .collect()
     }
 
     /// The last sequence number the frozen files contain.
@@ -301,7 +346,10 @@ impl FrozenShard {
             return Ok(Box::new(io::Cursor::new(self.manifest.clone())));
         }
         if !self.files.iter().any(|f| f == rel) {
-            return Err(io::Error::new(io::ErrorKind::NotFound, format!("{rel} is not part of the frozen shard")));
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("{rel} is not part of the frozen shard"),
+            ));
         }
         Ok(Box::new(File::open(self.dir.join(rel))?))
     }

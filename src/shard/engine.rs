@@ -46,7 +46,8 @@ pub struct Inner {
 impl Inner {
     pub fn open(dir: &Path, config: ShardConfig, builder: Arc<dyn IndexBuilder>) -> Result<Inner> {
         let segments_dir = dir.join(SEGMENTS_DIR);
-        fs::create_dir_all(&segments_dir).map_err(|e| Error::io(format!("creating {}", segments_dir.display()), e))?;
+        fs::create_dir_all(&segments_dir)
+            .map_err(|e| Error::io(format!("creating {}", segments_dir.display()), e))?;
         let manifest = match Manifest::load(dir)? {
             Some(m) => m,
             None => {
@@ -136,31 +137,56 @@ fn load_segments(
     config: &ShardConfig,
     builder: &dyn IndexBuilder,
 ) -> Result<Vec<Segment>> {
-    manifest.segments.iter().map(|entry| load_segment(dir, entry, config, builder)).collect()
+    manifest
+        .segments
+        .iter()
+        .map(|entry| load_segment(dir, entry, config, builder))
+        .collect()
 }
 
-fn load_segment(dir: &Path, entry: &SegmentEntry, config: &ShardConfig, builder: &dyn IndexBuilder) -> Result<Segment> {
+fn load_segment(
+    dir: &Path,
+    entry: &SegmentEntry,
+    config: &ShardConfig,
+    builder: &dyn IndexBuilder,
+) -> Result<Segment> {
     let mut rows = SegmentData::new(&config.dims());
     for f in &entry.points {
-        let chunk = SegmentData::read_file(&dir.join(f)).map_err(|e| Error::io(format!("reading {f}"), e))?;
-        rows.append(chunk).map_err(|e| Error::io(format!("loading {f}"), e))?;
+        let chunk = SegmentData::read_file(&dir.join(f))
+            .map_err(|e| Error::io(format!("reading {f}"), e))?;
+        rows.append(chunk)
+            .map_err(|e| Error::io(format!("loading {f}"), e))?;
     }
     let deleted = match &entry.deleted {
-        Some(f) => segment::read_deleted(&dir.join(f)).map_err(|e| Error::io(format!("reading {f}"), e))?,
+        Some(f) => {
+            segment::read_deleted(&dir.join(f)).map_err(|e| Error::io(format!("reading {f}"), e))?
+        }
         None => Default::default(),
     };
     let len = rows.len();
-    let rows = if entry.sealed { Rows::Sealed(Arc::new(rows)) } else { Rows::Appendable(rows) };
+    let rows = if entry.sealed {
+        Rows::Sealed(Arc::new(rows))
+    } else {
+        Rows::Appendable(rows)
+    };
     let mut seg = Segment::with_rows(entry.id, rows);
     seg.deleted = deleted;
-    seg.disk = OnDisk { epoch: 0, points: entry.points.clone(), persisted_len: len, deleted: entry.deleted.clone(), deletions: 0 };
+    seg.disk = OnDisk {
+        epoch: 0,
+        points: entry.points.clone(),
+        persisted_len: len,
+        deleted: entry.deleted.clone(),
+        deletions: 0,
+    };
     for (name, f) in &entry.indexes {
         match index::read_index_file(&dir.join(f), builder) {
             Ok(idx) if idx.len() == len => {
                 seg.indexes.insert(name.clone(), idx);
                 seg.index_files.insert(name.clone(), f.clone());
             }
-            Ok(_) => tracing::warn!(file = %f, "index does not match its segment; it will be rebuilt"),
+            Ok(_) => {
+                tracing::warn!(file = %f, "index does not match its segment; it will be rebuilt")
+            }
             Err(e) => tracing::warn!(file = %f, error = %e, "unreadable index; it will be rebuilt"),
         }
     }

@@ -18,7 +18,10 @@ pub fn fsync_dir(dir: &Path) -> io::Result<()> {
 }
 
 /// Writes `path` atomically: temp file, `fill`, fsync, rename, fsync of the directory.
-pub fn write_atomic(path: &Path, fill: impl FnOnce(&mut dyn Write) -> io::Result<()>) -> io::Result<()> {
+pub fn write_atomic(
+    path: &Path,
+    fill: impl FnOnce(&mut dyn Write) -> io::Result<()>,
+) -> io::Result<()> {
     let mut tmp_name = path.as_os_str().to_owned();
     tmp_name.push(TMP_SUFFIX);
     let tmp = Path::new(&tmp_name);
@@ -44,7 +47,10 @@ pub struct CrcWriter<'a> {
 
 impl<'a> CrcWriter<'a> {
     pub fn new(inner: &'a mut dyn Write) -> Self {
-        CrcWriter { inner, hasher: crc32fast::Hasher::new() }
+        CrcWriter {
+            inner,
+            hasher: crc32fast::Hasher::new(),
+        }
     }
 
     pub fn finish(self) -> io::Result<()> {
@@ -73,7 +79,10 @@ pub struct CrcReader<R: Read> {
 
 impl<R: Read> CrcReader<R> {
     pub fn new(inner: R) -> Self {
-        CrcReader { inner, hasher: crc32fast::Hasher::new() }
+        CrcReader {
+            inner,
+            hasher: crc32fast::Hasher::new(),
+        }
     }
 
     /// Reads the stored CRC and compares; also insists that nothing follows it.
@@ -123,7 +132,10 @@ pub fn read_vec(r: &mut dyn Read, n: usize) -> io::Result<Vec<u8>> {
     let mut out = Vec::with_capacity(n.min(1 << 20));
     let got = r.take(n as u64).read_to_end(&mut out)?;
     if got != n {
-        return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "file is truncated"));
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "file is truncated",
+        ));
     }
     Ok(out)
 }
@@ -132,7 +144,11 @@ pub fn read_vec(r: &mut dyn Read, n: usize) -> io::Result<Vec<u8>> {
 pub fn expect_magic(r: &mut dyn Read, magic: &[u8; 8]) -> io::Result<()> {
     let found: [u8; 8] = read_array(r)?;
     if &found != magic {
-        return Err(corrupt(format!("bad magic {:?}, expected {:?}", found, std::str::from_utf8(magic))));
+        return Err(corrupt(format!(
+            "bad magic {:?}, expected {:?}",
+            found,
+            std::str::from_utf8(magic)
+        )));
     }
     Ok(())
 }

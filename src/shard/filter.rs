@@ -27,13 +27,25 @@ use crate::types::PointId;
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Filter {
-    #[serde(default, deserialize_with = "one_or_many", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "one_or_many",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub should: Vec<Condition>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_should: Option<MinShould>,
-    #[serde(default, deserialize_with = "one_or_many", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "one_or_many",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub must: Vec<Condition>,
-    #[serde(default, deserialize_with = "one_or_many", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "one_or_many",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub must_not: Vec<Condition>,
 }
 
@@ -160,9 +172,13 @@ fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Condition>, D::Err
         Value::Array(items) => items
             .into_iter()
             .enumerate()
-            .map(|(i, v)| Condition::from_value(v).map_err(|e| D::Error::custom(format!("[{i}]: {e}"))))
+            .map(|(i, v)| {
+                Condition::from_value(v).map_err(|e| D::Error::custom(format!("[{i}]: {e}")))
+            })
             .collect(),
-        single => Condition::from_value(single).map(|c| vec![c]).map_err(D::Error::custom),
+        single => Condition::from_value(single)
+            .map(|c| vec![c])
+            .map_err(D::Error::custom),
     }
 }
 
@@ -237,20 +253,30 @@ impl<'de> Deserialize<'de> for Match {
 impl Match {
     fn from_value(v: Value) -> Result<Match, String> {
         let Value::Object(mut map) = v else {
-            return Err(format!("`match` must be an object with `value`, `any`, `except` or `text`, got `{v}`"));
+            return Err(format!(
+                "`match` must be an object with `value`, `any`, `except` or `text`, got `{v}`"
+            ));
         };
         if map.len() != 1 {
             let keys: Vec<&str> = map.keys().map(String::as_str).collect();
-            return Err(format!("`match` must have exactly one of `value`, `any`, `except`, `text`; got {keys:?}"));
+            return Err(format!(
+                "`match` must have exactly one of `value`, `any`, `except`, `text`; got {keys:?}"
+            ));
         }
         if let Some(v) = map.remove("value") {
-            return Ok(Match::Value { value: MatchValue::from_value(v, "match.value")? });
+            return Ok(Match::Value {
+                value: MatchValue::from_value(v, "match.value")?,
+            });
         }
         if let Some(v) = map.remove("any") {
-            return Ok(Match::Any { any: MatchValue::list(v, "match.any")? });
+            return Ok(Match::Any {
+                any: MatchValue::list(v, "match.any")?,
+            });
         }
         if let Some(v) = map.remove("except") {
-            return Ok(Match::Except { except: MatchValue::list(v, "match.except")? });
+            return Ok(Match::Except {
+                except: MatchValue::list(v, "match.except")?,
+            });
         }
         if let Some(v) = map.remove("text") {
             return match v {
@@ -259,7 +285,9 @@ impl Match {
             };
         }
         let keys: Vec<&str> = map.keys().map(String::as_str).collect();
-        Err(format!("`match` must have one of `value`, `any`, `except`, `text`; got {keys:?}"))
+        Err(format!(
+            "`match` must have one of `value`, `any`, `except`, `text`; got {keys:?}"
+        ))
     }
 }
 
@@ -268,14 +296,21 @@ impl MatchValue {
         match v {
             Value::Bool(b) => Ok(MatchValue::Bool(b)),
             Value::String(s) => Ok(MatchValue::Keyword(s)),
-            Value::Number(n) if n.as_i64().is_some() => Ok(MatchValue::Integer(n.as_i64().unwrap_or_default())),
-            other => Err(format!("`{what}` must be a string, an integer or a bool, got `{other}`")),
+            Value::Number(n) if n.as_i64().is_some() => {
+                Ok(MatchValue::Integer(n.as_i64().unwrap_or_default()))
+            }
+            other => Err(format!(
+                "`{what}` must be a string, an integer or a bool, got `{other}`"
+            )),
         }
     }
 
     fn list(v: Value, what: &str) -> Result<Vec<MatchValue>, String> {
         match v {
-            Value::Array(items) => items.into_iter().map(|i| MatchValue::from_value(i, what)).collect(),
+            Value::Array(items) => items
+                .into_iter()
+                .map(|i| MatchValue::from_value(i, what))
+                .collect(),
             other => Err(format!("`{what}` must be a list, got `{other}`")),
         }
     }
@@ -307,7 +342,12 @@ impl Filter {
             && !self.must_not.iter().any(check)
             && (self.should.is_empty() || self.should.iter().any(check))
             && self.min_should.as_ref().is_none_or(|m| {
-                m.conditions.iter().filter(|c| check(c)).take(m.min_count).count() >= m.min_count
+                m.conditions
+                    .iter()
+                    .filter(|c| check(c))
+                    .take(m.min_count)
+                    .count()
+                    >= m.min_count
             })
     }
 }
@@ -316,8 +356,18 @@ impl Condition {
     fn matches(&self, id: PointId, payload: &Payload) -> bool {
         match self {
             Condition::Field(c) => c.matches(payload),
-            Condition::IsEmpty(c) => c.is_empty.key.values(payload).iter().all(|v| is_empty_value(v)),
-            Condition::IsNull(c) => c.is_null.key.values(payload).iter().any(|v| is_null_value(v)),
+            Condition::IsEmpty(c) => c
+                .is_empty
+                .key
+                .values(payload)
+                .iter()
+                .all(|v| is_empty_value(v)),
+            Condition::IsNull(c) => c
+                .is_null
+                .key
+                .values(payload)
+                .iter()
+                .any(|v| is_null_value(v)),
             Condition::HasId(c) => c.has_id.binary_search(&id).is_ok(),
             Condition::Nested(c) => c
                 .nested
@@ -359,9 +409,17 @@ impl FieldCondition {
                 other => pred(other),
             })
         };
-        self.matcher.as_ref().is_none_or(|m| any_element(&|v| m.matches(v)))
-            && self.range.as_ref().is_none_or(|r| any_element(&|v| r.matches(v)))
-            && self.values_count.as_ref().is_none_or(|c| c.matches(count_values(&values)))
+        self.matcher
+            .as_ref()
+            .is_none_or(|m| any_element(&|v| m.matches(v)))
+            && self
+                .range
+                .as_ref()
+                .is_none_or(|r| any_element(&|v| r.matches(v)))
+            && self
+                .values_count
+                .as_ref()
+                .is_none_or(|c| c.matches(count_values(&values)))
     }
 
     fn matches_missing(&self) -> bool {
@@ -446,41 +504,119 @@ mod tests {
     #[test]
     fn match_value_any_except_text() {
         let doc = json!({"city": "Berlin", "tags": ["a", "b"], "n": 3, "ok": true});
-        assert!(hit(json!({"must": [{"key": "city", "match": {"value": "Berlin"}}]}), doc.clone()));
-        assert!(!hit(json!({"must": [{"key": "city", "match": {"value": "Paris"}}]}), doc.clone()));
-        assert!(hit(json!({"must": {"key": "n", "match": {"value": 3}}}), doc.clone()));
-        assert!(hit(json!({"must": [{"key": "ok", "match": {"value": true}}]}), doc.clone()));
-        assert!(hit(json!({"must": [{"key": "tags", "match": {"value": "b"}}]}), doc.clone()));
-        assert!(hit(json!({"must": [{"key": "city", "match": {"any": ["X", "Berlin"]}}]}), doc.clone()));
-        assert!(!hit(json!({"must": [{"key": "city", "match": {"except": ["Berlin"]}}]}), doc.clone()));
-        assert!(hit(json!({"must": [{"key": "tags", "match": {"except": ["a"]}}]}), doc.clone()));
-        assert!(hit(json!({"must": [{"key": "missing", "match": {"except": ["a"]}}]}), doc.clone()));
-        assert!(hit(json!({"must": [{"key": "city", "match": {"text": "erl"}}]}), doc.clone()));
-        assert!(!hit(json!({"must": [{"key": "missing", "match": {"value": "x"}}]}), doc));
+        assert!(hit(
+            json!({"must": [{"key": "city", "match": {"value": "Berlin"}}]}),
+            doc.clone()
+        ));
+        assert!(!hit(
+            json!({"must": [{"key": "city", "match": {"value": "Paris"}}]}),
+            doc.clone()
+        ));
+        assert!(hit(
+            json!({"must": {"key": "n", "match": {"value": 3}}}),
+            doc.clone()
+        ));
+        assert!(hit(
+            json!({"must": [{"key": "ok", "match": {"value": true}}]}),
+            doc.clone()
+        ));
+        assert!(hit(
+            json!({"must": [{"key": "tags", "match": {"value": "b"}}]}),
+            doc.clone()
+        ));
+        assert!(hit(
+            json!({"must": [{"key": "city", "match": {"any": ["X", "Berlin"]}}]}),
+            doc.clone()
+        ));
+        assert!(!hit(
+            json!({"must": [{"key": "city", "match": {"except": ["Berlin"]}}]}),
+            doc.clone()
+        ));
+        assert!(hit(
+            json!({"must": [{"key": "tags", "match": {"except": ["a"]}}]}),
+            doc.clone()
+        ));
+        assert!(hit(
+            json!({"must": [{"key": "missing", "match": {"except": ["a"]}}]}),
+            doc.clone()
+        ));
+        assert!(hit(
+            json!({"must": [{"key": "city", "match": {"text": "erl"}}]}),
+            doc.clone()
+        ));
+        assert!(!hit(
+            json!({"must": [{"key": "missing", "match": {"value": "x"}}]}),
+            doc
+        ));
     }
 
     #[test]
     fn range_and_values_count() {
         let doc = json!({"price": 11.5, "sizes": [35, 40], "s": "12"});
-        assert!(hit(json!({"must": [{"key": "price", "range": {"gte": 11.5, "lt": 12}}]}), doc.clone()));
-        assert!(!hit(json!({"must": [{"key": "price", "range": {"gt": 11.5}}]}), doc.clone()));
-        assert!(hit(json!({"must": [{"key": "sizes", "range": {"gt": 39}}]}), doc.clone()));
-        assert!(!hit(json!({"must": [{"key": "s", "range": {"gt": 1}}]}), doc.clone()), "strings are not numbers");
-        assert!(hit(json!({"must": [{"key": "sizes", "values_count": {"gte": 2, "lt": 3}}]}), doc.clone()));
-        assert!(hit(json!({"must": [{"key": "nope", "values_count": {"lt": 1}}]}), doc.clone()));
-        assert!(!hit(json!({"must": [{"key": "nope", "range": {"lt": 1}}]}), doc));
+        assert!(hit(
+            json!({"must": [{"key": "price", "range": {"gte": 11.5, "lt": 12}}]}),
+            doc.clone()
+        ));
+        assert!(!hit(
+            json!({"must": [{"key": "price", "range": {"gt": 11.5}}]}),
+            doc.clone()
+        ));
+        assert!(hit(
+            json!({"must": [{"key": "sizes", "range": {"gt": 39}}]}),
+            doc.clone()
+        ));
+        assert!(
+            !hit(
+                json!({"must": [{"key": "s", "range": {"gt": 1}}]}),
+                doc.clone()
+            ),
+            "strings are not numbers"
+        );
+        assert!(hit(
+            json!({"must": [{"key": "sizes", "values_count": {"gte": 2, "lt": 3}}]}),
+            doc.clone()
+        ));
+        assert!(hit(
+            json!({"must": [{"key": "nope", "values_count": {"lt": 1}}]}),
+            doc.clone()
+        ));
+        assert!(!hit(
+            json!({"must": [{"key": "nope", "range": {"lt": 1}}]}),
+            doc
+        ));
     }
 
     #[test]
     fn empty_null_and_has_id() {
         let doc = json!({"a": null, "b": [], "c": [null, 1], "d": 0});
-        assert!(hit(json!({"must": [{"is_empty": {"key": "a"}}]}), doc.clone()));
-        assert!(hit(json!({"must": [{"is_empty": {"key": "b"}}]}), doc.clone()));
-        assert!(hit(json!({"must": [{"is_empty": {"key": "zzz"}}]}), doc.clone()));
-        assert!(!hit(json!({"must": [{"is_empty": {"key": "d"}}]}), doc.clone()));
-        assert!(hit(json!({"must": [{"is_null": {"key": "a"}}]}), doc.clone()));
-        assert!(hit(json!({"must": [{"is_null": {"key": "c"}}]}), doc.clone()));
-        assert!(!hit(json!({"must": [{"is_null": {"key": "zzz"}}]}), doc.clone()));
+        assert!(hit(
+            json!({"must": [{"is_empty": {"key": "a"}}]}),
+            doc.clone()
+        ));
+        assert!(hit(
+            json!({"must": [{"is_empty": {"key": "b"}}]}),
+            doc.clone()
+        ));
+        assert!(hit(
+            json!({"must": [{"is_empty": {"key": "zzz"}}]}),
+            doc.clone()
+        ));
+        assert!(!hit(
+            json!({"must": [{"is_empty": {"key": "d"}}]}),
+            doc.clone()
+        ));
+        assert!(hit(
+            json!({"must": [{"is_null": {"key": "a"}}]}),
+            doc.clone()
+        ));
+        assert!(hit(
+            json!({"must": [{"is_null": {"key": "c"}}]}),
+            doc.clone()
+        ));
+        assert!(!hit(
+            json!({"must": [{"is_null": {"key": "zzz"}}]}),
+            doc.clone()
+        ));
         assert!(hit(json!({"must": [{"has_id": [5, 1, 3]}]}), doc.clone()));
         assert!(!hit(json!({"must_not": [{"has_id": [1]}]}), doc));
     }
@@ -493,9 +629,18 @@ mod tests {
         assert!(hit(json!({"should": [a1, b3]}), doc.clone()));
         assert!(!hit(json!({"should": [b3]}), doc.clone()));
         assert!(hit(json!({}), doc.clone()));
-        assert!(hit(json!({"must": [{"must_not": [b3]}]}), doc.clone()), "nested filter as a condition");
-        assert!(!hit(json!({"min_should": {"conditions": [a1, b3], "min_count": 2}}), doc.clone()));
-        assert!(hit(json!({"min_should": {"conditions": [a1, b3], "min_count": 1}}), doc));
+        assert!(
+            hit(json!({"must": [{"must_not": [b3]}]}), doc.clone()),
+            "nested filter as a condition"
+        );
+        assert!(!hit(
+            json!({"min_should": {"conditions": [a1, b3], "min_count": 2}}),
+            doc.clone()
+        ));
+        assert!(hit(
+            json!({"min_should": {"conditions": [a1, b3], "min_count": 1}}),
+            doc
+        ));
     }
 
     #[test]
@@ -503,9 +648,18 @@ mod tests {
         let doc = json!({
             "country": {"name": "DE", "cities": [{"name": "Berlin", "pop": 3.6}, {"name": "Bonn", "pop": 0.3}]}
         });
-        assert!(hit(json!({"must": [{"key": "country.name", "match": {"value": "DE"}}]}), doc.clone()));
-        assert!(hit(json!({"must": [{"key": "country.cities[].name", "match": {"value": "Bonn"}}]}), doc.clone()));
-        assert!(!hit(json!({"must": [{"key": "country.cities.name", "match": {"value": "Bonn"}}]}), doc.clone()));
+        assert!(hit(
+            json!({"must": [{"key": "country.name", "match": {"value": "DE"}}]}),
+            doc.clone()
+        ));
+        assert!(hit(
+            json!({"must": [{"key": "country.cities[].name", "match": {"value": "Bonn"}}]}),
+            doc.clone()
+        ));
+        assert!(!hit(
+            json!({"must": [{"key": "country.cities.name", "match": {"value": "Bonn"}}]}),
+            doc.clone()
+        ));
         // Flattened keys match across elements; `nested` requires one element to satisfy both.
         let both = |name: &str| {
             json!([
@@ -525,14 +679,22 @@ mod tests {
 
     #[test]
     fn bad_filters_say_what_is_wrong() {
-        assert!(err(json!({"must": [{"foo": 1}]})).contains("unknown condition with keys [\"foo\"]"));
-        assert!(err(json!({"must": [{"key": "a", "match": {}}]})).contains("`match` must have exactly one of"));
-        assert!(err(json!({"must": [{"key": "a", "match": {"val": 1}}]})).contains("`match` must have one of"));
-        assert!(err(json!({"must": [{"key": "a"}]})).contains("needs one of `match`, `range` or `values_count`"));
-        assert!(err(json!({"must": [{"key": "a", "match": {"value": 1.5}}]}))
-            .contains("`match.value` must be a string, an integer or a bool"));
+        assert!(
+            err(json!({"must": [{"foo": 1}]})).contains("unknown condition with keys [\"foo\"]")
+        );
+        assert!(err(json!({"must": [{"key": "a", "match": {}}]}))
+            .contains("`match` must have exactly one of"));
+        assert!(err(json!({"must": [{"key": "a", "match": {"val": 1}}]}))
+            .contains("`match` must have one of"));
+        assert!(err(json!({"must": [{"key": "a"}]}))
+            .contains("needs one of `match`, `range` or `values_count`"));
+        assert!(
+            err(json!({"must": [{"key": "a", "match": {"value": 1.5}}]}))
+                .contains("`match.value` must be a string, an integer or a bool")
+        );
         assert!(err(json!({"musts": []})).contains("unknown field `musts`"));
-        assert!(err(json!({"must": [{"key": "a[", "match": {"value": 1}}]})).contains("invalid payload key `a[`"));
+        assert!(err(json!({"must": [{"key": "a[", "match": {"value": 1}}]}))
+            .contains("invalid payload key `a[`"));
         assert!(err(json!({"must": [{"key": "a", "range": {"gt": "x"}}]})).contains("invalid type"));
         assert!(err(json!({"must": [3]})).contains("a condition must be a JSON object"));
         assert!(err(json!({"must": [{"has_id": ["nope"]}]})).contains("has_id"));

@@ -22,8 +22,14 @@ const INDEX_MAGIC: &[u8; 8] = b"SHOALIDX";
 /// A built, immutable index over a segment's vector column.
 pub trait VectorIndex: Send + Sync {
     /// Up to `k` `(offset, similarity)` best first, only offsets where `accept` holds.
-    fn search(&self, vectors: &[f32], query: &[f32], k: usize, ef: usize, accept: &dyn Fn(u32) -> bool)
-        -> Vec<(u32, f32)>;
+    fn search(
+        &self,
+        vectors: &[f32],
+        query: &[f32],
+        k: usize,
+        ef: usize,
+        accept: &dyn Fn(u32) -> bool,
+    ) -> Vec<(u32, f32)>;
     fn write_to(&self, w: &mut dyn Write) -> io::Result<()>;
     /// Number of indexed vectors.
     fn len(&self) -> usize;
@@ -43,8 +49,13 @@ pub struct BuildParams {
 /// Builds and loads indexes; swapped out in tests.
 pub trait IndexBuilder: Send + Sync {
     /// `None` when this builder cannot index (no implementation available).
-    fn build(&self, vectors: &[f32], dim: usize, distance: Distance, params: &BuildParams)
-        -> Option<Arc<dyn VectorIndex>>;
+    fn build(
+        &self,
+        vectors: &[f32],
+        dim: usize,
+        distance: Distance,
+        params: &BuildParams,
+    ) -> Option<Arc<dyn VectorIndex>>;
     fn read(&self, r: &mut dyn Read) -> io::Result<Arc<dyn VectorIndex>>;
 }
 
@@ -58,12 +69,20 @@ pub fn default_builder() -> Arc<dyn IndexBuilder> {
 struct NoIndex;
 
 impl IndexBuilder for NoIndex {
-    fn build(&self, _: &[f32], _: usize, _: Distance, _: &BuildParams) -> Option<Arc<dyn VectorIndex>> {
+    fn build(
+        &self,
+        _: &[f32],
+        _: usize,
+        _: Distance,
+        _: &BuildParams,
+    ) -> Option<Arc<dyn VectorIndex>> {
         None
     }
 
     fn read(&self, _: &mut dyn Read) -> io::Result<Arc<dyn VectorIndex>> {
-        Err(files::corrupt("this build has no vector index implementation"))
+        Err(files::corrupt(
+            "this build has no vector index implementation",
+        ))
     }
 }
 
@@ -79,7 +98,10 @@ pub fn write_index_file(path: &Path, index: &dyn VectorIndex) -> io::Result<()> 
 
 /// Reads and verifies an index file. The body is read into memory first so the checksum
 /// is verified before the index parses it.
-pub fn read_index_file(path: &Path, builder: &dyn IndexBuilder) -> io::Result<Arc<dyn VectorIndex>> {
+pub fn read_index_file(
+    path: &Path,
+    builder: &dyn IndexBuilder,
+) -> io::Result<Arc<dyn VectorIndex>> {
     let mut r = CrcReader::new(BufReader::new(File::open(path)?));
     files::expect_magic(&mut r, INDEX_MAGIC)?;
     let len = std::fs::metadata(path)?.len() as usize;
@@ -136,8 +158,18 @@ pub mod testing {
     pub struct FlatBuilder;
 
     impl IndexBuilder for FlatBuilder {
-        fn build(&self, vectors: &[f32], dim: usize, distance: Distance, _: &BuildParams) -> Option<Arc<dyn VectorIndex>> {
-            Some(Arc::new(FlatIndex { len: vectors.len() / dim, dim, distance }))
+        fn build(
+            &self,
+            vectors: &[f32],
+            dim: usize,
+            distance: Distance,
+            _: &BuildParams,
+        ) -> Option<Arc<dyn VectorIndex>> {
+            Some(Arc::new(FlatIndex {
+                len: vectors.len() / dim,
+                dim,
+                distance,
+            }))
         }
 
         fn read(&self, r: &mut dyn Read) -> io::Result<Arc<dyn VectorIndex>> {

@@ -126,7 +126,9 @@ fn set_in(segs: &[Seg], slot: &mut Value, value: &Map<String, Value>) {
 }
 
 fn remove_in(segs: &[Seg], value: &mut Value) {
-    let Some((head, rest)) = segs.split_first() else { return };
+    let Some((head, rest)) = segs.split_first() else {
+        return;
+    };
     match (head, value) {
         (Seg::Key(k), Value::Object(map)) if rest.is_empty() => {
             map.remove(k);
@@ -136,10 +138,8 @@ fn remove_in(segs: &[Seg], value: &mut Value) {
                 remove_in(rest, v);
             }
         }
-        (Seg::Index(i), Value::Array(items)) if rest.is_empty() => {
-            if *i < items.len() {
-                items.remove(*i);
-            }
+        (Seg::Index(i), Value::Array(items)) if rest.is_empty() && *i < items.len() => {
+            items.remove(*i);
         }
         (Seg::Index(i), Value::Array(items)) => {
             if let Some(v) = items.get_mut(*i) {
@@ -157,7 +157,10 @@ impl FromStr for JsonPath {
 
     fn from_str(s: &str) -> Result<Self, String> {
         let segs = parse(s).map_err(|why| format!("invalid payload key `{s}`: {why}"))?;
-        Ok(JsonPath { raw: s.to_string(), segs })
+        Ok(JsonPath {
+            raw: s.to_string(),
+            segs,
+        })
     }
 }
 
@@ -256,11 +259,15 @@ mod tests {
 
     #[test]
     fn reads_nested_keys_and_arrays() {
-        let p = obj(json!({"a": {"b": [1, 2]}, "c": [{"d": 1}, {"d": [2, 3]}, {"e": 0}], "x.y": 5}));
+        let p =
+            obj(json!({"a": {"b": [1, 2]}, "c": [{"d": 1}, {"d": [2, 3]}, {"e": 0}], "x.y": 5}));
         assert_eq!(path("a.b").values(&p), vec![&json!([1, 2])]);
         assert_eq!(path("a.b[1]").values(&p), vec![&json!(2)]);
         assert_eq!(path("c[].d").values(&p), vec![&json!(1), &json!([2, 3])]);
-        assert!(path("c.d").values(&p).is_empty(), "keys do not descend into arrays implicitly");
+        assert!(
+            path("c.d").values(&p).is_empty(),
+            "keys do not descend into arrays implicitly"
+        );
         assert_eq!(path("\"x.y\"").values(&p), vec![&json!(5)]);
         assert_eq!(path("c").elements(&p).len(), 3);
     }
@@ -268,9 +275,13 @@ mod tests {
     #[test]
     fn bad_paths_say_why() {
         assert!(JsonPath::from_str("").unwrap_err().contains("empty key"));
-        assert!(JsonPath::from_str("a..b").unwrap_err().contains("empty key"));
+        assert!(JsonPath::from_str("a..b")
+            .unwrap_err()
+            .contains("empty key"));
         assert!(JsonPath::from_str("a[").unwrap_err().contains("unclosed"));
-        assert!(JsonPath::from_str("a[x]").unwrap_err().contains("array index `x`"));
+        assert!(JsonPath::from_str("a[x]")
+            .unwrap_err()
+            .contains("array index `x`"));
     }
 
     #[test]

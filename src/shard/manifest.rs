@@ -53,7 +53,14 @@ pub struct SegmentEntry {
 
 impl Default for Manifest {
     fn default() -> Self {
-        Manifest { format: FORMAT, last_seq: 0, wal_start: 1, next_file: 1, next_segment: 1, segments: Vec::new() }
+        Manifest {
+            format: FORMAT,
+            last_seq: 0,
+            wal_start: 1,
+            next_file: 1,
+            next_segment: 1,
+            segments: Vec::new(),
+        }
     }
 }
 
@@ -82,10 +89,14 @@ impl Manifest {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(Error::io("reading shard manifest", e)),
         };
-        let m: Manifest = serde_json::from_slice(&bytes)
-            .map_err(|e| Error::Service(format!("corrupt shard manifest {}: {e}", path.display())))?;
+        let m: Manifest = serde_json::from_slice(&bytes).map_err(|e| {
+            Error::Service(format!("corrupt shard manifest {}: {e}", path.display()))
+        })?;
         if m.format != FORMAT {
-            return Err(Error::Service(format!("unsupported shard manifest format {}", m.format)));
+            return Err(Error::Service(format!(
+                "unsupported shard manifest format {}",
+                m.format
+            )));
         }
         Ok(Some(m))
     }

@@ -49,7 +49,9 @@ use std::thread::JoinHandle;
 use serde::{Deserialize, Serialize};
 
 use crate::collection::config::{HnswConfig, VectorParams};
-use crate::collection::point::{NamedVectors, Record, ScoredPoint, VectorOutput, WithPayload, WithVector};
+use crate::collection::point::{
+    NamedVectors, Record, ScoredPoint, VectorOutput, WithPayload, WithVector,
+};
 use crate::error::{Error, Result};
 use crate::types::PointId;
 
@@ -76,7 +78,10 @@ pub struct ShardConfig {
 impl ShardConfig {
     /// Dimension of each vector name.
     pub fn dims(&self) -> BTreeMap<String, usize> {
-        self.vectors.iter().map(|(n, p)| (n.clone(), p.size)).collect()
+        self.vectors
+            .iter()
+            .map(|(n, p)| (n.clone(), p.size))
+            .collect()
     }
 }
 
@@ -114,15 +119,28 @@ impl LocalShard {
     }
 
     /// Like [`LocalShard::open`] with a chosen index implementation.
-    pub fn open_with_builder(dir: &Path, config: ShardConfig, builder: Arc<dyn IndexBuilder>) -> Result<LocalShard> {
+    pub fn open_with_builder(
+        dir: &Path,
+        config: ShardConfig,
+        builder: Arc<dyn IndexBuilder>,
+    ) -> Result<LocalShard> {
         let inner = Arc::new(Inner::open(dir, config, builder)?);
-        let worker = worker::spawn(inner.clone()).map_err(|e| Error::io("starting shard worker", e))?;
-        let unpersisted = inner.state.read().segments.iter().any(|s| s.disk.epoch != s.epoch);
+        let worker =
+            worker::spawn(inner.clone()).map_err(|e| Error::io("starting shard worker", e))?;
+        let unpersisted = inner
+            .state
+            .read()
+            .segments
+            .iter()
+            .any(|s| s.disk.epoch != s.epoch);
         if unpersisted {
             inner.jobs.request_checkpoint();
         }
         inner.jobs.request_indexing();
-        Ok(LocalShard { inner, worker: Some(worker) })
+        Ok(LocalShard {
+            inner,
+            worker: Some(worker),
+        })
     }
 
     /// Replaces the configuration (e.g. a changed indexing threshold). Vector sizes and
@@ -140,10 +158,20 @@ impl LocalShard {
     }
 
     /// The points with these ids, in request order; missing ids are skipped.
-    pub fn retrieve(&self, ids: &[PointId], with_payload: &WithPayload, with_vector: &WithVector) -> Vec<Record> {
+    pub fn retrieve(
+        &self,
+        ids: &[PointId],
+        with_payload: &WithPayload,
+        with_vector: &WithVector,
+    ) -> Vec<Record> {
         let state = self.inner.state.read();
         ids.iter()
-            .filter_map(|id| state.ids.get(id).map(|loc| record(&state, *id, *loc, with_payload, with_vector)))
+            .filter_map(|id| {
+                state
+                    .ids
+                    .get(id)
+                    .map(|loc| record(&state, *id, *loc, with_payload, with_vector))
+            })
             .collect()
     }
 
@@ -164,7 +192,10 @@ impl LocalShard {
             .range((start, std::ops::Bound::Unbounded))
             .filter(|(id, loc)| filter.is_none_or(|f| f.matches(**id, state.payload(**loc))))
             .take(limit.saturating_add(1));
-        let records = page.by_ref().take(limit).map(|(id, loc)| record(&state, *id, *loc, with_payload, with_vector));
+        let records = page
+            .by_ref()
+            .take(limit)
+            .map(|(id, loc)| record(&state, *id, *loc, with_payload, with_vector));
         let records: Vec<Record> = records.collect();
         let next = page.next().map(|(id, _)| *id);
         (records, next)
@@ -175,7 +206,11 @@ impl LocalShard {
         let state = self.inner.state.read();
         match filter {
             None => state.ids.len(),
-            Some(f) => state.ids.iter().filter(|(id, loc)| f.matches(**id, state.payload(**loc))).count(),
+            Some(f) => state
+                .ids
+                .iter()
+                .filter(|(id, loc)| f.matches(**id, state.payload(**loc)))
+                .count(),
         }
     }
 
@@ -183,8 +218,14 @@ impl LocalShard {
     pub fn search(&self, req: &SearchRequest) -> Result<Vec<ScoredPoint>> {
         let state = self.inner.state.read();
         let hits = search::search(&state, req)?;
-        let distance = state.config.vectors.get(&req.vector_name).map(|p| p.distance);
-        let Some(distance) = distance else { return Ok(Vec::new()) };
+        let distance = state
+            .config
+            .vectors
+            .get(&req.vector_name)
+            .map(|p| p.distance);
+        let Some(distance) = distance else {
+            return Ok(Vec::new());
+        };
         Ok(hits
             .into_iter()
             .map(|hit| {
@@ -214,7 +255,11 @@ impl LocalShard {
             .iter()
             .map(|s| s.indexes.values().map(|i| i.len()).sum::<usize>())
             .sum();
-        ShardInfo { points_count: state.ids.len(), segments_count: state.segments.len(), indexed_vectors_count }
+        ShardInfo {
+            points_count: state.ids.len(),
+            segments_count: state.segments.len(),
+            indexed_vectors_count,
+        }
     }
 
     /// Checkpoint: writes what is only in the WAL into segment files and a new manifest,
@@ -242,15 +287,27 @@ impl Drop for LocalShard {
     }
 }
 
-fn record(state: &ShardState, id: PointId, loc: Loc, with_payload: &WithPayload, with_vector: &WithVector) -> Record {
-    Record { id, payload: with_payload.select(state.payload(loc)), vector: select_vectors(state, loc, with_vector) }
+fn record(
+    state: &ShardState,
+    id: PointId,
+    loc: Loc,
+    with_payload: &WithPayload,
+    with_vector: &WithVector,
+) -> Record {
+    Record {
+        id,
+        payload: with_payload.select(state.payload(loc)),
+        vector: select_vectors(state, loc, with_vector),
+    }
 }
 
 fn select_vectors(state: &ShardState, loc: Loc, with_vector: &WithVector) -> Option<VectorOutput> {
     if !with_vector.wants_any() {
         return None;
     }
-    with_vector.select(&state.vectors(loc)).map(VectorOutput::from_named)
+    with_vector
+        .select(&state.vectors(loc))
+        .map(VectorOutput::from_named)
 }
 
 #[cfg(test)]

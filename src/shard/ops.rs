@@ -30,11 +30,23 @@ pub enum ShardOp {
     Upsert(Vec<PointRecord>),
     Delete(PointSelector),
     /// Merges `payload` into each point's payload, at the nested path `key` if given.
-    SetPayload { selector: PointSelector, payload: Payload, key: Option<String> },
-    OverwritePayload { selector: PointSelector, payload: Payload },
+    SetPayload {
+        selector: PointSelector,
+        payload: Payload,
+        key: Option<String>,
+    },
+    OverwritePayload {
+        selector: PointSelector,
+        payload: Payload,
+    },
     /// Removes the given keys (payload paths) from each point's payload.
-    DeletePayload { selector: PointSelector, keys: Vec<String> },
-    ClearPayload { selector: PointSelector },
+    DeletePayload {
+        selector: PointSelector,
+        keys: Vec<String>,
+    },
+    ClearPayload {
+        selector: PointSelector,
+    },
 }
 
 const TAG_UPSERT: u8 = 1;
@@ -99,7 +111,9 @@ pub fn decode(buf: &[u8]) -> DecodeResult<(u64, ShardOp)> {
             }
             ShardOp::Upsert(points)
         }
-        TAG_JSON => serde_json::from_slice(d.bytes()?).map_err(|e| DecodeError(format!("op JSON: {e}")))?,
+        TAG_JSON => {
+            serde_json::from_slice(d.bytes()?).map_err(|e| DecodeError(format!("op JSON: {e}")))?
+        }
         tag => return Err(DecodeError(format!("unknown op tag {tag}"))),
     };
     if !d.is_empty() {
@@ -117,7 +131,11 @@ fn decode_point(d: &mut Dec<'_>) -> DecodeResult<PointRecord> {
         vectors.insert(name, d.f32s()?);
     }
     let payload = decode_payload(d)?;
-    Ok(PointRecord { id, vectors, payload })
+    Ok(PointRecord {
+        id,
+        vectors,
+        payload,
+    })
 }
 
 #[cfg(test)]
@@ -140,7 +158,8 @@ mod tests {
 
     #[test]
     fn every_op_round_trips() {
-        let filter: Filter = serde_json::from_value(json!({"must": [{"key": "a", "match": {"value": 1}}]})).unwrap();
+        let filter: Filter =
+            serde_json::from_value(json!({"must": [{"key": "a", "match": {"value": 1}}]})).unwrap();
         let uuid = PointId::Uuid(uuid::Uuid::from_u128(5));
         round_trip(ShardOp::Upsert(vec![
             PointRecord {
@@ -150,20 +169,34 @@ mod tests {
             },
             PointRecord {
                 id: uuid,
-                vectors: NamedVectors::from([("img".into(), vec![1.0]), ("txt".into(), vec![2.0, 3.0])]),
+                vectors: NamedVectors::from([
+                    ("img".into(), vec![1.0]),
+                    ("txt".into(), vec![2.0, 3.0]),
+                ]),
                 payload: Payload::new(),
             },
         ]));
-        round_trip(ShardOp::Delete(PointSelector::Ids(vec![PointId::Num(1), uuid])));
+        round_trip(ShardOp::Delete(PointSelector::Ids(vec![
+            PointId::Num(1),
+            uuid,
+        ])));
         round_trip(ShardOp::Delete(PointSelector::Filter(filter.clone())));
         round_trip(ShardOp::SetPayload {
             selector: PointSelector::Filter(filter.clone()),
             payload: payload(json!({"x": {"y": 2}})),
             key: Some("a.b".into()),
         });
-        round_trip(ShardOp::OverwritePayload { selector: PointSelector::Ids(vec![uuid]), payload: Payload::new() });
-        round_trip(ShardOp::DeletePayload { selector: PointSelector::Filter(filter), keys: vec!["a".into()] });
-        round_trip(ShardOp::ClearPayload { selector: PointSelector::Ids(vec![]) });
+        round_trip(ShardOp::OverwritePayload {
+            selector: PointSelector::Ids(vec![uuid]),
+            payload: Payload::new(),
+        });
+        round_trip(ShardOp::DeletePayload {
+            selector: PointSelector::Filter(filter),
+            keys: vec!["a".into()],
+        });
+        round_trip(ShardOp::ClearPayload {
+            selector: PointSelector::Ids(vec![]),
+        });
     }
 
     #[test]

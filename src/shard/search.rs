@@ -55,7 +55,10 @@ struct TopK {
 
 impl TopK {
     fn new(k: usize) -> Self {
-        TopK { k, heap: BinaryHeap::with_capacity(k + 1) }
+        TopK {
+            k,
+            heap: BinaryHeap::with_capacity(k + 1),
+        }
     }
 
     fn push(&mut self, hit: Hit) {
@@ -77,11 +80,12 @@ impl TopK {
 /// The best `req.limit` rows for the request across all segments, best first, with the
 /// score threshold applied.
 pub fn search(state: &ShardState, req: &SearchRequest) -> Result<Vec<Hit>> {
-    let params = state
-        .config
-        .vectors
-        .get(&req.vector_name)
-        .ok_or_else(|| Error::BadInput(format!("Not existing vector name error: {}", req.vector_name)))?;
+    let params = state.config.vectors.get(&req.vector_name).ok_or_else(|| {
+        Error::BadInput(format!(
+            "Not existing vector name error: {}",
+            req.vector_name
+        ))
+    })?;
     if req.vector.len() != params.size {
         return Err(Error::BadInput(format!(
             "Vector dimension error: expected dim: {}, got {}",
@@ -94,12 +98,20 @@ pub fn search(state: &ShardState, req: &SearchRequest) -> Result<Vec<Hit>> {
     }
     let distance = params.distance;
     let query = distance.preprocess(req.vector.clone());
-    let full_scan_points = state.config.hnsw.full_scan_threshold.saturating_mul(1024) / (params.size * 4).max(1);
+    let full_scan_points =
+        state.config.hnsw.full_scan_threshold.saturating_mul(1024) / (params.size * 4).max(1);
     let mut top = TopK::new(req.limit);
     for (si, seg) in state.segments.iter().enumerate() {
         let index = seg.indexes.get(&req.vector_name).filter(|_| !req.exact);
-        let use_index = index.filter(|_| !too_selective(seg, req.filter.as_ref(), full_scan_points));
-        let scan = SegmentScan { seg, seg_index: si as u32, req, query: &query, distance };
+        let use_index =
+            index.filter(|_| !too_selective(seg, req.filter.as_ref(), full_scan_points));
+        let scan = SegmentScan {
+            seg,
+            seg_index: si as u32,
+            req,
+            query: &query,
+            distance,
+        };
         match use_index {
             Some(index) => scan.with_index(index.as_ref(), &mut top),
             None => scan.exact(&mut top),
@@ -107,7 +119,10 @@ pub fn search(state: &ShardState, req: &SearchRequest) -> Result<Vec<Hit>> {
     }
     let hits = top.into_sorted();
     Ok(match req.score_threshold {
-        Some(t) => hits.into_iter().filter(|h| distance.passes_threshold(distance.to_user_score(h.sim), t)).collect(),
+        Some(t) => hits
+            .into_iter()
+            .filter(|h| distance.passes_threshold(distance.to_user_score(h.sim), t))
+            .collect(),
         None => hits,
     })
 }
@@ -138,35 +153,56 @@ impl SegmentScan<'_> {
         if self.seg.deleted.get(off) {
             return false;
         }
-        let Some(col) = data.columns.get(&self.req.vector_name) else { return false };
+        let Some(col) = data.columns.get(&self.req.vector_name) else {
+            return false;
+        };
         if col.missing.get(off) {
             return false;
         }
-        self.req.filter.as_ref().is_none_or(|f| f.matches(data.ids[off], &data.payloads[off]))
+        self.req
+            .filter
+            .as_ref()
+            .is_none_or(|f| f.matches(data.ids[off], &data.payloads[off]))
     }
 
     fn exact(&self, top: &mut TopK) {
         let data = self.seg.data();
-        let Some(col) = data.columns.get(&self.req.vector_name) else { return };
+        let Some(col) = data.columns.get(&self.req.vector_name) else {
+            return;
+        };
         if col.dim == 0 {
             return;
         }
         for (off, v) in col.data.chunks_exact(col.dim).enumerate() {
             if self.accept(off) {
                 let sim = self.distance.similarity(v, self.query);
-                top.push(Hit { sim, loc: Loc { seg: self.seg_index, off: off as u32 } });
+                top.push(Hit {
+                    sim,
+                    loc: Loc {
+                        seg: self.seg_index,
+                        off: off as u32,
+                    },
+                });
             }
         }
     }
 
     fn with_index(&self, index: &dyn VectorIndex, top: &mut TopK) {
         let data = self.seg.data();
-        let Some(col) = data.columns.get(&self.req.vector_name) else { return };
+        let Some(col) = data.columns.get(&self.req.vector_name) else {
+            return;
+        };
         let k = self.req.limit;
         let ef = self.req.hnsw_ef.unwrap_or(64).max(k);
         let accept = |off: u32| self.accept(off as usize);
         for (off, sim) in index.search(&col.data, self.query, k, ef, &accept) {
-            top.push(Hit { sim, loc: Loc { seg: self.seg_index, off } });
+            top.push(Hit {
+                sim,
+                loc: Loc {
+                    seg: self.seg_index,
+                    off,
+                },
+            });
         }
     }
 }

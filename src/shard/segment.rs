@@ -59,8 +59,22 @@ pub struct SegmentData {
 impl SegmentData {
     /// An empty segment with one column per `(name, dim)`.
     pub fn new(dims: &BTreeMap<String, usize>) -> SegmentData {
-        let columns = dims.iter().map(|(n, &dim)| (n.clone(), VectorColumn { dim, ..Default::default() })).collect();
-        SegmentData { columns, ..Default::default() }
+        let columns = dims
+            .iter()
+            .map(|(n, &dim)| {
+                (
+                    n.clone(),
+                    VectorColumn {
+                        dim,
+                        ..Default::default()
+                    },
+                )
+            })
+            .collect();
+        SegmentData {
+            columns,
+            ..Default::default()
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -143,7 +157,14 @@ impl SegmentData {
                     missing.set(i - range.start);
                 });
                 let data = c.data[range.start * c.dim..range.end * c.dim].to_vec();
-                (n.clone(), VectorColumn { dim: c.dim, data, missing })
+                (
+                    n.clone(),
+                    VectorColumn {
+                        dim: c.dim,
+                        data,
+                        missing,
+                    },
+                )
             })
             .collect();
         SegmentData {
@@ -158,9 +179,15 @@ impl SegmentData {
     pub fn append(&mut self, other: SegmentData) -> io::Result<()> {
         let base = self.len();
         let same_shape = self.columns.len() == other.columns.len()
-            && self.columns.iter().zip(&other.columns).all(|((a, ca), (b, cb))| a == b && ca.dim == cb.dim);
+            && self
+                .columns
+                .iter()
+                .zip(&other.columns)
+                .all(|((a, ca), (b, cb))| a == b && ca.dim == cb.dim);
         if !same_shape && base > 0 {
-            return Err(files::corrupt("chunk files of one segment disagree on vector columns"));
+            return Err(files::corrupt(
+                "chunk files of one segment disagree on vector columns",
+            ));
         }
         if base == 0 {
             *self = other;
@@ -169,9 +196,11 @@ impl SegmentData {
         for (name, col) in other.columns {
             if let Some(mine) = self.columns.get_mut(&name) {
                 mine.data.extend_from_slice(&col.data);
-                (0..other.ids.len()).filter(|&i| col.missing.get(i)).for_each(|i| {
-                    mine.missing.set(base + i);
-                });
+                (0..other.ids.len())
+                    .filter(|&i| col.missing.get(i))
+                    .for_each(|i| {
+                        mine.missing.set(base + i);
+                    });
             }
         }
         self.ids.extend(other.ids);
@@ -200,7 +229,9 @@ impl SegmentData {
             binio::put_u32(&mut buf, col.dim as u32);
         }
         self.ids.iter().for_each(|id| binio::put_id(&mut buf, id));
-        self.versions.iter().for_each(|&v| binio::put_u64(&mut buf, v));
+        self.versions
+            .iter()
+            .for_each(|&v| binio::put_u64(&mut buf, v));
         w.write_all(&buf)?;
         for col in self.columns.values() {
             col.missing.write_to(w)?;
@@ -231,20 +262,26 @@ impl SegmentData {
         files::expect_magic(r, POINTS_MAGIC)?;
         let format = files::read_u32(r)?;
         if format != FORMAT {
-            return Err(files::corrupt(format!("unsupported points file format {format}")));
+            return Err(files::corrupt(format!(
+                "unsupported points file format {format}"
+            )));
         }
         let rows = files::read_u64(r)? as usize;
         let ncols = files::read_u32(r)? as usize;
         let mut dims = BTreeMap::new();
         for _ in 0..ncols {
             let len = files::read_u32(r)? as usize;
-            let name = String::from_utf8(files::read_vec(r, len)?).map_err(|_| files::corrupt("column name"))?;
+            let name = String::from_utf8(files::read_vec(r, len)?)
+                .map_err(|_| files::corrupt("column name"))?;
             dims.insert(name, files::read_u32(r)? as usize);
         }
         let mut data = SegmentData::new(&dims);
         data.ids = read_ids(r, rows)?;
         let versions = files::read_vec(r, rows * 8)?;
-        data.versions = versions.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().unwrap_or([0; 8]))).collect();
+        data.versions = versions
+            .chunks_exact(8)
+            .map(|c| u64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
+            .collect();
         for col in data.columns.values_mut() {
             col.missing = BitSet::read_from(r)?;
             col.data = read_f32s(r, rows * col.dim)?;
@@ -271,7 +308,9 @@ fn read_ids(r: &mut dyn Read, rows: usize) -> io::Result<Vec<PointId>> {
         r.read_exact(&mut buf[..1])?;
         let len = if buf[0] == 0 { 8 } else { 16 };
         r.read_exact(&mut buf[1..1 + len])?;
-        let id = binio::Dec::new(&buf[..1 + len]).id().map_err(|e| files::corrupt(e.0))?;
+        let id = binio::Dec::new(&buf[..1 + len])
+            .id()
+            .map_err(|e| files::corrupt(e.0))?;
         ids.push(id);
     }
     Ok(ids)
@@ -286,7 +325,11 @@ fn read_f32s(r: &mut dyn Read, n: usize) -> io::Result<Vec<f32>> {
     while left > 0 {
         let take = left.min(buf.len());
         r.read_exact(&mut buf[..take])?;
-        out.extend(buf[..take].chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])));
+        out.extend(
+            buf[..take]
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
+        );
         left -= take;
     }
     Ok(out)
@@ -324,7 +367,12 @@ mod tests {
                 v.insert("img".into(), vec![1.0, 2.0, i as f32]);
             }
             let payload = serde_json::from_value(json!({"i": i})).unwrap();
-            s.push(PointId::Num(i), 10 + i, &v, if i == 3 { Payload::new() } else { payload });
+            s.push(
+                PointId::Num(i),
+                10 + i,
+                &v,
+                if i == 3 { Payload::new() } else { payload },
+            );
         }
         s
     }
@@ -354,7 +402,10 @@ mod tests {
         head.append(tail).unwrap();
         assert_eq!(head, s);
         s.retain(|i| i != 1 && i != 2);
-        assert_eq!(s.ids, vec![PointId::Num(0), PointId::Num(3), PointId::Num(4)]);
+        assert_eq!(
+            s.ids,
+            vec![PointId::Num(0), PointId::Num(3), PointId::Num(4)]
+        );
         assert_eq!(s.vector("", 2), Some(&[4.0, 1.0][..]));
         assert_eq!(s.vector("img", 1), None);
         assert_eq!(s.vector("img", 2), Some(&[1.0, 2.0, 4.0][..]));

@@ -129,8 +129,14 @@ pub struct Applied {
 
 impl ShardState {
     /// A state from loaded segments; builds the id map (a later segment wins a duplicate).
-    pub fn new(config: ShardConfig, mut segments: Vec<Segment>, last_seq: u64, next_segment: u64) -> ShardState {
-        let mut next_segment = next_segment.max(segments.iter().map(|s| s.id + 1).max().unwrap_or(1));
+    pub fn new(
+        config: ShardConfig,
+        mut segments: Vec<Segment>,
+        last_seq: u64,
+        next_segment: u64,
+    ) -> ShardState {
+        let mut next_segment =
+            next_segment.max(segments.iter().map(|s| s.id + 1).max().unwrap_or(1));
         if segments.last().is_none_or(Segment::is_sealed) {
             segments.push(Segment::new_appendable(next_segment, &config));
             next_segment += 1;
@@ -149,7 +155,10 @@ impl ShardState {
                     continue;
                 }
                 let id = seg.data().ids[off];
-                let loc = Loc { seg: si as u32, off: off as u32 };
+                let loc = Loc {
+                    seg: si as u32,
+                    off: off as u32,
+                };
                 if let Some(old) = state.ids.insert(id, loc) {
                     state.segments[old.seg as usize].mark_deleted(old.off as usize);
                 }
@@ -186,18 +195,21 @@ impl ShardState {
         match op {
             ShardOp::Upsert(points) => points.iter().try_for_each(|p| self.validate_point(p)),
             ShardOp::SetPayload { key: Some(key), .. } => parse_path(key).map(|_| ()),
-            ShardOp::DeletePayload { keys, .. } => keys.iter().try_for_each(|k| parse_path(k).map(|_| ())),
+            ShardOp::DeletePayload { keys, .. } => {
+                keys.iter().try_for_each(|k| parse_path(k).map(|_| ()))
+            }
             _ => Ok(()),
         }
     }
 
     fn validate_point(&self, p: &PointRecord) -> Result<()> {
         for (name, v) in &p.vectors {
-            let params = self
-                .config
-                .vectors
-                .get(name)
-                .ok_or_else(|| Error::BadInput(format!("Not existing vector name error: {}", display_name(name))))?;
+            let params = self.config.vectors.get(name).ok_or_else(|| {
+                Error::BadInput(format!(
+                    "Not existing vector name error: {}",
+                    display_name(name)
+                ))
+            })?;
             if v.len() != params.size {
                 return Err(Error::BadInput(format!(
                     "Vector dimension error: expected dim: {}, got {}",
@@ -221,7 +233,11 @@ impl ShardState {
                     self.remove(id);
                 }
             }
-            ShardOp::SetPayload { selector, payload, key } => {
+            ShardOp::SetPayload {
+                selector,
+                payload,
+                key,
+            } => {
                 let path = key.as_deref().and_then(|k| parse_path(k).ok());
                 self.update_payloads(seq, &selector, |p| match &path {
                     Some(path) => path.set(p, &payload),
@@ -233,11 +249,17 @@ impl ShardState {
             }
             ShardOp::DeletePayload { selector, keys } => {
                 let paths: Vec<JsonPath> = keys.iter().filter_map(|k| parse_path(k).ok()).collect();
-                self.update_payloads(seq, &selector, |p| paths.iter().for_each(|path| path.remove(p)));
+                self.update_payloads(seq, &selector, |p| {
+                    paths.iter().for_each(|path| path.remove(p))
+                });
             }
-            ShardOp::ClearPayload { selector } => self.update_payloads(seq, &selector, Payload::clear),
+            ShardOp::ClearPayload { selector } => {
+                self.update_payloads(seq, &selector, Payload::clear)
+            }
         }
-        Applied { sealed: self.maybe_seal() }
+        Applied {
+            sealed: self.maybe_seal(),
+        }
     }
 
     fn upsert(&mut self, seq: u64, p: PointRecord) {
@@ -258,7 +280,13 @@ impl ShardState {
         };
         let off = rows.len() as u32;
         rows.push(id, seq, vectors, payload);
-        self.ids.insert(id, Loc { seg: seg_index, off });
+        self.ids.insert(
+            id,
+            Loc {
+                seg: seg_index,
+                off,
+            },
+        );
     }
 
     fn remove(&mut self, id: PointId) {
@@ -271,7 +299,11 @@ impl ShardState {
     pub fn select(&self, sel: &PointSelector) -> Vec<PointId> {
         match sel {
             PointSelector::Ids(ids) => {
-                let unique: BTreeSet<PointId> = ids.iter().filter(|id| self.ids.contains_key(id)).copied().collect();
+                let unique: BTreeSet<PointId> = ids
+                    .iter()
+                    .filter(|id| self.ids.contains_key(id))
+                    .copied()
+                    .collect();
                 unique.into_iter().collect()
             }
             PointSelector::Filter(f) => self
@@ -285,7 +317,9 @@ impl ShardState {
 
     fn update_payloads(&mut self, seq: u64, sel: &PointSelector, change: impl Fn(&mut Payload)) {
         for id in self.select(sel) {
-            let Some(&loc) = self.ids.get(&id) else { continue };
+            let Some(&loc) = self.ids.get(&id) else {
+                continue;
+            };
             let last = self.segments.len() - 1;
             let seg = &mut self.segments[loc.seg as usize];
             let off = loc.off as usize;
@@ -320,18 +354,29 @@ impl ShardState {
     pub fn seal(&mut self) {
         let seg_index = self.segments.len() - 1;
         let seg = &mut self.segments[seg_index];
-        let Rows::Appendable(rows) = &mut seg.rows else { return };
+        let Rows::Appendable(rows) = &mut seg.rows else {
+            return;
+        };
         let mut rows = std::mem::take(rows);
         let deleted = std::mem::take(&mut seg.deleted);
         rows.retain(|i| !deleted.get(i));
         for (off, id) in rows.ids.iter().enumerate() {
-            self.ids.insert(*id, Loc { seg: seg_index as u32, off: off as u32 });
+            self.ids.insert(
+                *id,
+                Loc {
+                    seg: seg_index as u32,
+                    off: off as u32,
+                },
+            );
         }
         seg.frozen_len = rows.len();
         seg.rows = Rows::Sealed(Arc::new(rows));
         seg.deletions = 0;
         seg.epoch += 1;
-        seg.disk = OnDisk { epoch: seg.epoch, ..OnDisk::default() };
+        seg.disk = OnDisk {
+            epoch: seg.epoch,
+            ..OnDisk::default()
+        };
         let id = self.next_segment;
         self.next_segment += 1;
         let fresh = Segment::new_appendable(id, &self.config);

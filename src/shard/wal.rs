@@ -67,9 +67,14 @@ pub fn file_name(first_seq: u64) -> String {
 impl Wal {
     /// Opens (or creates) the WAL under `shard_dir`, hands every record with
     /// `seq >= start` to `replay` in order, and truncates a torn tail.
-    pub fn open(shard_dir: &Path, start: u64, mut replay: impl FnMut(u64, ShardOp)) -> Result<Replayed> {
+    pub fn open(
+        shard_dir: &Path,
+        start: u64,
+        mut replay: impl FnMut(u64, ShardOp),
+    ) -> Result<Replayed> {
         let dir = shard_dir.join(WAL_DIR);
-        fs::create_dir_all(&dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+        fs::create_dir_all(&dir)
+            .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
         let mut files = list_files(&dir)?;
         let mut last_seq = 0;
         let count = files.len();
@@ -83,11 +88,17 @@ impl Wal {
         }
         let next = last_seq.max(start.saturating_sub(1)) + 1;
         if files.is_empty() {
-            files.push(WalFile { first_seq: next, path: dir.join(file_name(next)) });
+            files.push(WalFile {
+                first_seq: next,
+                path: dir.join(file_name(next)),
+            });
         }
         let current_path = files.last().map(|f| f.path.clone()).unwrap_or_default();
         let current = open_append(&current_path)?;
-        let current_len = current.metadata().map_err(|e| Error::io("reading WAL file size", e))?.len();
+        let current_len = current
+            .metadata()
+            .map_err(|e| Error::io("reading WAL file size", e))?
+            .len();
         files::fsync_dir(&dir).map_err(|e| Error::io("syncing WAL directory", e))?;
         let wal = Wal {
             dir,
@@ -113,7 +124,9 @@ impl Wal {
     /// Appends one record. On error nothing of it stays in the log.
     pub fn append(&mut self, seq: u64, op: &ShardOp) -> Result<()> {
         if let Some(why) = &self.broken {
-            return Err(Error::Service(format!("WAL is unusable until the shard is reopened: {why}")));
+            return Err(Error::Service(format!(
+                "WAL is unusable until the shard is reopened: {why}"
+            )));
         }
         debug_assert!(seq > self.last_seq, "sequence numbers must increase");
         if self.current_len >= MAX_FILE_BYTES {
@@ -150,16 +163,27 @@ impl Wal {
         if self.current_len == 0 {
             return Ok(());
         }
-        self.current.sync_data().map_err(|e| Error::io("syncing WAL file", e))?;
+        self.current
+            .sync_data()
+            .map_err(|e| Error::io("syncing WAL file", e))?;
         let next = self.last_seq + 1;
         let path = self.dir.join(file_name(next));
         let file = open_append(&path)?;
-        let len = file.metadata().map_err(|e| Error::io("reading WAL file size", e))?.len();
+        let len = file
+            .metadata()
+            .map_err(|e| Error::io("reading WAL file size", e))?
+            .len();
         if len != 0 {
-            return Err(Error::Service(format!("WAL file {} exists already and is not empty", path.display())));
+            return Err(Error::Service(format!(
+                "WAL file {} exists already and is not empty",
+                path.display()
+            )));
         }
         files::fsync_dir(&self.dir).map_err(|e| Error::io("syncing WAL directory", e))?;
-        self.files.push(WalFile { first_seq: next, path });
+        self.files.push(WalFile {
+            first_seq: next,
+            path,
+        });
         self.current = Arc::new(file);
         self.current_len = 0;
         Ok(())
@@ -194,7 +218,10 @@ impl Wal {
 }
 
 fn relative(path: &Path) -> String {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     format!("{WAL_DIR}/{name}")
 }
 
@@ -210,8 +237,13 @@ fn list_files(dir: &Path) -> Result<Vec<WalFile>> {
     let entries = fs::read_dir(dir).map_err(|e| Error::io("listing WAL directory", e))?;
     let mut files = Vec::new();
     for entry in entries {
-        let path = entry.map_err(|e| Error::io("listing WAL directory", e))?.path();
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        let path = entry
+            .map_err(|e| Error::io("listing WAL directory", e))?
+            .path();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
         if let Some(first_seq) = name.strip_suffix(".log").and_then(|s| s.parse().ok()) {
             files.push(WalFile { first_seq, path });
         }
@@ -222,8 +254,14 @@ fn list_files(dir: &Path) -> Result<Vec<WalFile>> {
 
 /// Reads one file's records; returns the last sequence number seen. A bad tail is
 /// truncated in the newest file and an error in any other.
-fn read_file(f: &WalFile, is_last: bool, mut last_seq: u64, apply: &mut dyn FnMut(u64, ShardOp)) -> Result<u64> {
-    let file = File::open(&f.path).map_err(|e| Error::io(format!("opening {}", f.path.display()), e))?;
+fn read_file(
+    f: &WalFile,
+    is_last: bool,
+    mut last_seq: u64,
+    apply: &mut dyn FnMut(u64, ShardOp),
+) -> Result<u64> {
+    let file =
+        File::open(&f.path).map_err(|e| Error::io(format!("opening {}", f.path.display()), e))?;
     let mut r = BufReader::with_capacity(1 << 20, file);
     let mut pos: u64 = 0;
     loop {
@@ -231,7 +269,10 @@ fn read_file(f: &WalFile, is_last: bool, mut last_seq: u64, apply: &mut dyn FnMu
             Ok(None) => return Ok(last_seq),
             Ok(Some((payload, size))) => {
                 let (seq, op) = ops::decode(&payload).map_err(|e| {
-                    Error::Service(format!("undecodable WAL record in {} at {pos}: {e}", f.path.display()))
+                    Error::Service(format!(
+                        "undecodable WAL record in {} at {pos}: {e}",
+                        f.path.display()
+                    ))
                 })?;
                 if seq <= last_seq {
                     return Err(Error::Service(format!(
@@ -249,7 +290,10 @@ fn read_file(f: &WalFile, is_last: bool, mut last_seq: u64, apply: &mut dyn FnMu
                 return Ok(last_seq);
             }
             Err(why) => {
-                return Err(Error::Service(format!("corrupt WAL file {} at offset {pos}: {why}", f.path.display())))
+                return Err(Error::Service(format!(
+                    "corrupt WAL file {} at offset {pos}: {why}",
+                    f.path.display()
+                )))
             }
         }
     }
@@ -291,9 +335,14 @@ fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
 }
 
 fn truncate(path: &Path, len: u64) -> Result<()> {
-    let file = OpenOptions::new().write(true).open(path).map_err(|e| Error::io("opening WAL to truncate", e))?;
-    file.set_len(len).map_err(|e| Error::io("truncating torn WAL tail", e))?;
-    file.sync_all().map_err(|e| Error::io("syncing truncated WAL", e))
+    let file = OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(|e| Error::io("opening WAL to truncate", e))?;
+    file.set_len(len)
+        .map_err(|e| Error::io("truncating torn WAL tail", e))?;
+    file.sync_all()
+        .map_err(|e| Error::io("syncing truncated WAL", e))
 }
 
 /// Group commit: the first durable writer to arrive fsyncs for everyone queued behind it.
@@ -322,7 +371,8 @@ impl SyncGate {
                 continue;
             }
             g.syncing = true;
-            let (file, upto) = parking_lot::MutexGuard::unlocked(&mut g, || wal.lock().sync_target());
+            let (file, upto) =
+                parking_lot::MutexGuard::unlocked(&mut g, || wal.lock().sync_target());
             let result = parking_lot::MutexGuard::unlocked(&mut g, || file.sync_data());
             g.syncing = false;
             if result.is_ok() {
@@ -363,13 +413,19 @@ mod tests {
         }
         wal.rotate().unwrap();
         wal.append(4, &op(4)).unwrap();
-        assert_eq!(wal.closed_files_from(1), vec!["wal/000000000001.log".to_string()]);
+        assert_eq!(
+            wal.closed_files_from(1),
+            vec!["wal/000000000001.log".to_string()]
+        );
         assert!(wal.closed_files_from(4).is_empty());
         drop(wal);
         let (seen, mut wal) = replay_all(dir.path(), 2);
         assert_eq!(seen, vec![2, 3, 4]);
         assert_eq!(wal.last_seq(), 4);
-        assert_eq!(wal.take_files_before(4), vec!["wal/000000000001.log".to_string()]);
+        assert_eq!(
+            wal.take_files_before(4),
+            vec!["wal/000000000001.log".to_string()]
+        );
     }
 
     #[test]
@@ -390,7 +446,11 @@ mod tests {
         wal.append(3, &op(3)).unwrap();
         drop(wal);
         let (seen, _) = replay_all(dir.path(), 1);
-        assert_eq!(seen, vec![1, 2, 3], "appends after a truncated tail are readable");
+        assert_eq!(
+            seen,
+            vec![1, 2, 3],
+            "appends after a truncated tail are readable"
+        );
     }
 
     #[test]

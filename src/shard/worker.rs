@@ -69,7 +69,9 @@ impl Jobs {
 }
 
 pub fn spawn(inner: Arc<Inner>) -> std::io::Result<JoinHandle<()>> {
-    std::thread::Builder::new().name("shard-worker".into()).spawn(move || run(&inner))
+    std::thread::Builder::new()
+        .name("shard-worker".into())
+        .spawn(move || run(&inner))
 }
 
 fn run(inner: &Inner) {
@@ -97,13 +99,18 @@ struct IndexJob {
 
 /// Builds one missing index; returns false when there is nothing left to do.
 fn index_one(inner: &Inner, skipped: &mut HashSet<(u64, u64, String)>) -> bool {
-    let Some(job) = find_job(inner, skipped) else { return false };
+    let Some(job) = find_job(inner, skipped) else {
+        return false;
+    };
     let key = (job.seg_id, job.epoch, job.name.clone());
     let Some(col) = job.rows.columns.get(&job.name) else {
         skipped.insert(key);
         return true;
     };
-    let Some(built) = inner.builder.build(&col.data, col.dim, job.distance, &job.params) else {
+    let Some(built) = inner
+        .builder
+        .build(&col.data, col.dim, job.distance, &job.params)
+    else {
         skipped.insert(key);
         return true;
     };
@@ -117,7 +124,10 @@ fn index_one(inner: &Inner, skipped: &mut HashSet<(u64, u64, String)>) -> bool {
     }
     let attached = {
         let mut state = inner.state.write();
-        let seg = state.segments.iter_mut().find(|s| s.id == job.seg_id && s.epoch == job.epoch);
+        let seg = state
+            .segments
+            .iter_mut()
+            .find(|s| s.id == job.seg_id && s.epoch == job.epoch);
         let attached = seg.map(|seg| {
             seg.indexes.insert(job.name.clone(), built);
             seg.index_files.insert(job.name.clone(), file.clone());
@@ -143,13 +153,17 @@ fn find_job(inner: &Inner, skipped: &HashSet<(u64, u64, String)>) -> Option<Inde
         return None;
     }
     for seg in &state.segments {
-        let crate::shard::state::Rows::Sealed(rows) = &seg.rows else { continue };
+        let crate::shard::state::Rows::Sealed(rows) = &seg.rows else {
+            continue;
+        };
         let persisted = seg.disk.epoch == seg.epoch && !seg.disk.points.is_empty();
         if !persisted || rows.is_empty() || rows.vector_bytes() < threshold {
             continue;
         }
         for (name, params) in &state.config.vectors {
-            if seg.indexes.contains_key(name) || skipped.contains(&(seg.id, seg.epoch, name.clone())) {
+            if seg.indexes.contains_key(name)
+                || skipped.contains(&(seg.id, seg.epoch, name.clone()))
+            {
                 continue;
             }
             let mut hnsw = state.config.hnsw.clone();
@@ -157,7 +171,10 @@ fn find_job(inner: &Inner, skipped: &HashSet<(u64, u64, String)>) -> Option<Inde
                 diff.apply_to(&mut hnsw);
             }
             let threads = match hnsw.max_indexing_threads {
-                0 => std::thread::available_parallelism().map_or(1, |n| n.get()).saturating_sub(1).max(1),
+                0 => std::thread::available_parallelism()
+                    .map_or(1, |n| n.get())
+                    .saturating_sub(1)
+                    .max(1),
                 n => n,
             };
             return Some(IndexJob {
@@ -166,7 +183,11 @@ fn find_job(inner: &Inner, skipped: &HashSet<(u64, u64, String)>) -> Option<Inde
                 name: name.clone(),
                 rows: rows.clone(),
                 distance: params.distance,
-                params: BuildParams { m: hnsw.m, ef_construct: hnsw.ef_construct, threads },
+                params: BuildParams {
+                    m: hnsw.m,
+                    ef_construct: hnsw.ef_construct,
+                    threads,
+                },
             });
         }
     }
