@@ -1,2 +1,3 @@
 //! A local shard: the storage engine for one shard's points on this peer.
 pub mod distance;
+pub mod hnsw;
