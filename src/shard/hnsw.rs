@@ -1209,7 +1209,7 @@ mod tests {
         let vectors = random_vectors(n, dim, distance, 5);
         let queries = random_vectors(40, dim, distance, 6);
         let index = HnswIndex::build(&vectors, dim, distance, &PARAMS, 2);
-        let even = |id: u32| id % 2 == 0;
+        let even = |id: u32| id.is_multiple_of(2);
         for q in queries.chunks(dim) {
             let got = index.search(&vectors, q, 10, 64, &even);
             assert_eq!(got.len(), 10);
@@ -1299,7 +1299,7 @@ mod tests {
         assert_eq!(back.distance(), distance);
         assert_eq!(serialize(&back), bytes);
         for q in queries.chunks(dim) {
-            let odd = |id: u32| id % 2 == 1;
+            let odd = |id: u32| !id.is_multiple_of(2);
             assert_eq!(
                 index.search(&vectors, q, 10, 40, &|_| true),
                 back.search(&vectors, q, 10, 40, &|_| true)
