@@ -65,6 +65,8 @@ const MAX_LEVEL: usize = 32;
 const MAX_DIM: usize = 65_536;
 /// The first nodes are inserted by one thread so the early graph is well connected.
 const SEQUENTIAL_PREFIX: usize = 256;
+/// Idle search scratch spaces (each holds `2 * len()` bytes) kept for reuse.
+const MAX_POOLED_SCRATCH: usize = 16;
 /// Words per buffered write or read chunk.
 const IO_CHUNK: usize = 16 * 1024;
 
@@ -185,7 +187,7 @@ impl HnswIndex {
             &mut scratch,
             accept,
         );
-        self.scratch_pool.lock().push(scratch);
+        self.return_scratch(scratch);
         found.into_iter().take(k).map(|s| (s.id, s.sim)).collect()
     }
 
@@ -256,6 +258,13 @@ impl HnswIndex {
     pub fn graph_bytes(&self) -> usize {
         let g = &self.graph;
         4 * (g.layer0.len() + g.upper.len() + g.upper_start.len()) + g.levels.len()
+    }
+
+    fn return_scratch(&self, scratch: Scratch) {
+        let mut pool = self.scratch_pool.lock();
+        if pool.len() < MAX_POOLED_SCRATCH {
+            pool.push(scratch);
+        }
     }
 
     fn take_scratch(&self) -> Scratch {
@@ -1038,7 +1047,10 @@ fn read_graph(input: &mut CrcReader, header: &Header, levels: Vec<u8>) -> io::Re
         .checked_mul(m0 + 1)
         .ok_or_else(|| invalid("HNSW file too large"))?;
     let layer0 = input.words(layer0_len)?;
-    let upper = input.words(blocks * (m + 1))?;
+    let upper_len = blocks
+        .checked_mul(m + 1)
+        .ok_or_else(|| invalid("HNSW file too large"))?;
+    let upper = input.words(upper_len)?;
     Ok(Graph {
         m,
         m0,
