@@ -17,7 +17,10 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0f32; LANES];
     let chunks = n / LANES;
     for i in 0..chunks {
-        let (x, y) = (&a[i * LANES..i * LANES + LANES], &b[i * LANES..i * LANES + LANES]);
+        let (x, y) = (
+            &a[i * LANES..i * LANES + LANES],
+            &b[i * LANES..i * LANES + LANES],
+        );
         for l in 0..LANES {
             acc[l] += x[l] * y[l];
         }
@@ -36,7 +39,10 @@ pub fn squared_euclid(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0f32; LANES];
     let chunks = n / LANES;
     for i in 0..chunks {
-        let (x, y) = (&a[i * LANES..i * LANES + LANES], &b[i * LANES..i * LANES + LANES]);
+        let (x, y) = (
+            &a[i * LANES..i * LANES + LANES],
+            &b[i * LANES..i * LANES + LANES],
+        );
         for l in 0..LANES {
             let d = x[l] - y[l];
             acc[l] += d * d;
@@ -57,7 +63,10 @@ pub fn manhattan(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0f32; LANES];
     let chunks = n / LANES;
     for i in 0..chunks {
-        let (x, y) = (&a[i * LANES..i * LANES + LANES], &b[i * LANES..i * LANES + LANES]);
+        let (x, y) = (
+            &a[i * LANES..i * LANES + LANES],
+            &b[i * LANES..i * LANES + LANES],
+        );
         for l in 0..LANES {
             acc[l] += (x[l] - y[l]).abs();
         }

@@ -17,7 +17,7 @@
 //! their files), `state` (segments in memory and applying ops), `search`, `filter` and
 //! `json_path` (Qdrant filters), `engine` (locks, recovery, write path), `checkpoint`
 //! (checkpoints and freezing), `worker` (background checkpoints and indexing), `index`
-//! (the seam to the HNSW index).
+//! (the seam between segments and a vector index) and `hnsw` (the HNSW graph).
 //!
 //! Threading: [`LocalShard`] is `Send + Sync`; all methods take `&self`. Reads run in
 //! parallel with each other; a write holds the shard's write lock only while it appends
@@ -31,6 +31,7 @@ pub mod distance;
 pub mod engine;
 pub mod files;
 pub mod filter;
+pub mod hnsw;
 pub mod index;
 pub mod json_path;
 pub mod manifest;

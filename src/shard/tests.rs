@@ -698,3 +698,48 @@ fn wait_for(cond: impl Fn() -> bool) {
     }
     panic!("condition not reached");
 }
+
+#[test]
+fn hnsw_indexes_serve_approximate_search() {
+    let dir = tempfile::tempdir().unwrap();
+    // 16-d vectors are 64 bytes: segments of ~1000 points, each indexed.
+    let cfg = config(16, Distance::Cosine, 64, 16);
+    let points = random_points(3000, 16, 10);
+    let shard = LocalShard::open(dir.path(), cfg.clone()).unwrap();
+    upsert_in_batches(&shard, points.clone(), 100);
+    let sealed_rows: usize = {
+        let state = shard.inner.state.read();
+        state
+            .segments
+            .iter()
+            .filter(|s| s.is_sealed())
+            .map(|s| s.data().len())
+            .sum()
+    };
+    wait_for(|| shard.info().indexed_vectors_count == sealed_rows);
+    let mut found = 0;
+    for q in 0..20 {
+        let query: Vec<f32> = (0..16).map(|i| ((i * 7 + q) as f32 * 0.91).cos()).collect();
+        let got = shard.search(&search_req(query.clone(), 10)).unwrap();
+        let want = brute_force(&points, Distance::Cosine, &query, 10);
+        found += want
+            .iter()
+            .filter(|w| got.iter().any(|g| g.id == w.0))
+            .count();
+        let mut exact = search_req(query, 10);
+        exact.exact = true;
+        let got = shard.search(&exact).unwrap();
+        assert_eq!(
+            got.iter().map(|h| h.id).collect::<Vec<_>>(),
+            want.iter().map(|w| w.0).collect::<Vec<_>>()
+        );
+    }
+    assert!(found >= 180, "recall@10 over 20 queries: {found}/200");
+    drop(shard);
+    let shard = LocalShard::open(dir.path(), cfg).unwrap();
+    assert_eq!(
+        shard.info().indexed_vectors_count,
+        sealed_rows,
+        "HNSW files are loaded on reopen"
+    );
+}
