@@ -128,12 +128,13 @@ impl LocalShard {
         let inner = Arc::new(Inner::open(dir, config, builder)?);
         let worker =
             worker::spawn(inner.clone()).map_err(|e| Error::io("starting shard worker", e))?;
+        // Replaying the WAL may have sealed segments that no file holds yet.
         let unpersisted = inner
             .state
             .read()
             .segments
             .iter()
-            .any(|s| s.disk.epoch != s.epoch);
+            .any(|s| s.is_sealed() && s.disk.points.is_empty());
         if unpersisted {
             inner.jobs.request_checkpoint();
         }

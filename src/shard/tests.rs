@@ -243,6 +243,16 @@ fn payload_ops_and_deletes() {
 }
 
 #[test]
+fn a_directory_opens_once_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let shard = LocalShard::open(dir.path(), config(2, Distance::Dot, 0, 0)).unwrap();
+    let second = LocalShard::open(dir.path(), config(2, Distance::Dot, 0, 0));
+    assert!(matches!(second, Err(Error::Unavailable(_))));
+    drop(shard);
+    LocalShard::open(dir.path(), config(2, Distance::Dot, 0, 0)).unwrap();
+}
+
+#[test]
 fn invalid_ops_change_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let shard = LocalShard::open(dir.path(), config(2, Distance::Dot, 0, 0)).unwrap();
