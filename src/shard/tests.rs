@@ -753,3 +753,29 @@ fn hnsw_indexes_serve_approximate_search() {
         "HNSW files are loaded on reopen"
     );
 }
+
+/// Throughput of the write path, for measuring by hand:
+/// `cargo test --release --lib shard::tests::measure_apply -- --ignored --nocapture`.
+#[test]
+#[ignore = "measurement, not a check"]
+fn measure_apply_throughput() {
+    let dir = tempfile::tempdir().unwrap();
+    let shard = LocalShard::open(dir.path(), config(128, Distance::Cosine, 32 * 1024, 0)).unwrap();
+    let points = random_points(200_000, 128, 11);
+    let start = std::time::Instant::now();
+    for chunk in points.chunks(100) {
+        shard.apply(ShardOp::Upsert(chunk.to_vec()), true).unwrap();
+    }
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "durable batches of 100: {:.0} points/s",
+        points.len() as f64 / secs
+    );
+    let start = std::time::Instant::now();
+    shard.flush().unwrap();
+    println!(
+        "flush: {:.2} s, info {:?}",
+        start.elapsed().as_secs_f64(),
+        shard.info()
+    );
+}
