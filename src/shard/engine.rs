@@ -31,8 +31,13 @@ use crate::shard::ShardConfig;
 /// Past this many WAL files (each up to 64 MiB) a checkpoint is requested.
 const WAL_FILES_BEFORE_CHECKPOINT: usize = 3;
 
+/// Held (with an exclusive `flock`) while a shard is open, so a directory is never
+/// opened twice at once.
+pub const LOCK_FILE: &str = ".lock";
+
 pub struct Inner {
     pub dir: PathBuf,
+    _lock: fs::File,
     pub checkpoint_lock: Mutex<()>,
     pub disk: Arc<Mutex<DiskFiles>>,
     pub wal: Mutex<Wal>,
@@ -45,6 +50,7 @@ pub struct Inner {
 
 impl Inner {
     pub fn open(dir: &Path, config: ShardConfig, builder: Arc<dyn IndexBuilder>) -> Result<Inner> {
+        let lock = lock_dir(dir)?;
         let segments_dir = dir.join(SEGMENTS_DIR);
         fs::create_dir_all(&segments_dir)
             .map_err(|e| Error::io(format!("creating {}", segments_dir.display()), e))?;
@@ -70,6 +76,7 @@ impl Inner {
         tracing::debug!(dir = %dir.display(), points = state.ids.len(), last_seq = state.last_seq, "shard opened");
         Ok(Inner {
             dir: dir.to_path_buf(),
+            _lock: lock,
             checkpoint_lock: Mutex::new(()),
             next_file: AtomicU64::new(manifest.next_file),
             disk: Arc::new(Mutex::new(DiskFiles::new(dir, manifest))),
@@ -104,6 +111,20 @@ impl Inner {
         }
         Ok(seq)
     }
+}
+
+fn lock_dir(dir: &Path) -> Result<fs::File> {
+    fs::create_dir_all(dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join(LOCK_FILE))
+        .map_err(|e| Error::io("opening shard lock file", e))?;
+    file.try_lock().map_err(|_| {
+        Error::Unavailable(format!("shard directory {} is already open", dir.display()))
+    })?;
+    Ok(file)
 }
 
 /// Deletes files under `segments/` that the manifest does not name, and temp files.

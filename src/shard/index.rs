@@ -3,8 +3,7 @@
 //! Owns the [`VectorIndex`] trait that a sealed segment's search uses, the
 //! [`IndexBuilder`] that the background indexer calls, and the index file wrapper
 //! (`"SHOALIDX" | body written by the index | crc32`). The index itself (HNSW) lives in
-//! `hnsw.rs`; [`default_builder`] is the one place that names it. Until it is merged
-//! the default builder builds nothing and every segment is searched exactly.
+//! `hnsw.rs`; [`default_builder`] is the one place that names it.
 //!
 //! An index is over one vector column of one sealed segment: node `i` is offset `i`.
 //! It never sees deletions or filters; search passes an `accept` predicate for those.
@@ -16,6 +15,7 @@ use std::sync::Arc;
 
 use crate::collection::config::Distance;
 use crate::shard::files::{self, CrcReader, CrcWriter};
+use crate::shard::hnsw::{HnswIndex, HnswParams};
 
 const INDEX_MAGIC: &[u8; 8] = b"SHOALIDX";
 
@@ -59,30 +59,57 @@ pub trait IndexBuilder: Send + Sync {
     fn read(&self, r: &mut dyn Read) -> io::Result<Arc<dyn VectorIndex>>;
 }
 
-/// The builder used in production.
+/// The builder used in production: HNSW.
 pub fn default_builder() -> Arc<dyn IndexBuilder> {
-    Arc::new(NoIndex)
+    Arc::new(HnswBuilder)
 }
 
-/// Stands in until `hnsw.rs` is merged: builds nothing, so every segment is searched
-/// exactly and no index file is ever written or read.
-struct NoIndex;
+struct HnswBuilder;
 
-impl IndexBuilder for NoIndex {
+impl IndexBuilder for HnswBuilder {
     fn build(
         &self,
-        _: &[f32],
-        _: usize,
-        _: Distance,
-        _: &BuildParams,
+        vectors: &[f32],
+        dim: usize,
+        distance: Distance,
+        params: &BuildParams,
     ) -> Option<Arc<dyn VectorIndex>> {
-        None
+        let hnsw = HnswParams {
+            m: params.m,
+            ef_construct: params.ef_construct,
+        };
+        Some(Arc::new(HnswIndex::build(
+            vectors,
+            dim,
+            distance,
+            &hnsw,
+            params.threads,
+        )))
     }
 
-    fn read(&self, _: &mut dyn Read) -> io::Result<Arc<dyn VectorIndex>> {
-        Err(files::corrupt(
-            "this build has no vector index implementation",
-        ))
+    fn read(&self, r: &mut dyn Read) -> io::Result<Arc<dyn VectorIndex>> {
+        Ok(Arc::new(HnswIndex::read_from(r)?))
+    }
+}
+
+impl VectorIndex for HnswIndex {
+    fn search(
+        &self,
+        vectors: &[f32],
+        query: &[f32],
+        k: usize,
+        ef: usize,
+        accept: &dyn Fn(u32) -> bool,
+    ) -> Vec<(u32, f32)> {
+        HnswIndex::search(self, vectors, query, k, ef, accept)
+    }
+
+    fn write_to(&self, w: &mut dyn Write) -> io::Result<()> {
+        HnswIndex::write_to(self, w)
+    }
+
+    fn len(&self) -> usize {
+        HnswIndex::len(self)
     }
 }
 

@@ -138,10 +138,8 @@ fn remove_in(segs: &[Seg], value: &mut Value) {
                 remove_in(rest, v);
             }
         }
-        (Seg::Index(i), Value::Array(items)) if rest.is_empty() => {
-            if *i < items.len() {
-                items.remove(*i);
-            }
+        (Seg::Index(i), Value::Array(items)) if rest.is_empty() && *i < items.len() => {
+            items.remove(*i);
         }
         (Seg::Index(i), Value::Array(items)) => {
             if let Some(v) = items.get_mut(*i) {

@@ -17,7 +17,7 @@
 //! their files), `state` (segments in memory and applying ops), `search`, `filter` and
 //! `json_path` (Qdrant filters), `engine` (locks, recovery, write path), `checkpoint`
 //! (checkpoints and freezing), `worker` (background checkpoints and indexing), `index`
-//! (the seam to the HNSW index).
+//! (the seam between segments and a vector index) and `hnsw` (the HNSW graph).
 //!
 //! Threading: [`LocalShard`] is `Send + Sync`; all methods take `&self`. Reads run in
 //! parallel with each other; a write holds the shard's write lock only while it appends
@@ -31,6 +31,7 @@ pub mod distance;
 pub mod engine;
 pub mod files;
 pub mod filter;
+pub mod hnsw;
 pub mod index;
 pub mod json_path;
 pub mod manifest;
@@ -127,12 +128,13 @@ impl LocalShard {
         let inner = Arc::new(Inner::open(dir, config, builder)?);
         let worker =
             worker::spawn(inner.clone()).map_err(|e| Error::io("starting shard worker", e))?;
+        // Replaying the WAL may have sealed segments that no file holds yet.
         let unpersisted = inner
             .state
             .read()
             .segments
             .iter()
-            .any(|s| s.disk.epoch != s.epoch);
+            .any(|s| s.is_sealed() && s.disk.points.is_empty());
         if unpersisted {
             inner.jobs.request_checkpoint();
         }

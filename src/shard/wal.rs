@@ -189,6 +189,12 @@ impl Wal {
         Ok(())
     }
 
+    /// Makes appends go to `file` (tests use `/dev/full` to simulate a full disk).
+    #[cfg(test)]
+    fn redirect_for_test(&mut self, file: File) {
+        self.current = Arc::new(file);
+    }
+
     /// The file to fsync to make everything up to the returned sequence number durable.
     pub fn sync_target(&self) -> (Arc<File>, u64) {
         (self.current.clone(), self.last_seq)
@@ -475,6 +481,30 @@ mod tests {
         fs::write(&oldest, bytes).unwrap();
         let err = Wal::open(dir.path(), 1, |_, _| {}).err().unwrap();
         assert!(err.to_string().contains("corrupt WAL file"), "{err}");
+    }
+
+    #[test]
+    fn a_full_disk_is_507_and_leaves_the_log_readable() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, mut wal) = replay_all(dir.path(), 1);
+        wal.append(1, &op(1)).unwrap();
+        let full = OpenOptions::new().write(true).open("/dev/full").unwrap();
+        wal.redirect_for_test(full);
+        let err = wal.append(2, &op(2)).unwrap_err();
+        assert!(matches!(err, Error::InsufficientStorage(_)), "{err}");
+        // /dev/full cannot be truncated, so the rollback fails and the log refuses further
+        // appends until reopened rather than risk leaving a half record.
+        let again = wal.append(2, &op(2)).unwrap_err();
+        assert!(
+            again
+                .to_string()
+                .contains("unusable until the shard is reopened"),
+            "{again}"
+        );
+        drop(wal);
+        let (seen, mut wal) = replay_all(dir.path(), 1);
+        assert_eq!(seen, vec![1]);
+        wal.append(2, &op(2)).unwrap();
     }
 
     #[test]
