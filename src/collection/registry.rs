@@ -109,8 +109,12 @@ impl CollectionRegistry {
 
     /// A fresh, empty directory to unpack a recovery of `name` into.
     pub fn recovery_dir(&self, name: &str) -> Result<PathBuf> {
-        let dir = self.root.join(format!("{RECOVERY_PREFIX}{name}-{}", uuid::Uuid::new_v4().simple()));
-        std::fs::create_dir_all(&dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+        let dir = self.root.join(format!(
+            "{RECOVERY_PREFIX}{name}-{}",
+            uuid::Uuid::new_v4().simple()
+        ));
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
         Ok(dir)
     }
 
@@ -135,7 +139,8 @@ impl CollectionRegistry {
         if had_live {
             exchange(new_dir, &live)?;
         } else {
-            std::fs::rename(new_dir, &live).map_err(|e| Error::io(format!("moving {} into place", new_dir.display()), e))?;
+            std::fs::rename(new_dir, &live)
+                .map_err(|e| Error::io(format!("moving {} into place", new_dir.display()), e))?;
         }
         crate::snapshot::store::sync_dir(&self.root)?;
         match Collection::open(&live, name, config, local_shards) {
@@ -149,7 +154,8 @@ impl CollectionRegistry {
                 if had_live {
                     exchange(new_dir, &live)?;
                     if let Some(config) = previous_config {
-                        let collection = Arc::new(Collection::open(&live, name, config, local_shards)?);
+                        let collection =
+                            Arc::new(Collection::open(&live, name, config, local_shards)?);
                         open.insert(name.to_string(), collection);
                     }
                 } else {
@@ -165,15 +171,27 @@ impl CollectionRegistry {
 fn exchange(a: &Path, b: &Path) -> Result<()> {
     use std::os::unix::ffi::OsStrExt;
     let to_c = |p: &Path| {
-        std::ffi::CString::new(p.as_os_str().as_bytes()).map_err(|_| Error::service(format!("path {} holds NUL", p.display())))
+        std::ffi::CString::new(p.as_os_str().as_bytes())
+            .map_err(|_| Error::service(format!("path {} holds NUL", p.display())))
     };
     let (ca, cb) = (to_c(a)?, to_c(b)?);
     // SAFETY: both pointers are valid NUL-terminated strings that outlive the call.
-    let rc = unsafe { libc::renameat2(libc::AT_FDCWD, ca.as_ptr(), libc::AT_FDCWD, cb.as_ptr(), libc::RENAME_EXCHANGE) };
+    let rc = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            ca.as_ptr(),
+            libc::AT_FDCWD,
+            cb.as_ptr(),
+            libc::RENAME_EXCHANGE,
+        )
+    };
     if rc == 0 {
         Ok(())
     } else {
-        Err(Error::io(format!("exchanging {} and {}", a.display(), b.display()), std::io::Error::last_os_error()))
+        Err(Error::io(
+            format!("exchanging {} and {}", a.display(), b.display()),
+            std::io::Error::last_os_error(),
+        ))
     }
 }
 

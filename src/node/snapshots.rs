@@ -79,7 +79,10 @@ impl RecoveryLocks {
         if !self.busy.lock().insert(name.to_string()) {
             return Err(Error::Conflict(format!("a recovery of collection `{name}` is already running; try again when it has finished")));
         }
-        Ok(RecoveryGuard { locks: self, name: name.to_string() })
+        Ok(RecoveryGuard {
+            locks: self,
+            name: name.to_string(),
+        })
     }
 }
 
@@ -104,11 +107,24 @@ impl Node {
 
     // ---- collection snapshots ----
 
-    pub async fn create_collection_snapshot(&self, name: &str, task: &TaskHandle) -> Result<SnapshotDescription> {
+    pub async fn create_collection_snapshot(
+        &self,
+        name: &str,
+        task: &TaskHandle,
+    ) -> Result<SnapshotDescription> {
         let collection = self.collection(name)?;
-        let (store, peer, bytes) = (self.snapshot_store(), self.consensus.peer_id(), task.bytes());
+        let (store, peer, bytes) = (
+            self.snapshot_store(),
+            self.consensus.peer_id(),
+            task.bytes(),
+        );
         blocking(move || {
-            let description = write_collection_snapshot(&collection, &store, &store.collection_dir(collection.name()), peer)?;
+            let description = write_collection_snapshot(
+                &collection,
+                &store,
+                &store.collection_dir(collection.name()),
+                peer,
+            )?;
             bytes.store(description.size, Ordering::Relaxed);
             Ok(description)
         })
@@ -135,9 +151,19 @@ impl Node {
     }
 
     /// `PUT /collections/{name}/snapshots/recover`.
-    pub async fn recover_collection(&self, name: &str, location: &str, request: RecoverRequest, task: &TaskHandle) -> Result<RecoveryReport> {
+    pub async fn recover_collection(
+        &self,
+        name: &str,
+        location: &str,
+        request: RecoverRequest,
+        task: &TaskHandle,
+    ) -> Result<RecoveryReport> {
         validate_name(name)?;
-        let expected = request.checksum.as_deref().map(checksum::parse_expected).transpose()?;
+        let expected = request
+            .checksum
+            .as_deref()
+            .map(checksum::parse_expected)
+            .transpose()?;
         let location = source::parse_location(
             location,
             &self.settings.storage.snapshots_path,
@@ -145,31 +171,67 @@ impl Node {
         )?;
         let target = self.recovery_target(name);
         let _guard = self.recovery_locks.acquire(&target)?;
-        let unpacked = self.unpack_collection(&target, &location, request.api_key.as_deref(), expected, task).await?;
-        self.install_collection(&target, unpacked, request.priority, false).await
+        let unpacked = self
+            .unpack_collection(
+                &target,
+                &location,
+                request.api_key.as_deref(),
+                expected,
+                task,
+            )
+            .await?;
+        self.install_collection(&target, unpacked, request.priority, false)
+            .await
     }
 
     /// `POST /collections/{name}/snapshots/upload`: `upload` is the received file, already
     /// stored under `snapshots_path/<collection>/`.
-    pub async fn recover_uploaded_collection(&self, name: &str, upload: &Path, request: RecoverRequest, task: &TaskHandle) -> Result<RecoveryReport> {
+    pub async fn recover_uploaded_collection(
+        &self,
+        name: &str,
+        upload: &Path,
+        request: RecoverRequest,
+        task: &TaskHandle,
+    ) -> Result<RecoveryReport> {
         let target = self.recovery_target(name);
         let _guard = self.recovery_locks.acquire(&target)?;
-        let unpacked = self.unpack_collection(&target, &Location::File(upload.to_path_buf()), None, None, task).await?;
-        self.install_collection(&target, unpacked, request.priority, false).await
+        let unpacked = self
+            .unpack_collection(
+                &target,
+                &Location::File(upload.to_path_buf()),
+                None,
+                None,
+                task,
+            )
+            .await?;
+        self.install_collection(&target, unpacked, request.priority, false)
+            .await
     }
 
     /// Start-up recovery (`--snapshot PATH:NAME`): any path on disk; an existing
     /// collection is replaced only with `force`.
-    pub async fn recover_collection_from_path(&self, name: &str, path: &Path, force: bool) -> Result<RecoveryReport> {
+    pub async fn recover_collection_from_path(
+        &self,
+        name: &str,
+        path: &Path,
+        force: bool,
+    ) -> Result<RecoveryReport> {
         validate_name(name)?;
         if self.collection_exists(name) && !force {
-            return Err(Error::AlreadyExists(format!("Collection {name} already exists. Use --force-snapshot to overwrite it.")));
+            return Err(Error::AlreadyExists(format!(
+                "Collection {name} already exists. Use --force-snapshot to overwrite it."
+            )));
         }
         let task = self.tasks.start("recover_snapshot", name);
         let _guard = self.recovery_locks.acquire(name)?;
-        let unpacked = self.unpack_collection(name, &Location::File(path.to_path_buf()), None, None, &task).await;
+        let unpacked = self
+            .unpack_collection(name, &Location::File(path.to_path_buf()), None, None, &task)
+            .await;
         let outcome = match unpacked {
-            Ok(unpacked) => self.install_collection(name, unpacked, SnapshotPriority::Snapshot, force).await,
+            Ok(unpacked) => {
+                self.install_collection(name, unpacked, SnapshotPriority::Snapshot, force)
+                    .await
+            }
             Err(err) => Err(err),
         };
         task.finish(&outcome);
@@ -178,7 +240,11 @@ impl Node {
 
     /// The collection a recovery addressed by `name` lands in (aliases resolve).
     fn recovery_target(&self, name: &str) -> String {
-        self.consensus.state().resolve(name).unwrap_or(name).to_string()
+        self.consensus
+            .state()
+            .resolve(name)
+            .unwrap_or(name)
+            .to_string()
     }
 
     /// Streams the snapshot into a fresh recovery directory, verifying every file and
@@ -192,15 +258,20 @@ impl Node {
         task: &TaskHandle,
     ) -> Result<UnpackedCollection> {
         let dir = self.collections.recovery_dir(name)?;
-        let result = self.unpack_into(&dir, location, api_key, task.bytes()).await.and_then(|actual| {
-            if let Some(expected) = &expected {
-                // Same order as Qdrant's recover message: what the client gave, then what we got.
-                checksum::verify(expected, &actual).map_err(|_| {
-                    Error::BadInput(format!("Snapshot checksum mismatch: expected {expected}, got {actual}"))
-                })?;
-            }
-            layout::read_collection(&dir)
-        });
+        let result = self
+            .unpack_into(&dir, location, api_key, task.bytes())
+            .await
+            .and_then(|actual| {
+                if let Some(expected) = &expected {
+                    // Same order as Qdrant's recover message: what the client gave, then what we got.
+                    checksum::verify(expected, &actual).map_err(|_| {
+                        Error::BadInput(format!(
+                            "Snapshot checksum mismatch: expected {expected}, got {actual}"
+                        ))
+                    })?;
+                }
+                layout::read_collection(&dir)
+            });
         if result.is_err() {
             remove_dir_quietly(&dir);
         }
@@ -208,14 +279,26 @@ impl Node {
     }
 
     /// Unpacks `location` into `dir`; returns the sha256 of the archive bytes.
-    async fn unpack_into(&self, dir: &Path, location: &Location, api_key: Option<&str>, bytes: Arc<AtomicU64>) -> Result<String> {
+    async fn unpack_into(
+        &self,
+        dir: &Path,
+        location: &Location,
+        api_key: Option<&str>,
+        bytes: Arc<AtomicU64>,
+    ) -> Result<String> {
         let dir = dir.to_path_buf();
         match location {
             Location::File(path) => {
                 let path = path.clone();
                 blocking(move || {
-                    let file = std::fs::File::open(&path).map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
-                    unpack_stream(std::io::BufReader::with_capacity(1 << 20, file), &dir, &bytes).map(|(sha, _)| sha)
+                    let file = std::fs::File::open(&path)
+                        .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+                    unpack_stream(
+                        std::io::BufReader::with_capacity(1 << 20, file),
+                        &dir,
+                        &bytes,
+                    )
+                    .map(|(sha, _)| sha)
                 })
                 .await
             }
@@ -226,10 +309,14 @@ impl Node {
                 let reader = tokio_util::io::SyncIoBridge::new(body);
                 let url = url.clone();
                 blocking(move || {
-                    unpack_stream(reader, &dir, &bytes).map(|(sha, _)| sha).map_err(|err| match err {
-                        Error::Service(msg) => Error::Service(format!("downloading {url}: {msg}")),
-                        other => other,
-                    })
+                    unpack_stream(reader, &dir, &bytes)
+                        .map(|(sha, _)| sha)
+                        .map_err(|err| match err {
+                            Error::Service(msg) => {
+                                Error::Service(format!("downloading {url}: {msg}"))
+                            }
+                            other => other,
+                        })
                 })
                 .await
             }
@@ -239,18 +326,36 @@ impl Node {
     /// Registers (or checks) the collection through consensus, then swaps the unpacked
     /// data in. With `replace_config` an existing collection is dropped and created
     /// again with the snapshot's config (start-up `--force-snapshot`).
-    async fn install_collection(&self, name: &str, unpacked: UnpackedCollection, priority: SnapshotPriority, replace_config: bool) -> Result<RecoveryReport> {
+    async fn install_collection(
+        &self,
+        name: &str,
+        unpacked: UnpackedCollection,
+        priority: SnapshotPriority,
+        replace_config: bool,
+    ) -> Result<RecoveryReport> {
         let dir = unpacked.dir.clone();
-        let outcome = self.install_collection_inner(name, unpacked, priority, replace_config).await;
+        let outcome = self
+            .install_collection_inner(name, unpacked, priority, replace_config)
+            .await;
         remove_dir_quietly(&dir);
         outcome
     }
 
-    async fn install_collection_inner(&self, name: &str, unpacked: UnpackedCollection, priority: SnapshotPriority, replace_config: bool) -> Result<RecoveryReport> {
+    async fn install_collection_inner(
+        &self,
+        name: &str,
+        unpacked: UnpackedCollection,
+        priority: SnapshotPriority,
+        replace_config: bool,
+    ) -> Result<RecoveryReport> {
         let snapshot_config = unpacked.config.clone();
         let mut existing = self.consensus.state().collections.get(name).cloned();
         if let (Some(_), true) = (&existing, replace_config) {
-            self.consensus.propose(ClusterOp::DeleteCollection { name: name.to_string() }).await?;
+            self.consensus
+                .propose(ClusterOp::DeleteCollection {
+                    name: name.to_string(),
+                })
+                .await?;
             existing = None;
         }
         let created = existing.is_none();
@@ -258,17 +363,31 @@ impl Node {
             Some(current) => check_compatible(&current.config, &snapshot_config)?,
             None => {
                 let peer = self.consensus.peer_id();
-                let placement = (0..snapshot_config.params.shard_number).map(|shard| (shard, vec![peer])).collect();
+                let placement = (0..snapshot_config.params.shard_number)
+                    .map(|shard| (shard, vec![peer]))
+                    .collect();
                 self.consensus
-                    .propose(ClusterOp::CreateCollection { name: name.to_string(), config: snapshot_config.clone(), placement })
+                    .propose(ClusterOp::CreateCollection {
+                        name: name.to_string(),
+                        config: snapshot_config.clone(),
+                        placement,
+                    })
                     .await?;
             }
         }
         let state = self.consensus.state();
-        let current = state.collections.get(name).ok_or_else(|| Error::collection_not_found(name))?;
+        let current = state
+            .collections
+            .get(name)
+            .ok_or_else(|| Error::collection_not_found(name))?;
         let config = current.config.clone();
         let peer = self.consensus.peer_id();
-        let local: Vec<ShardId> = current.placement().iter().filter(|(_, p)| p.contains(&peer)).map(|(s, _)| *s).collect();
+        let local: Vec<ShardId> = current
+            .placement()
+            .iter()
+            .filter(|(_, p)| p.contains(&peer))
+            .map(|(s, _)| *s)
+            .collect();
         let registry = self.collections.clone();
         let name_owned = name.to_string();
         let collection = blocking(move || {
@@ -276,13 +395,28 @@ impl Node {
             registry.replace_data(&name_owned, &unpacked.dir, config, &local)
         })
         .await?;
-        tracing::info!(collection = name, created, ?priority, "collection recovered from snapshot");
-        Ok(RecoveryReport { collection: name.to_string(), created, priority, shards: shard_reports(&collection) })
+        tracing::info!(
+            collection = name,
+            created,
+            ?priority,
+            "collection recovered from snapshot"
+        );
+        Ok(RecoveryReport {
+            collection: name.to_string(),
+            created,
+            priority,
+            shards: shard_reports(&collection),
+        })
     }
 }
 
 /// Writes a collection snapshot of the local shards into `dir` and publishes it there.
-pub fn write_collection_snapshot(collection: &Collection, store: &SnapshotStore, dir: &Path, peer: u64) -> Result<SnapshotDescription> {
+pub fn write_collection_snapshot(
+    collection: &Collection,
+    store: &SnapshotStore,
+    dir: &Path,
+    peer: u64,
+) -> Result<SnapshotDescription> {
     let name = naming::collection_snapshot(collection.name(), peer, Utc::now());
     let staged = store.staging_path(dir, &name)?;
     let frozen = collection
@@ -302,26 +436,38 @@ pub fn write_collection_snapshot(collection: &Collection, store: &SnapshotStore,
 }
 
 /// Unpacks a stream, counting bytes; returns the stream's sha256 and the manifest.
-pub fn unpack_stream(reader: impl Read, dir: &Path, bytes: &AtomicU64) -> Result<(String, Manifest)> {
-    let mut hashing = HashingReader::new(Counted { inner: reader, bytes });
+pub fn unpack_stream(
+    reader: impl Read,
+    dir: &Path,
+    bytes: &AtomicU64,
+) -> Result<(String, Manifest)> {
+    let mut hashing = HashingReader::new(Counted {
+        inner: reader,
+        bytes,
+    });
     let manifest = archive::unpack_verified(&mut hashing, dir)?;
-    let (sha, _) = hashing.drain_and_finish().map_err(|e| Error::io("reading the rest of the snapshot", e))?;
+    let (sha, _) = hashing
+        .drain_and_finish()
+        .map_err(|e| Error::io("reading the rest of the snapshot", e))?;
     Ok((sha, manifest))
 }
 
 /// Only shard directories stay: the collection-level files were read already.
 fn prepare_collection_dir(unpacked: &UnpackedCollection) -> Result<()> {
     let keep: HashSet<String> = unpacked.shards.keys().map(|s| s.to_string()).collect();
-    let entries = std::fs::read_dir(&unpacked.dir).map_err(|e| Error::io(format!("listing {}", unpacked.dir.display()), e))?;
+    let entries = std::fs::read_dir(&unpacked.dir)
+        .map_err(|e| Error::io(format!("listing {}", unpacked.dir.display()), e))?;
     for entry in entries {
         let entry = entry?;
         let path = entry.path();
         if keep.contains(&entry.file_name().to_string_lossy().to_string()) {
             layout::strip_shard_metadata(&path)?;
         } else if path.is_dir() {
-            std::fs::remove_dir_all(&path).map_err(|e| Error::io(format!("removing {}", path.display()), e))?;
+            std::fs::remove_dir_all(&path)
+                .map_err(|e| Error::io(format!("removing {}", path.display()), e))?;
         } else {
-            std::fs::remove_file(&path).map_err(|e| Error::io(format!("removing {}", path.display()), e))?;
+            std::fs::remove_file(&path)
+                .map_err(|e| Error::io(format!("removing {}", path.display()), e))?;
         }
     }
     Ok(())
@@ -329,7 +475,10 @@ fn prepare_collection_dir(unpacked: &UnpackedCollection) -> Result<()> {
 
 /// The existing collection keeps its config; the snapshot must match its vectors and
 /// shard count.
-fn check_compatible(existing: &crate::collection::config::CollectionConfig, snapshot: &crate::collection::config::CollectionConfig) -> Result<()> {
+fn check_compatible(
+    existing: &crate::collection::config::CollectionConfig,
+    snapshot: &crate::collection::config::CollectionConfig,
+) -> Result<()> {
     if existing.params.vectors != snapshot.params.vectors {
         return Err(Error::BadInput(format!(
             "Snapshot is not compatible with existing collection: vectors differ (collection: {}, snapshot: {})",
@@ -350,7 +499,11 @@ fn shard_reports(collection: &Collection) -> Vec<ShardRecovery> {
     collection
         .local_shards()
         .iter()
-        .map(|(id, shard)| ShardRecovery { shard_id: *id, winner: "snapshot", points_on_this_peer: shard.info().points_count })
+        .map(|(id, shard)| ShardRecovery {
+            shard_id: *id,
+            winner: "snapshot",
+            points_on_this_peer: shard.info().points_count,
+        })
         .collect()
 }
 
@@ -376,7 +529,10 @@ fn remove_dir_quietly(dir: &Path) {
     }
 }
 
-async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(work).await.map_err(Error::service)?
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(Error::service)?
 }
-

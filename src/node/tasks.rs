@@ -101,9 +101,18 @@ impl TaskRegistry {
         });
         let mut tasks = self.tasks.lock();
         tasks.push_back(entry.clone());
-        // Forget the oldest finished tasks beyond the limit; running ones always stay.
-        while tasks.iter().filter(|t| t.info.lock().state != TaskState::Running).count() > KEEP_FINISHED {
-            match tasks.iter().position(|t| t.info.lock().state != TaskState::Running) {
+        // Forget the oldest finished tasks beyond the limit (leaving room for the one
+        // just started); running ones always stay.
+        while tasks
+            .iter()
+            .filter(|t| t.info.lock().state != TaskState::Running)
+            .count()
+            >= KEEP_FINISHED
+        {
+            match tasks
+                .iter()
+                .position(|t| t.info.lock().state != TaskState::Running)
+            {
                 Some(oldest) => {
                     tasks.remove(oldest);
                 }
@@ -133,38 +142,6 @@ impl TaskRegistry {
 
 fn now() -> String {
     Utc::now().format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn outcomes_are_kept() {
-        let registry = TaskRegistry::default();
-        let ok = registry.start("create_snapshot", "c");
-        ok.bytes().fetch_add(10, Ordering::Relaxed);
-        ok.finish(&Ok::<_, Error>("x"));
-        let bad = registry.start("recover_snapshot", "c");
-        bad.finish(&Err::<(), _>(Error::BadInput("broken".into())));
-        let list = registry.list();
-        assert_eq!(list[0].state, TaskState::Succeeded);
-        assert_eq!(list[0].bytes_done, 10);
-        assert_eq!(list[1].error.as_deref(), Some("Wrong input: broken"));
-        assert!(registry.get(&bad.id()).is_some());
-    }
-
-    #[test]
-    fn old_finished_tasks_are_forgotten() {
-        let registry = TaskRegistry::default();
-        let running = registry.start("create_snapshot", "keep");
-        for _ in 0..(KEEP_FINISHED + 5) {
-            registry.start("x", "y").finish(&Ok::<_, Error>(()));
-        }
-        let list = registry.list();
-        assert_eq!(list.len(), KEEP_FINISHED + 1);
-        assert_eq!(list[0].id, running.id());
-    }
 }
 
 /// The outcome of a job started through [`crate::node::Node::run_task`].
@@ -198,9 +175,44 @@ impl crate::node::Node {
             outcome
         });
         if wait {
-            running.await.map_err(Error::service)?.map(TaskOutcome::Finished)
+            running
+                .await
+                .map_err(Error::service)?
+                .map(TaskOutcome::Finished)
         } else {
             Ok(TaskOutcome::Accepted(id))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outcomes_are_kept() {
+        let registry = TaskRegistry::default();
+        let ok = registry.start("create_snapshot", "c");
+        ok.bytes().fetch_add(10, Ordering::Relaxed);
+        ok.finish(&Ok::<_, Error>("x"));
+        let bad = registry.start("recover_snapshot", "c");
+        bad.finish(&Err::<(), _>(Error::BadInput("broken".into())));
+        let list = registry.list();
+        assert_eq!(list[0].state, TaskState::Succeeded);
+        assert_eq!(list[0].bytes_done, 10);
+        assert_eq!(list[1].error.as_deref(), Some("Wrong input: broken"));
+        assert!(registry.get(&bad.id()).is_some());
+    }
+
+    #[test]
+    fn old_finished_tasks_are_forgotten() {
+        let registry = TaskRegistry::default();
+        let running = registry.start("create_snapshot", "keep");
+        for _ in 0..(KEEP_FINISHED + 5) {
+            registry.start("x", "y").finish(&Ok::<_, Error>(()));
+        }
+        let list = registry.list();
+        assert_eq!(list.len(), KEEP_FINISHED + 1);
+        assert_eq!(list[0].id, running.id());
     }
 }

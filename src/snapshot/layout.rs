@@ -71,18 +71,31 @@ pub fn write_shard<W: Write>(
         this_peer_id: peer,
         peers: BTreeMap::from([(peer.to_string(), ReplicaState::Active)]),
     };
-    archive.add_bytes(&format!("{prefix}replica_state.json"), &to_json(&replica_state)?)?;
-    archive.add_bytes(&format!("{prefix}shard_config.json"), br#"{"type":"ReplicaSet"}"#)?;
+    archive.add_bytes(
+        &format!("{prefix}replica_state.json"),
+        &to_json(&replica_state)?,
+    )?;
+    archive.add_bytes(
+        &format!("{prefix}shard_config.json"),
+        br#"{"type":"ReplicaSet"}"#,
+    )?;
     for rel in frozen.files() {
-        let size = frozen.file_size(&rel).map_err(|e| Error::io(format!("reading {rel}"), e))?;
-        let reader = frozen.open_file(&rel).map_err(|e| Error::io(format!("opening {rel}"), e))?;
+        let size = frozen
+            .file_size(&rel)
+            .map_err(|e| Error::io(format!("reading {rel}"), e))?;
+        let reader = frozen
+            .open_file(&rel)
+            .map_err(|e| Error::io(format!("opening {rel}"), e))?;
         archive.add_reader(&format!("{prefix}{rel}"), size, reader)?;
     }
     Ok(())
 }
 
 /// Writes the collection-level files that follow the shard directories.
-pub fn write_collection_meta<W: Write>(archive: &mut ArchiveWriter<W>, config: &CollectionConfig) -> Result<()> {
+pub fn write_collection_meta<W: Write>(
+    archive: &mut ArchiveWriter<W>,
+    config: &CollectionConfig,
+) -> Result<()> {
     archive.add_bytes("version.info", crate::types::QDRANT_API_VERSION.as_bytes())?;
     archive.add_bytes("config.json", &to_json(config)?)?;
     archive.add_bytes("shard_key_mapping.json", b"[]")?;
@@ -96,7 +109,11 @@ pub fn write_shard_meta<W: Write>(archive: &mut ArchiveWriter<W>) -> Result<()> 
 }
 
 fn write_info<W: Write>(archive: &mut ArchiveWriter<W>, kind: SnapshotKind) -> Result<()> {
-    let info = Info { format: FORMAT, kind, shoal_version: env!("CARGO_PKG_VERSION").to_string() };
+    let info = Info {
+        format: FORMAT,
+        kind,
+        shoal_version: env!("CARGO_PKG_VERSION").to_string(),
+    };
     archive.add_bytes(INFO, &to_json(&info)?)
 }
 
@@ -114,7 +131,9 @@ pub struct UnpackedCollection {
 pub fn read_collection(dir: &Path) -> Result<UnpackedCollection> {
     check_info(dir, SnapshotKind::Collection)?;
     let config: CollectionConfig = read_json(&dir.join("config.json"))?;
-    config.validate().map_err(|e| Error::BadInput(format!("Invalid snapshot: config.json: {e}")))?;
+    config
+        .validate()
+        .map_err(|e| Error::BadInput(format!("Invalid snapshot: config.json: {e}")))?;
     let mut shards = BTreeMap::new();
     for shard in 0..config.params.shard_number {
         let shard_dir = dir.join(shard.to_string());
@@ -125,14 +144,20 @@ pub fn read_collection(dir: &Path) -> Result<UnpackedCollection> {
         }
         shards.insert(shard, shard_dir);
     }
-    Ok(UnpackedCollection { dir: dir.to_path_buf(), config, shards })
+    Ok(UnpackedCollection {
+        dir: dir.to_path_buf(),
+        config,
+        shards,
+    })
 }
 
 /// Checks an unpacked shard snapshot (data at the root of `dir`).
 pub fn read_shard(dir: &Path) -> Result<()> {
     check_info(dir, SnapshotKind::Shard)?;
     if !dir.join(SHARD_DATA_MARKER).is_file() {
-        return Err(Error::BadRequest("Invalid snapshot: the shard snapshot holds no data".into()));
+        return Err(Error::BadRequest(
+            "Invalid snapshot: the shard snapshot holds no data".into(),
+        ));
     }
     Ok(())
 }
@@ -140,10 +165,17 @@ pub fn read_shard(dir: &Path) -> Result<()> {
 /// Removes the snapshot's own metadata files from a shard directory so that it holds
 /// shard data only.
 pub fn strip_shard_metadata(shard_dir: &Path) -> Result<()> {
-    for name in ["replica_state.json", "shard_config.json", "newest_clocks.json", "oldest_clocks.json", INFO] {
+    for name in [
+        "replica_state.json",
+        "shard_config.json",
+        "newest_clocks.json",
+        "oldest_clocks.json",
+        INFO,
+    ] {
         let path = shard_dir.join(name);
         if path.exists() {
-            std::fs::remove_file(&path).map_err(|e| Error::io(format!("removing {}", path.display()), e))?;
+            std::fs::remove_file(&path)
+                .map_err(|e| Error::io(format!("removing {}", path.display()), e))?;
         }
     }
     Ok(())
@@ -164,20 +196,29 @@ fn check_info(dir: &Path, expected: SnapshotKind) -> Result<()> {
         )));
     }
     if info.kind != expected {
-        return Err(Error::BadInput(format!("Invalid snapshot: this is a {:?} snapshot, expected a {expected:?} snapshot", info.kind)));
+        return Err(Error::BadInput(format!(
+            "Invalid snapshot: this is a {:?} snapshot, expected a {expected:?} snapshot",
+            info.kind
+        )));
     }
     Ok(())
 }
 
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
-    let bytes = std::fs::read(path)
-        .map_err(|_| Error::BadInput(format!("Invalid snapshot: missing {}", path.file_name().unwrap_or_default().to_string_lossy())))?;
+    let bytes = std::fs::read(path).map_err(|_| {
+        Error::BadInput(format!(
+            "Invalid snapshot: missing {}",
+            path.file_name().unwrap_or_default().to_string_lossy()
+        ))
+    })?;
     serde_json::from_slice(&bytes).map_err(|e| {
-        Error::BadInput(format!("Invalid snapshot: {}: {e}", path.file_name().unwrap_or_default().to_string_lossy()))
+        Error::BadInput(format!(
+            "Invalid snapshot: {}: {e}",
+            path.file_name().unwrap_or_default().to_string_lossy()
+        ))
     })
 }
 
 fn to_json<T: Serialize>(value: &T) -> Result<Vec<u8>> {
     serde_json::to_vec_pretty(value).map_err(Error::service)
 }
-

@@ -21,33 +21,53 @@ pub enum Location {
 }
 
 /// Parses and checks a collection recovery `location`.
-pub fn parse_location(location: &str, snapshots_root: &Path, url_recovery_enabled: bool) -> Result<Location> {
-    let url = Url::parse(location)
-        .map_err(|e| Error::BadRequest(format!("Invalid snapshot URL `{location}`: {e} (an absolute URL is required)")))?;
+pub fn parse_location(
+    location: &str,
+    snapshots_root: &Path,
+    url_recovery_enabled: bool,
+) -> Result<Location> {
+    let url = Url::parse(location).map_err(|e| {
+        Error::BadRequest(format!(
+            "Invalid snapshot URL `{location}`: {e} (an absolute URL is required)"
+        ))
+    })?;
     match url.scheme() {
         "file" => file_location(&url, snapshots_root).map(Location::File),
         "http" | "https" => {
             if !url_recovery_enabled {
-                return Err(Error::Forbidden("Snapshot recovery from remote URLs is disabled in the configuration".into()));
+                return Err(Error::Forbidden(
+                    "Snapshot recovery from remote URLs is disabled in the configuration".into(),
+                ));
             }
             Ok(Location::Url(url))
         }
-        other => Err(Error::BadRequest(format!("URL {location} with scheme {other} is not supported"))),
+        other => Err(Error::BadRequest(format!(
+            "URL {location} with scheme {other} is not supported"
+        ))),
     }
 }
 
 fn file_location(url: &Url, snapshots_root: &Path) -> Result<PathBuf> {
     if !matches!(url.host_str(), None | Some("") | Some("localhost")) {
-        return Err(Error::BadRequest("Invalid snapshot URI, file path must be absolute or on localhost".into()));
+        return Err(Error::BadRequest(
+            "Invalid snapshot URI, file path must be absolute or on localhost".into(),
+        ));
     }
-    let path = url
-        .to_file_path()
-        .map_err(|_| Error::BadRequest("Invalid snapshot URI, file path must be absolute or on localhost".into()))?;
+    let path = url.to_file_path().map_err(|_| {
+        Error::BadRequest("Invalid snapshot URI, file path must be absolute or on localhost".into())
+    })?;
     if !path.exists() {
-        return Err(Error::BadRequest(format!("Snapshot file {:?} does not exist", path.display().to_string())));
+        return Err(Error::BadRequest(format!(
+            "Snapshot file {:?} does not exist",
+            path.display().to_string()
+        )));
     }
-    let canonical = path.canonicalize().map_err(|e| Error::io(format!("resolving {}", path.display()), e))?;
-    let root = snapshots_root.canonicalize().map_err(|e| Error::io(format!("resolving {}", snapshots_root.display()), e))?;
+    let canonical = path
+        .canonicalize()
+        .map_err(|e| Error::io(format!("resolving {}", path.display()), e))?;
+    let root = snapshots_root
+        .canonicalize()
+        .map_err(|e| Error::io(format!("resolving {}", snapshots_root.display()), e))?;
     if !canonical.starts_with(&root) {
         return Err(Error::Forbidden(format!(
             "Snapshot file path must be inside the snapshots directory {:?}",
@@ -55,7 +75,10 @@ fn file_location(url: &Url, snapshots_root: &Path) -> Result<PathBuf> {
         )));
     }
     if !canonical.is_file() {
-        return Err(Error::BadRequest(format!("Snapshot file {:?} is not a regular file", path.display().to_string())));
+        return Err(Error::BadRequest(format!(
+            "Snapshot file {:?} is not a regular file",
+            path.display().to_string()
+        )));
     }
     Ok(canonical)
 }
@@ -72,18 +95,26 @@ pub fn download_client() -> Result<reqwest::Client> {
 }
 
 /// Starts a download and returns its body as an async byte stream.
-pub async fn open_url(client: &reqwest::Client, url: &Url, api_key: Option<&str>) -> Result<impl AsyncRead + Send + Unpin + 'static> {
+pub async fn open_url(
+    client: &reqwest::Client,
+    url: &Url,
+    api_key: Option<&str>,
+) -> Result<impl AsyncRead + Send + Unpin + 'static> {
     let mut request = client.get(url.clone());
     if let Some(key) = api_key {
         request = request.header("api-key", key);
     }
-    let response = request
-        .send()
-        .await
-        .map_err(|e| Error::BadRequest(format!("Failed to download snapshot from {url}: {}", describe(&e))))?;
+    let response = request.send().await.map_err(|e| {
+        Error::BadRequest(format!(
+            "Failed to download snapshot from {url}: {}",
+            describe(&e)
+        ))
+    })?;
     let status = response.status();
     if !status.is_success() {
-        return Err(Error::BadInput(format!("Failed to download tar from {url}: status - {status}")));
+        return Err(Error::BadInput(format!(
+            "Failed to download tar from {url}: status - {status}"
+        )));
     }
     let stream = response.bytes_stream().map_err(std::io::Error::other);
     Ok(tokio_util::io::StreamReader::new(stream))
@@ -113,26 +144,56 @@ mod tests {
         std::fs::create_dir_all(inside.parent().unwrap()).unwrap();
         std::fs::write(&inside, b"x").unwrap();
         let url = format!("file://{}", inside.display());
-        assert_eq!(parse_location(&url, root.path(), true).unwrap(), Location::File(inside.canonicalize().unwrap()));
+        assert_eq!(
+            parse_location(&url, root.path(), true).unwrap(),
+            Location::File(inside.canonicalize().unwrap())
+        );
 
         let outside = tempfile::NamedTempFile::new().unwrap();
-        let err = parse_location(&format!("file://{}", outside.path().display()), root.path(), true).unwrap_err();
+        let err = parse_location(
+            &format!("file://{}", outside.path().display()),
+            root.path(),
+            true,
+        )
+        .unwrap_err();
         assert!(matches!(err, Error::Forbidden(_)), "{err}");
-        let sneaky = format!("file://{}/c/../../{}", root.path().display(), outside.path().display());
+        let sneaky = format!(
+            "file://{}/c/../../{}",
+            root.path().display(),
+            outside.path().display()
+        );
         assert!(parse_location(&sneaky, root.path(), true).is_err());
 
         let missing = format!("file://{}/nope.snapshot", root.path().display());
-        assert!(matches!(parse_location(&missing, root.path(), true), Err(Error::BadRequest(_))));
+        assert!(matches!(
+            parse_location(&missing, root.path(), true),
+            Err(Error::BadRequest(_))
+        ));
         let remote_host = format!("file://example.com{}", inside.display());
-        assert!(matches!(parse_location(&remote_host, root.path(), true), Err(Error::BadRequest(_))));
+        assert!(matches!(
+            parse_location(&remote_host, root.path(), true),
+            Err(Error::BadRequest(_))
+        ));
     }
 
     #[test]
     fn schemes_and_the_url_switch() {
         let root = tempfile::tempdir().unwrap();
-        assert!(matches!(parse_location("http://h/x", root.path(), true), Ok(Location::Url(_))));
-        assert!(matches!(parse_location("https://h/x", root.path(), false), Err(Error::Forbidden(_))));
-        assert!(matches!(parse_location("ftp://h/x", root.path(), true), Err(Error::BadRequest(_))));
-        assert!(matches!(parse_location("not a url", root.path(), true), Err(Error::BadRequest(_))));
+        assert!(matches!(
+            parse_location("http://h/x", root.path(), true),
+            Ok(Location::Url(_))
+        ));
+        assert!(matches!(
+            parse_location("https://h/x", root.path(), false),
+            Err(Error::Forbidden(_))
+        ));
+        assert!(matches!(
+            parse_location("ftp://h/x", root.path(), true),
+            Err(Error::BadRequest(_))
+        ));
+        assert!(matches!(
+            parse_location("not a url", root.path(), true),
+            Err(Error::BadRequest(_))
+        ));
     }
 }

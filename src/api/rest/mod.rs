@@ -22,7 +22,6 @@ use tokio_util::sync::CancellationToken;
 
 use crate::node::Node;
 
-
 /// Builds the router with every route and the shared layers.
 pub fn router(node: Arc<Node>) -> Router {
     let body_limit = node.settings.service.max_request_size_mb * 1024 * 1024;

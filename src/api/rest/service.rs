@@ -10,7 +10,6 @@ use serde_json::{json, Value};
 use crate::node::Node;
 use crate::types::QDRANT_API_VERSION;
 
-
 pub fn routes() -> Router<Arc<Node>> {
     Router::new()
         .route("/", get(root))
