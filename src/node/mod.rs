@@ -7,6 +7,7 @@
 
 mod applier;
 pub mod collections;
+pub mod full_snapshots;
 pub mod points;
 pub mod snapshots;
 pub mod tasks;

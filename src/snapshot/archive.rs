@@ -74,10 +74,7 @@ impl<W: Write> ArchiveWriter<W> {
     /// Adds `size` bytes read from `reader`.
     pub fn add_reader(&mut self, archive_path: &str, size: u64, reader: impl Read) -> Result<()> {
         check_entry_path(Path::new(archive_path))?;
-        let mut header = tar::Header::new_gnu();
-        header.set_size(size);
-        header.set_mode(0o644);
-        header.set_entry_type(tar::EntryType::Regular);
+        let mut header = file_header(size);
         let mut hashing = HashingReader::new(reader.take(size));
         self.tar
             .append_data(&mut header, archive_path, &mut hashing)
@@ -100,10 +97,7 @@ impl<W: Write> ArchiveWriter<W> {
     /// and its size.
     pub fn finish(mut self) -> Result<(W, String, u64)> {
         let manifest = serde_json::to_vec_pretty(&self.manifest).map_err(Error::service)?;
-        let mut header = tar::Header::new_gnu();
-        header.set_size(manifest.len() as u64);
-        header.set_mode(0o644);
-        header.set_entry_type(tar::EntryType::Regular);
+        let mut header = file_header(manifest.len() as u64);
         self.tar
             .append_data(&mut header, MANIFEST, manifest.as_slice())
             .map_err(|e| Error::io("writing the archive manifest", e))?;
@@ -113,6 +107,20 @@ impl<W: Write> ArchiveWriter<W> {
             .map_err(|e| Error::io("finishing the archive", e))?;
         Ok(hashing.finish())
     }
+}
+
+/// A GNU header for a regular file written now.
+fn file_header(size: u64) -> tar::Header {
+    let mut header = tar::Header::new_gnu();
+    header.set_size(size);
+    header.set_mode(0o644);
+    header.set_entry_type(tar::EntryType::Regular);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    header.set_mtime(now);
+    header
 }
 
 /// Writes an archive to `path` (created, buffered, fsynced). On any error the partial

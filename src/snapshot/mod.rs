@@ -5,3 +5,4 @@ pub mod layout;
 pub mod naming;
 pub mod source;
 pub mod store;
+pub mod upload;

@@ -48,3 +48,30 @@ pub fn error_response(status: StatusCode, message: &str) -> Response {
     )
         .into_response()
 }
+
+/// 202 for work accepted with `wait=false`; `task_id` names it in `GET /snapshot-tasks/{id}`.
+pub struct Accepted(pub String);
+
+impl IntoResponse for Accepted {
+    fn into_response(self) -> Response {
+        let location = format!("/snapshot-tasks/{}", self.0);
+        (
+            StatusCode::ACCEPTED,
+            [(axum::http::header::LOCATION, location)],
+            Json(json!({"status": "accepted", "time": elapsed(), "task_id": self.0})),
+        )
+            .into_response()
+    }
+}
+
+/// A success whose envelope carries one more top-level key next to `result`, for
+/// details that Qdrant's `result` shape has no room for (clients ignore the key).
+pub struct SuccessWith<T, E>(pub T, pub &'static str, pub E);
+
+impl<T: Serialize, E: Serialize> IntoResponse for SuccessWith<T, E> {
+    fn into_response(self) -> Response {
+        let mut body = json!({"result": self.0, "status": "ok", "time": elapsed()});
+        body[self.1] = serde_json::to_value(self.2).unwrap_or(serde_json::Value::Null);
+        Json(body).into_response()
+    }
+}

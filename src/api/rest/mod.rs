@@ -11,6 +11,7 @@ mod extract;
 mod points;
 mod search;
 mod service;
+mod snapshots;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -30,6 +31,7 @@ pub fn router(node: Arc<Node>) -> Router {
         .merge(collections::routes())
         .merge(points::routes())
         .merge(search::routes())
+        .merge(snapshots::routes())
         .fallback(|| async {
             envelope::error_response(StatusCode::NOT_FOUND, "Not found: no such route")
         })
