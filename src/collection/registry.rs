@@ -167,6 +167,47 @@ impl CollectionRegistry {
     }
 }
 
+impl CollectionRegistry {
+    /// Swaps `new_dir` in as the data of one shard of an open collection and reopens
+    /// the collection, with the same all-or-nothing rule as [`Self::replace_data`].
+    pub fn replace_shard(
+        &self,
+        name: &str,
+        shard: ShardId,
+        new_dir: &Path,
+    ) -> Result<Arc<Collection>> {
+        let mut open = self.open.write();
+        let current = open
+            .get(name)
+            .cloned()
+            .ok_or_else(|| Error::collection_not_found(name))?;
+        let (config, local) = (
+            current.config(),
+            current.local_shards().keys().copied().collect::<Vec<_>>(),
+        );
+        open.remove(name);
+        drop(current);
+        let live = self.dir_of(name).join(shard.to_string());
+        exchange(new_dir, &live)?;
+        crate::snapshot::store::sync_dir(&self.dir_of(name))?;
+        match Collection::open(&self.dir_of(name), name, config.clone(), &local) {
+            Ok(collection) => {
+                let collection = Arc::new(collection);
+                open.insert(name.to_string(), collection.clone());
+                Ok(collection)
+            }
+            Err(err) => {
+                tracing::error!(collection = name, shard, %err, "recovered shard does not open; restoring the previous data");
+                exchange(new_dir, &live)?;
+                let collection =
+                    Arc::new(Collection::open(&self.dir_of(name), name, config, &local)?);
+                open.insert(name.to_string(), collection);
+                Err(err)
+            }
+        }
+    }
+}
+
 /// Atomically exchanges two directories (Linux `renameat2(RENAME_EXCHANGE)`).
 fn exchange(a: &Path, b: &Path) -> Result<()> {
     use std::os::unix::ffi::OsStrExt;

@@ -9,6 +9,7 @@ mod applier;
 pub mod collections;
 pub mod full_snapshots;
 pub mod points;
+pub mod shard_snapshots;
 pub mod snapshots;
 pub mod tasks;
 
@@ -28,7 +29,7 @@ pub struct Node {
     pub collections: Arc<CollectionRegistry>,
     /// Snapshot and recovery jobs with their outcomes.
     pub tasks: Arc<tasks::TaskRegistry>,
-    recovery_locks: snapshots::RecoveryLocks,
+    pub(crate) recovery_locks: snapshots::RecoveryLocks,
 }
 
 impl Node {

@@ -75,7 +75,7 @@ pub struct RecoveryGuard<'a> {
 }
 
 impl RecoveryLocks {
-    fn acquire(&self, name: &str) -> Result<RecoveryGuard<'_>> {
+    pub(crate) fn acquire(&self, name: &str) -> Result<RecoveryGuard<'_>> {
         if !self.busy.lock().insert(name.to_string()) {
             return Err(Error::Conflict(format!("a recovery of collection `{name}` is already running; try again when it has finished")));
         }
@@ -279,7 +279,7 @@ impl Node {
     }
 
     /// Unpacks `location` into `dir`; returns the sha256 of the archive bytes.
-    async fn unpack_into(
+    pub(crate) async fn unpack_into(
         &self,
         dir: &Path,
         location: &Location,

@@ -101,7 +101,7 @@ async fn download(
 }
 
 /// Serves a snapshot file with Range, Last-Modified and a download name.
-async fn serve_file(path: PathBuf, name: &str, request: Request) -> ApiResult<Response> {
+pub(super) async fn serve_file(path: PathBuf, name: &str, request: Request) -> ApiResult<Response> {
     let served = tower_http::services::ServeFile::new_with_mime(&path, &mime_octet_stream())
         .oneshot(request)
         .await;
@@ -210,7 +210,7 @@ async fn upload_and_recover(
 }
 
 /// Streams the `snapshot` part of a multipart body into `dir`; other parts are skipped.
-async fn receive_upload(
+pub(super) async fn receive_upload(
     mut multipart: Multipart,
     dir: &std::path::Path,
     expected: Option<&str>,
