@@ -3,7 +3,8 @@
 //! search against exact results, and the server's peak RSS.
 //!
 //! Usage: `cargo run --release --bin shoal-bench -- [--points N] [--dim D] [--batch B]
-//! [--queries Q] [--clients C] [--server PATH] [--url URL]`. Without `--url` it starts
+//! [--queries Q] [--clients C] [--server PATH] [--url URL] [--data embedding|uniform]
+//! [--hnsw-ef EF]`. Without `--url` it starts
 //! `target/release/shoal` (or `--server`) on loopback ports with a temporary storage
 //! directory, so the figures include nothing but shoal and the loopback network.
 
@@ -22,6 +23,11 @@ struct Options {
     clients: usize,
     url: Option<String>,
     server: PathBuf,
+    /// `embedding` (default): vectors with 32 latent dimensions spread over `dim`, the
+    /// shape of real embeddings; `uniform`: independent uniform components, the
+    /// worst case for any graph index (nearest neighbours are barely nearer than the rest).
+    data: String,
+    hnsw_ef: usize,
 }
 
 fn parse_options() -> Result<Options> {
@@ -33,6 +39,8 @@ fn parse_options() -> Result<Options> {
         clients: 1,
         url: None,
         server: PathBuf::from("target/release/shoal"),
+        data: "embedding".to_string(),
+        hnsw_ef: 128,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -45,6 +53,8 @@ fn parse_options() -> Result<Options> {
             "--clients" => o.clients = value()?.parse()?,
             "--url" => o.url = Some(value()?),
             "--server" => o.server = PathBuf::from(value()?),
+            "--data" => o.data = value()?,
+            "--hnsw-ef" => o.hnsw_ef = value()?.parse()?,
             other => bail!("unknown flag {other}"),
         }
     }
@@ -65,6 +75,40 @@ impl Rng {
 
     fn vector(&mut self, dim: usize) -> Vec<f32> {
         (0..dim).map(|_| self.next_f32()).collect()
+    }
+}
+
+/// Latent dimensions of embedding-like data.
+const LATENT: usize = 32;
+
+/// Makes benchmark vectors of the chosen shape; the same seed gives the same vector.
+struct DataGen {
+    dim: usize,
+    /// `dim x LATENT` projection for embedding-like data; empty for uniform data.
+    projection: Vec<f32>,
+}
+
+impl DataGen {
+    fn new(kind: &str, dim: usize) -> Result<DataGen> {
+        let projection = match kind {
+            "uniform" => Vec::new(),
+            "embedding" => Rng(0xC0FFEE).vector(dim * LATENT),
+            other => bail!("--data must be `embedding` or `uniform`, not `{other}`"),
+        };
+        Ok(DataGen { dim, projection })
+    }
+
+    fn vector(&self, rng: &mut Rng) -> Vec<f32> {
+        if self.projection.is_empty() {
+            return rng.vector(self.dim);
+        }
+        let latent = rng.vector(LATENT);
+        (0..self.dim)
+            .map(|d| {
+                let row = &self.projection[d * LATENT..(d + 1) * LATENT];
+                row.iter().zip(&latent).map(|(a, b)| a * b).sum::<f32>() + 0.05 * rng.next_f32()
+            })
+            .collect()
     }
 }
 
@@ -188,11 +232,12 @@ async fn search(
     base: &str,
     queries: &[Vec<f32>],
     exact: bool,
+    ef: usize,
 ) -> Result<(Duration, Vec<Vec<u64>>)> {
     let started = Instant::now();
     let mut results = Vec::with_capacity(queries.len());
     for q in queries {
-        let body = json!({"vector": q, "limit": 10, "params": {"exact": exact}});
+        let body = json!({"vector": q, "limit": 10, "params": {"exact": exact, "hnsw_ef": ef}});
         let hits = call(
             http,
             reqwest::Method::POST,
@@ -280,7 +325,8 @@ async fn main() -> Result<()> {
     );
 
     let mut rng = Rng(42);
-    let queries: Vec<Vec<f32>> = (0..o.queries).map(|_| rng.vector(o.dim)).collect();
+    let data = DataGen::new(&o.data, o.dim)?;
+    let queries: Vec<Vec<f32>> = (0..o.queries).map(|_| data.vector(&mut rng)).collect();
     // Index building runs in the background; measure searches only once it is done,
     // so both figures see an idle machine.
     let (index_wait, indexed) = wait_indexed(&http, &base).await?;
@@ -288,12 +334,12 @@ async fn main() -> Result<()> {
         "indexing: {indexed} vectors indexed, waited {:.1} s after the load",
         index_wait.as_secs_f64()
     );
-    let (exact_took, exact) = search(&http, &base, &queries, true).await?;
+    let (exact_took, exact) = search(&http, &base, &queries, true, o.hnsw_ef).await?;
     println!(
         "exact search: {:.0} queries/s",
         o.queries as f64 / exact_took.as_secs_f64()
     );
-    let (approx_took, approx) = search(&http, &base, &queries, false).await?;
+    let (approx_took, approx) = search(&http, &base, &queries, false, o.hnsw_ef).await?;
     let found: usize = exact
         .iter()
         .zip(&approx)
