@@ -155,7 +155,8 @@ impl Node {
         request: RecoverRequest,
         task: &TaskHandle,
     ) -> Result<()> {
-        let (collection, _) = self.local_shard(name, shard)?;
+        // Only the name is kept: holding the collection would keep its files open.
+        let real = self.local_shard(name, shard)?.0.name().to_string();
         let expected = request
             .checksum
             .as_deref()
@@ -176,7 +177,7 @@ impl Node {
             },
             ShardLocation::FileName(file) => Location::File(
                 self.snapshot_store()
-                    .existing(&self.shard_snapshot_dir(&collection, shard), &file)?,
+                    .existing(&self.snapshot_store().shard_dir(&real, shard), &file)?,
             ),
         };
         self.recover_shard_from(
