@@ -206,14 +206,14 @@ async fn upsert_all(http: &reqwest::Client, base: &str, o: &Options) -> Result<D
             .skip(client)
             .step_by(o.clients)
             .collect();
-        let (http, base, dim, batch, total) =
-            (http.clone(), base.to_string(), o.dim, o.batch, o.points);
+        let (http, base, batch, total) = (http.clone(), base.to_string(), o.batch, o.points);
+        let data = DataGen::new(&o.data, o.dim)?;
         tasks.push(tokio::spawn(async move {
             for start in mine {
                 let mut rng = Rng(0x9E37_79B9 ^ start as u64);
                 let end = (start + batch).min(total);
                 let points: Vec<Value> = (start..end)
-                    .map(|id| json!({"id": id, "vector": rng.vector(dim), "payload": {"n": id % 100}}))
+                    .map(|id| json!({"id": id, "vector": data.vector(&mut rng), "payload": {"n": id % 100}}))
                     .collect();
                 call(&http, reqwest::Method::PUT, format!("{base}/collections/bench/points?wait=true"), &json!({"points": points}))
                     .await?;
@@ -314,8 +314,8 @@ async fn main() -> Result<()> {
     .await?;
 
     println!(
-        "shoal-bench: {} points x {}-d, batches of {}, {} client(s)",
-        o.points, o.dim, o.batch, o.clients
+        "shoal-bench: {} points x {}-d ({} data), batches of {}, {} client(s), hnsw_ef {}",
+        o.points, o.dim, o.data, o.batch, o.clients, o.hnsw_ef
     );
     let took = upsert_all(&http, &base, &o).await?;
     println!(
