@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::{json, Value};
 
+mod snapshots;
+
 struct Options {
     points: usize,
     dim: usize,
@@ -28,6 +30,9 @@ struct Options {
     /// worst case for any graph index (nearest neighbours are barely nearer than the rest).
     data: String,
     hnsw_ef: usize,
+    /// `search` (default): load, then search figures; `snapshot`: load (no index), then
+    /// snapshot create and recover figures.
+    mode: String,
 }
 
 fn parse_options() -> Result<Options> {
@@ -41,6 +46,7 @@ fn parse_options() -> Result<Options> {
         server: PathBuf::from("target/release/shoal"),
         data: "embedding".to_string(),
         hnsw_ef: 128,
+        mode: "search".to_string(),
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -55,6 +61,7 @@ fn parse_options() -> Result<Options> {
             "--server" => o.server = PathBuf::from(value()?),
             "--data" => o.data = value()?,
             "--hnsw-ef" => o.hnsw_ef = value()?.parse()?,
+            "--mode" => o.mode = value()?,
             other => bail!("unknown flag {other}"),
         }
     }
@@ -114,7 +121,7 @@ impl DataGen {
 
 struct Server {
     child: Child,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Drop for Server {
@@ -154,10 +161,7 @@ fn start_server(binary: &PathBuf) -> Result<(Server, String)> {
                 binary.display()
             )
         })?;
-    Ok((
-        Server { child, _dir: dir },
-        format!("http://127.0.0.1:{port}"),
-    ))
+    Ok((Server { child, dir }, format!("http://127.0.0.1:{port}")))
 }
 
 /// Peak resident set (VmHWM) of a process, in bytes.
@@ -279,6 +283,16 @@ async fn wait_indexed(http: &reqwest::Client, base: &str) -> Result<(Duration, u
     Ok((started.elapsed(), last))
 }
 
+/// The benchmark collection; the snapshot mode turns indexing off so that no index
+/// build competes with the measured snapshot work.
+fn collection_body(o: &Options) -> Value {
+    if o.mode == "snapshot" {
+        json!({"vectors": {"size": o.dim, "distance": "Cosine"}, "optimizers_config": {"indexing_threshold": 0}})
+    } else {
+        json!({"vectors": {"size": o.dim, "distance": "Cosine"}})
+    }
+}
+
 #[tokio::main]
 async fn main() -> Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -309,7 +323,7 @@ async fn main() -> Result<()> {
         &http,
         reqwest::Method::PUT,
         format!("{base}/collections/bench"),
-        &json!({"vectors": {"size": o.dim, "distance": "Cosine"}}),
+        &collection_body(&o),
     )
     .await?;
 
@@ -323,6 +337,12 @@ async fn main() -> Result<()> {
         o.points as f64 / took.as_secs_f64(),
         took.as_secs_f64()
     );
+    if o.mode == "snapshot" {
+        let (server, _) = server
+            .as_ref()
+            .context("--mode snapshot starts its own servers; drop --url")?;
+        return snapshots::run(&o, &http, &base, server).await;
+    }
 
     let mut rng = Rng(42);
     let data = DataGen::new(&o.data, o.dim)?;
