@@ -101,3 +101,12 @@ fn reset_temp_dir(path: &Path) -> Result<()> {
     }
     create_dir(path)
 }
+
+/// Runs storage work (fsyncs, scans, archive streaming) on a blocking thread.
+pub(crate) async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(Error::service)?
+}

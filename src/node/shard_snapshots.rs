@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 
 use super::snapshots::RecoverRequest;
 use super::tasks::TaskHandle;
-use super::Node;
+use super::{blocking, Node};
 use crate::collection::Collection;
 use crate::error::{Error, Result};
 use crate::shard::LocalShard;
@@ -290,12 +290,4 @@ impl Write for ChannelWriter {
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
-}
-
-async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T> + Send + 'static,
-) -> Result<T> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(Error::service)?
 }

@@ -18,7 +18,7 @@ use chrono::Utc;
 use serde::{Deserialize, Serialize};
 
 use super::tasks::TaskHandle;
-use super::Node;
+use super::{blocking, Node};
 use crate::collection::Collection;
 use crate::consensus::op::ClusterOp;
 use crate::consensus::state::validate_name;
@@ -527,12 +527,4 @@ fn remove_dir_quietly(dir: &Path) {
             tracing::warn!(dir = %dir.display(), %err, "could not remove a recovery directory; it is removed at the next start");
         }
     }
-}
-
-async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T> + Send + 'static,
-) -> Result<T> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(Error::service)?
 }

@@ -11,12 +11,11 @@ use axum::routing::{get, post, put};
 use axum::Router;
 use serde::Deserialize;
 
-use super::envelope::{Accepted, Success};
+use super::envelope::{task_answer, Success};
 use super::error::ApiResult;
-use super::extract::{Json, Path, Query, WaitParam};
+use super::extract::{default_true, Json, Path, Query, WaitParam};
 use super::snapshots::{receive_upload, serve_file};
 use crate::node::snapshots::{RecoverRequest, SnapshotPriority};
-use crate::node::tasks::TaskOutcome;
 use crate::node::Node;
 use crate::types::ShardId;
 
@@ -41,13 +40,6 @@ pub fn routes() -> Router<Arc<Node>> {
         .route("/collections/{name}/shards/{shard}/snapshot", get(stream))
 }
 
-fn answer<T: serde::Serialize>(outcome: TaskOutcome<T>) -> Response {
-    match outcome {
-        TaskOutcome::Finished(value) => Success(value).into_response(),
-        TaskOutcome::Accepted(id) => Accepted(id).into_response(),
-    }
-}
-
 async fn list(
     State(node): State<Arc<Node>>,
     Path((name, shard)): Path<(String, ShardId)>,
@@ -70,7 +62,7 @@ async fn create(
             |node, task| async move { node.create_shard_snapshot(&name, shard, &task).await },
         )
         .await?;
-    Ok(answer(outcome))
+    Ok(task_answer(outcome))
 }
 
 async fn delete(
@@ -90,7 +82,7 @@ async fn delete(
             },
         )
         .await?;
-    Ok(answer(outcome))
+    Ok(task_answer(outcome))
 }
 
 async fn download(
@@ -159,21 +151,17 @@ async fn recover(
             },
         )
         .await?;
-    Ok(answer(outcome))
+    Ok(task_answer(outcome))
 }
 
 #[derive(Deserialize)]
 struct UploadQuery {
-    #[serde(default = "yes")]
+    #[serde(default = "default_true")]
     wait: bool,
     /// Accepted for compatibility; a single node has no other replica to prefer.
     #[allow(dead_code)]
     priority: Option<SnapshotPriority>,
     checksum: Option<String>,
-}
-
-fn yes() -> bool {
-    true
 }
 
 async fn upload_and_recover(
@@ -209,5 +197,5 @@ async fn upload_and_recover(
         )
         .await?;
     // Qdrant answers `"result": null` here.
-    Ok(answer(outcome))
+    Ok(task_answer(outcome))
 }
