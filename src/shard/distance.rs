@@ -1,5 +1,6 @@
 //! Distance functions over contiguous `f32` slices, written so the compiler turns the
-//! inner loops into SIMD (eight independent accumulators, no bounds checks in the body).
+//! inner loops into SIMD (independent accumulators, no bounds checks in the body), and
+//! compiled a second time for AVX2 + FMA, chosen at run time.
 //!
 //! Internally every metric is a *similarity*: higher is better. Cosine vectors are
 //! normalised once at insert time, so cosine is a dot product. Euclid and Manhattan use
@@ -8,75 +9,67 @@
 
 use crate::collection::config::Distance;
 
-const LANES: usize = 8;
+/// Independent accumulators: enough to fill two AVX registers.
+const LANES: usize = 16;
 
-/// Dot product.
-pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+/// Sums `term(a[i], b[i])` with independent lanes, so the loop vectorises. Always
+/// inlined, so each caller below gets its own instance compiled for its CPU features.
+#[inline(always)]
+fn sum_terms(a: &[f32], b: &[f32], term: impl Fn(f32, f32) -> f32) -> f32 {
     let n = a.len().min(b.len());
     let (a, b) = (&a[..n], &b[..n]);
     let mut acc = [0f32; LANES];
-    let chunks = n / LANES;
-    for i in 0..chunks {
-        let (x, y) = (
-            &a[i * LANES..i * LANES + LANES],
-            &b[i * LANES..i * LANES + LANES],
-        );
+    let (head_a, tail_a) = a.split_at(n - n % LANES);
+    let (head_b, tail_b) = b.split_at(n - n % LANES);
+    for (x, y) in head_a.chunks_exact(LANES).zip(head_b.chunks_exact(LANES)) {
         for l in 0..LANES {
-            acc[l] += x[l] * y[l];
+            acc[l] += term(x[l], y[l]);
         }
     }
     let mut sum: f32 = acc.iter().sum();
-    for i in chunks * LANES..n {
-        sum += a[i] * b[i];
+    for (x, y) in tail_a.iter().zip(tail_b) {
+        sum += term(*x, *y);
     }
     sum
 }
 
-/// Squared Euclidean distance.
-pub fn squared_euclid(a: &[f32], b: &[f32]) -> f32 {
-    let n = a.len().min(b.len());
-    let (a, b) = (&a[..n], &b[..n]);
-    let mut acc = [0f32; LANES];
-    let chunks = n / LANES;
-    for i in 0..chunks {
-        let (x, y) = (
-            &a[i * LANES..i * LANES + LANES],
-            &b[i * LANES..i * LANES + LANES],
-        );
-        for l in 0..LANES {
-            let d = x[l] - y[l];
-            acc[l] += d * d;
+/// The kernels, compiled once for the baseline CPU and once with AVX2 + FMA; the
+/// AVX2 copy is chosen at run time when the CPU has it (std caches the detection).
+macro_rules! kernel {
+    ($(#[$doc:meta])* $name:ident, $avx:ident, $term:expr) => {
+        $(#[$doc])*
+        #[inline]
+        pub fn $name(a: &[f32], b: &[f32]) -> f32 {
+            #[cfg(target_arch = "x86_64")]
+            {
+                if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+                    // SAFETY: the CPU supports the features the function is compiled for.
+                    return unsafe { $avx(a, b) };
+                }
+            }
+            sum_terms(a, b, $term)
         }
-    }
-    let mut sum: f32 = acc.iter().sum();
-    for i in chunks * LANES..n {
-        let d = a[i] - b[i];
-        sum += d * d;
-    }
-    sum
+
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn $avx(a: &[f32], b: &[f32]) -> f32 {
+            sum_terms(a, b, $term)
+        }
+    };
 }
 
-/// Manhattan (L1) distance.
-pub fn manhattan(a: &[f32], b: &[f32]) -> f32 {
-    let n = a.len().min(b.len());
-    let (a, b) = (&a[..n], &b[..n]);
-    let mut acc = [0f32; LANES];
-    let chunks = n / LANES;
-    for i in 0..chunks {
-        let (x, y) = (
-            &a[i * LANES..i * LANES + LANES],
-            &b[i * LANES..i * LANES + LANES],
-        );
-        for l in 0..LANES {
-            acc[l] += (x[l] - y[l]).abs();
-        }
-    }
-    let mut sum: f32 = acc.iter().sum();
-    for i in chunks * LANES..n {
-        sum += (a[i] - b[i]).abs();
-    }
-    sum
-}
+kernel!(
+    /// Dot product.
+    dot, dot_avx2, |x, y| x * y
+);
+kernel!(
+    /// Squared Euclidean distance.
+    squared_euclid, squared_euclid_avx2, |x, y| (x - y) * (x - y)
+);
+kernel!(
+    /// Manhattan (L1) distance.
+    manhattan, manhattan_avx2, |x: f32, y: f32| (x - y).abs()
+);
 
 impl Distance {
     /// Prepares a vector for storage or as a query: cosine vectors are normalised.

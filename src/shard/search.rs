@@ -173,17 +173,23 @@ impl SegmentScan<'_> {
         if col.dim == 0 {
             return;
         }
+        // The same checks as `accept`, with the lookups hoisted out of the hot loop.
+        let filter = self.req.filter.as_ref();
         for (off, v) in col.data.chunks_exact(col.dim).enumerate() {
-            if self.accept(off) {
-                let sim = self.distance.similarity(v, self.query);
-                top.push(Hit {
-                    sim,
-                    loc: Loc {
-                        seg: self.seg_index,
-                        off: off as u32,
-                    },
-                });
+            if self.seg.deleted.get(off) || col.missing.get(off) {
+                continue;
             }
+            if filter.is_some_and(|f| !f.matches(data.ids[off], &data.payloads[off])) {
+                continue;
+            }
+            let sim = self.distance.similarity(v, self.query);
+            top.push(Hit {
+                sim,
+                loc: Loc {
+                    seg: self.seg_index,
+                    off: off as u32,
+                },
+            });
         }
     }
 
