@@ -95,6 +95,13 @@ impl Collection {
         &self.shards
     }
 
+    /// True when `expected_refs` references to this collection exist and nobody else
+    /// holds one of its shards: closing it then really closes its files.
+    pub fn is_idle(self: &Arc<Self>, expected_refs: usize) -> bool {
+        Arc::strong_count(self) <= expected_refs
+            && self.shards.values().all(|s| Arc::strong_count(s) == 1)
+    }
+
     pub fn update_config(&self, config: CollectionConfig) {
         let shard_config = shard_config(&config);
         for shard in self.shards.values() {

@@ -131,10 +131,16 @@ impl CollectionRegistry {
         local_shards: &[ShardId],
     ) -> Result<Arc<Collection>> {
         let live = self.dir_of(name);
+        // Wait for users to finish without blocking lookups of other collections, then
+        // hold the write lock so that new lookups wait (not fail) during the swap.
+        if let Some(current) = self.get(name) {
+            wait_idle(&current, name, IDLE_WAIT)?;
+        }
         let mut open = self.open.write();
-        let previous = open.remove(name);
-        let previous_config = previous.as_ref().map(|c| c.config());
-        drop(previous);
+        let previous_config = match open.get(name).cloned() {
+            Some(previous) => Some(close_when_idle(&mut open, name, previous)?),
+            None => None,
+        };
         let had_live = live.exists();
         if had_live {
             exchange(new_dir, &live)?;
@@ -165,6 +171,81 @@ impl CollectionRegistry {
             }
         }
     }
+}
+
+impl CollectionRegistry {
+    /// Swaps `new_dir` in as the data of one shard of an open collection and reopens
+    /// the collection, with the same all-or-nothing rule as [`Self::replace_data`].
+    pub fn replace_shard(
+        &self,
+        name: &str,
+        shard: ShardId,
+        new_dir: &Path,
+    ) -> Result<Arc<Collection>> {
+        if let Some(current) = self.get(name) {
+            wait_idle(&current, name, IDLE_WAIT)?;
+        }
+        let mut open = self.open.write();
+        let current = open
+            .get(name)
+            .cloned()
+            .ok_or_else(|| Error::collection_not_found(name))?;
+        let local = current.local_shards().keys().copied().collect::<Vec<_>>();
+        let config = close_when_idle(&mut open, name, current)?;
+        let live = self.dir_of(name).join(shard.to_string());
+        exchange(new_dir, &live)?;
+        crate::snapshot::store::sync_dir(&self.dir_of(name))?;
+        match Collection::open(&self.dir_of(name), name, config.clone(), &local) {
+            Ok(collection) => {
+                let collection = Arc::new(collection);
+                open.insert(name.to_string(), collection.clone());
+                Ok(collection)
+            }
+            Err(err) => {
+                tracing::error!(collection = name, shard, %err, "recovered shard does not open; restoring the previous data");
+                exchange(new_dir, &live)?;
+                let collection =
+                    Arc::new(Collection::open(&self.dir_of(name), name, config, &local)?);
+                open.insert(name.to_string(), collection);
+                Err(err)
+            }
+        }
+    }
+}
+
+/// How long a swap waits for requests and snapshots that still use a collection.
+const IDLE_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+/// How long it waits again once new lookups are held back by the write lock.
+const LOCKED_IDLE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Takes `collection` out of the map once nothing else uses it (its files are then
+/// closed), and returns its config. If it stays busy, it is left in place and the
+/// swap fails with 503 before anything changed.
+fn close_when_idle(
+    open: &mut HashMap<String, Arc<Collection>>,
+    name: &str,
+    collection: Arc<Collection>,
+) -> Result<CollectionConfig> {
+    wait_idle(&collection, name, LOCKED_IDLE_WAIT)?;
+    let config = collection.config();
+    open.remove(name);
+    drop(collection);
+    Ok(config)
+}
+
+/// Waits (bounded) until only the registry and the caller hold `collection`.
+fn wait_idle(collection: &Arc<Collection>, name: &str, wait: std::time::Duration) -> Result<()> {
+    let deadline = std::time::Instant::now() + wait;
+    // One reference in the map, one held by the caller.
+    while !collection.is_idle(2) {
+        if std::time::Instant::now() > deadline {
+            return Err(Error::Unavailable(format!(
+                "collection `{name}` stayed busy (a snapshot or long request uses it); try again"
+            )));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    Ok(())
 }
 
 /// Atomically exchanges two directories (Linux `renameat2(RENAME_EXCHANGE)`).

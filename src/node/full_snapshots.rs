@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::snapshots::{unpack_stream, write_collection_snapshot};
 use super::tasks::TaskHandle;
-use super::Node;
+use super::{blocking, Node};
 use crate::consensus::op::{AliasAction, ClusterOp};
 use crate::error::{Error, Result};
 use crate::snapshot::archive;
@@ -188,12 +188,4 @@ impl Node {
             .propose(ClusterOp::UpdateAliases { actions })
             .await
     }
-}
-
-async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T> + Send + 'static,
-) -> Result<T> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(Error::service)?
 }

@@ -9,6 +9,7 @@ mod applier;
 pub mod collections;
 pub mod full_snapshots;
 pub mod points;
+pub mod shard_snapshots;
 pub mod snapshots;
 pub mod tasks;
 
@@ -28,7 +29,7 @@ pub struct Node {
     pub collections: Arc<CollectionRegistry>,
     /// Snapshot and recovery jobs with their outcomes.
     pub tasks: Arc<tasks::TaskRegistry>,
-    recovery_locks: snapshots::RecoveryLocks,
+    pub(crate) recovery_locks: snapshots::RecoveryLocks,
 }
 
 impl Node {
@@ -99,4 +100,13 @@ fn reset_temp_dir(path: &Path) -> Result<()> {
             .map_err(|e| Error::io(format!("cleaning {}", path.display()), e))?;
     }
     create_dir(path)
+}
+
+/// Runs storage work (fsyncs, scans, archive streaming) on a blocking thread.
+pub(crate) async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(Error::service)?
 }

@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use super::Node;
+use super::{blocking, Node};
 use crate::collection::point::{
     NamedVectors, PointRecord, Record, ScoredPoint, WithPayload, WithVector,
 };
@@ -173,15 +173,6 @@ fn update_result(operation_id: u64, wait: bool) -> UpdateResult {
         operation_id,
         status: if wait { "completed" } else { "acknowledged" },
     }
-}
-
-/// Runs storage work on a blocking thread.
-async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T> + Send + 'static,
-) -> Result<T> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(Error::service)?
 }
 
 /// Builds the selector of a points op from Qdrant's `points` / `filter` alternatives.

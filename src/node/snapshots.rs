@@ -18,7 +18,7 @@ use chrono::Utc;
 use serde::{Deserialize, Serialize};
 
 use super::tasks::TaskHandle;
-use super::Node;
+use super::{blocking, Node};
 use crate::collection::Collection;
 use crate::consensus::op::ClusterOp;
 use crate::consensus::state::validate_name;
@@ -75,7 +75,7 @@ pub struct RecoveryGuard<'a> {
 }
 
 impl RecoveryLocks {
-    fn acquire(&self, name: &str) -> Result<RecoveryGuard<'_>> {
+    pub(crate) fn acquire(&self, name: &str) -> Result<RecoveryGuard<'_>> {
         if !self.busy.lock().insert(name.to_string()) {
             return Err(Error::Conflict(format!("a recovery of collection `{name}` is already running; try again when it has finished")));
         }
@@ -279,7 +279,7 @@ impl Node {
     }
 
     /// Unpacks `location` into `dir`; returns the sha256 of the archive bytes.
-    async fn unpack_into(
+    pub(crate) async fn unpack_into(
         &self,
         dir: &Path,
         location: &Location,
@@ -527,12 +527,4 @@ fn remove_dir_quietly(dir: &Path) {
             tracing::warn!(dir = %dir.display(), %err, "could not remove a recovery directory; it is removed at the next start");
         }
     }
-}
-
-async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T> + Send + 'static,
-) -> Result<T> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(Error::service)?
 }

@@ -148,7 +148,9 @@ class ShoalNode:
         self.kill(signal.SIGKILL if hard else signal.SIGTERM)
         self.start()
 
-    def client(self) -> QdrantClient:
+    def client(self, check_compatibility: bool = True) -> QdrantClient:
+        # check_compatibility=False for clients of a node that is about to be killed: the
+        # client's background GET / could otherwise land after the kill and warn.
         return QdrantClient(
             host="127.0.0.1",
             port=self.http_port,
@@ -156,6 +158,7 @@ class ShoalNode:
             prefer_grpc=False,
             https=False,
             timeout=CLIENT_TIMEOUT_S,
+            check_compatibility=check_compatibility,
         )
 
     def log_tail(self, lines: int = 200) -> str:

@@ -33,7 +33,7 @@ def assert_same_state(after, before):
 
 
 def test_points_survive_kill_9(fresh_node):
-    client = fresh_node.client()
+    client = fresh_node.client(check_compatibility=False)
     name = "durable"
     client.create_collection(name, vectors_config=models.VectorParams(size=6, distance=models.Distance.EUCLID))
     vectors = rand_vectors(11, 300, 6)
@@ -62,7 +62,7 @@ def test_points_survive_kill_9(fresh_node):
     hits_before = client.query_points(name, query=vectors[100], limit=5).points
 
     fresh_node.restart(hard=True)  # SIGKILL, same dirs and ports
-    client = fresh_node.client()
+    client = fresh_node.client(check_compatibility=False)
 
     after = state(client, name)
     assert_same_state(after, before)
@@ -73,7 +73,7 @@ def test_points_survive_kill_9(fresh_node):
 
 
 def test_collections_and_aliases_survive_kill_9(fresh_node):
-    client = fresh_node.client()
+    client = fresh_node.client(check_compatibility=False)
     client.create_collection("keep_a", vectors_config=models.VectorParams(size=2, distance=models.Distance.COSINE),
                              shard_number=2, on_disk_payload=False)
     client.create_collection("keep_b", vectors_config={
@@ -90,7 +90,7 @@ def test_collections_and_aliases_survive_kill_9(fresh_node):
     before_b = state(client, "keep_b")
 
     fresh_node.restart(hard=True)
-    client = fresh_node.client()
+    client = fresh_node.client(check_compatibility=False)
 
     names = {c.name for c in client.get_collections().collections}
     assert names == {"keep_a", "keep_b"}
@@ -104,19 +104,19 @@ def test_collections_and_aliases_survive_kill_9(fresh_node):
 
 
 def test_two_crash_cycles(fresh_node):
-    client = fresh_node.client()
+    client = fresh_node.client(check_compatibility=False)
     name = "cycles"
     client.create_collection(name, vectors_config=models.VectorParams(size=2, distance=models.Distance.DOT))
     client.upsert(name, points=[models.PointStruct(id=i, vector=[i, 1], payload={"gen": 1}) for i in range(1, 21)])
     fresh_node.restart(hard=True)
-    client = fresh_node.client()
+    client = fresh_node.client(check_compatibility=False)
     assert client.count(name).count == 20
     # writes after a recovery are durable as well
     client.upsert(name, points=[models.PointStruct(id=i, vector=[i, 2], payload={"gen": 2}) for i in range(15, 31)])
     client.delete(name, points_selector=models.PointIdsList(points=[1, 2]))
     before = state(client, name)
     fresh_node.restart(hard=True)
-    client = fresh_node.client()
+    client = fresh_node.client(check_compatibility=False)
     after = state(client, name)
     assert_same_state(after, before)
     assert sorted(after[0]) == list(range(3, 31))
@@ -124,11 +124,11 @@ def test_two_crash_cycles(fresh_node):
 
 
 def test_graceful_restart_keeps_data(fresh_node):
-    client = fresh_node.client()
+    client = fresh_node.client(check_compatibility=False)
     name = "graceful"
     client.create_collection(name, vectors_config=models.VectorParams(size=2, distance=models.Distance.DOT))
     client.upsert(name, points=[models.PointStruct(id=i, vector=[i, 0], payload={"i": i}) for i in range(1, 11)])
     before = state(client, name)
     fresh_node.restart(hard=False)  # SIGTERM
-    client = fresh_node.client()
+    client = fresh_node.client(check_compatibility=False)
     assert_same_state(state(client, name), before)

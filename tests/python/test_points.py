@@ -415,3 +415,37 @@ def test_scroll_mixed_int_and_uuid_ids(client, collection_name):
 def test_scroll_offset_past_the_end(client, fifty):
     points, nxt = client.scroll(fifty, limit=5, offset=1000)
     assert points == [] and nxt is None
+
+
+def test_raw_with_vectors_alias(base_url, client, collection_name):
+    # Qdrant accepts both `with_vector` (what the client sends) and `with_vectors`.
+    make(client, collection_name)
+    client.upsert(collection_name, points=[models.PointStruct(id=1, vector=[1, 2, 3], payload={"a": 1})])
+    for key in ("with_vector", "with_vectors"):
+        res = ok_result(http("POST", base_url, f"/collections/{collection_name}/points/scroll", {"limit": 1, key: True}))
+        assert_vector_close(res["points"][0]["vector"], [1, 2, 3])
+        [rec] = ok_result(http("POST", base_url, f"/collections/{collection_name}/points", {"ids": [1], key: True}))
+        assert_vector_close(rec["vector"], [1, 2, 3])
+
+
+def test_concurrent_upserts_all_land(node, collection_name):
+    from concurrent.futures import ThreadPoolExecutor
+
+    setup = node.client()
+    make(setup, collection_name)
+
+    def writer(w):
+        c = node.client(check_compatibility=False)
+        try:
+            for k in range(25):
+                pid = w * 1000 + k
+                c.upsert(collection_name, points=[models.PointStruct(id=pid, vector=[w, k, 1], payload={"w": w, "k": k})])
+        finally:
+            c.close()
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(writer, range(8), timeout=120))
+    assert setup.count(collection_name, exact=True).count == 200
+    got = {p.id: p.payload for p in scroll_all(setup, collection_name)}
+    assert got == {w * 1000 + k: {"w": w, "k": k} for w in range(8) for k in range(25)}
+    setup.close()

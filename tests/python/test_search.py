@@ -7,7 +7,7 @@ import uuid
 import pytest
 from qdrant_client import models
 
-from helpers import (assert_same_ranking, assert_vector_close, higher_is_better, http, ok_result,
+from helpers import (assert_same_ranking, assert_vector_close, higher_is_better, http, ok_result, poll,
                      rand_vectors, ranked, score)
 
 DIM = 8
@@ -274,3 +274,39 @@ def test_raw_query_default_has_no_payload(base_url, corpora):
     for p in res["points"]:
         assert p.get("payload") in (None, {}), p
         assert p.get("vector") is None, p
+
+
+def test_indexed_collection_search(client, collection_name):
+    """Enough points, and a low indexing threshold, for an ANN index to be built:
+    exact=True must still be exact, and the default search must find the true
+    neighbours (recall@10 >= 0.9 over 20 queries)."""
+    dim, count = 16, 3000
+    client.create_collection(
+        collection_name,
+        vectors_config=models.VectorParams(size=dim, distance=models.Distance.COSINE),
+        optimizers_config=models.OptimizersConfigDiff(indexing_threshold=100),
+        hnsw_config=models.HnswConfigDiff(full_scan_threshold=10),
+    )
+    vectors = rand_vectors(2024, count, dim)
+    points = {i + 1: v for i, v in enumerate(vectors)}
+    for start in range(0, count, 500):
+        client.upsert(collection_name, points=models.Batch(
+            ids=list(range(start + 1, start + 501)), vectors=vectors[start:start + 500]))
+    assert client.count(collection_name).count == count
+    # let background indexing settle if the server reports it (bounded; not an assertion)
+    poll(lambda: client.get_collection(collection_name).status == models.CollectionStatus.GREEN, timeout=60, interval=0.5)
+
+    queries = rand_vectors(77, 20, dim)
+    found = total = 0
+    for q in queries:
+        want = ranked("Cosine", q, points)[:10]
+        exact = client.query_points(collection_name, query=q, limit=10, search_params=models.SearchParams(exact=True))
+        assert_same_ranking(hits(exact), want)
+        approx = client.query_points(collection_name, query=q, limit=10)
+        got_ids = [p.id for p in approx.points]
+        assert len(got_ids) == 10 and len(set(got_ids)) == 10
+        for p in approx.points:  # whatever is returned carries its true score
+            assert math.isclose(p.score, score("Cosine", q, points[p.id]), rel_tol=1e-4, abs_tol=1e-4)
+        found += len(set(got_ids) & {w[0] for w in want})
+        total += 10
+    assert found / total >= 0.9, f"recall@10 = {found / total:.3f}"

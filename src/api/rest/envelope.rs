@@ -75,3 +75,11 @@ impl<T: Serialize, E: Serialize> IntoResponse for SuccessWith<T, E> {
         Json(body).into_response()
     }
 }
+
+/// Answers a job's outcome: its result, or 202 with the task id.
+pub fn task_answer<T: Serialize>(outcome: crate::node::tasks::TaskOutcome<T>) -> Response {
+    match outcome {
+        crate::node::tasks::TaskOutcome::Finished(value) => Success(value).into_response(),
+        crate::node::tasks::TaskOutcome::Accepted(id) => Accepted(id).into_response(),
+    }
+}

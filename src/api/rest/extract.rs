@@ -100,6 +100,6 @@ pub struct WaitParam {
     pub wait: bool,
 }
 
-fn default_true() -> bool {
+pub fn default_true() -> bool {
     true
 }

@@ -11,6 +11,7 @@ mod extract;
 mod points;
 mod search;
 mod service;
+mod shard_snapshots;
 mod snapshots;
 
 use std::net::SocketAddr;
@@ -32,6 +33,7 @@ pub fn router(node: Arc<Node>) -> Router {
         .merge(points::routes())
         .merge(search::routes())
         .merge(snapshots::routes())
+        .merge(shard_snapshots::routes())
         .fallback(|| async {
             envelope::error_response(StatusCode::NOT_FOUND, "Not found: no such route")
         })

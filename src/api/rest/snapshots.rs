@@ -13,9 +13,9 @@ use axum::Router;
 use serde::Deserialize;
 use tower::ServiceExt;
 
-use super::envelope::{Accepted, Success, SuccessWith};
+use super::envelope::{task_answer, Accepted, Success, SuccessWith};
 use super::error::ApiResult;
-use super::extract::{Json, Path, Query, WaitParam};
+use super::extract::{default_true, Json, Path, Query, WaitParam};
 use crate::error::Error;
 use crate::node::snapshots::{RecoverRequest, SnapshotPriority};
 use crate::node::tasks::TaskOutcome;
@@ -46,14 +46,6 @@ pub fn routes() -> Router<Arc<Node>> {
         .route("/snapshot-tasks/{id}", get(get_task))
 }
 
-/// Answers a job's outcome: the result, or 202 with the task id.
-fn answer<T: serde::Serialize>(outcome: TaskOutcome<T>) -> Response {
-    match outcome {
-        TaskOutcome::Finished(value) => Success(value).into_response(),
-        TaskOutcome::Accepted(id) => Accepted(id).into_response(),
-    }
-}
-
 async fn list(State(node): State<Arc<Node>>, Path(name): Path<String>) -> ApiResult<Response> {
     Ok(Success(node.list_collection_snapshots(&name)?).into_response())
 }
@@ -73,7 +65,7 @@ async fn create(
             |node, task| async move { node.create_collection_snapshot(&name, &task).await },
         )
         .await?;
-    Ok(answer(outcome))
+    Ok(task_answer(outcome))
 }
 
 async fn delete(
@@ -88,7 +80,7 @@ async fn delete(
                 .map(|()| true)
         })
         .await?;
-    Ok(answer(outcome))
+    Ok(task_answer(outcome))
 }
 
 async fn download(
@@ -101,7 +93,7 @@ async fn download(
 }
 
 /// Serves a snapshot file with Range, Last-Modified and a download name.
-async fn serve_file(path: PathBuf, name: &str, request: Request) -> ApiResult<Response> {
+pub(super) async fn serve_file(path: PathBuf, name: &str, request: Request) -> ApiResult<Response> {
     let served = tower_http::services::ServeFile::new_with_mime(&path, &mime_octet_stream())
         .oneshot(request)
         .await;
@@ -162,14 +154,10 @@ async fn recover(
 
 #[derive(Deserialize)]
 struct UploadQuery {
-    #[serde(default = "yes")]
+    #[serde(default = "default_true")]
     wait: bool,
     priority: Option<SnapshotPriority>,
     checksum: Option<String>,
-}
-
-fn yes() -> bool {
-    true
 }
 
 async fn upload_and_recover(
@@ -210,7 +198,7 @@ async fn upload_and_recover(
 }
 
 /// Streams the `snapshot` part of a multipart body into `dir`; other parts are skipped.
-async fn receive_upload(
+pub(super) async fn receive_upload(
     mut multipart: Multipart,
     dir: &std::path::Path,
     expected: Option<&str>,
@@ -247,7 +235,7 @@ async fn create_full(
             |node, task| async move { node.create_full_snapshot(&task).await },
         )
         .await?;
-    Ok(answer(outcome))
+    Ok(task_answer(outcome))
 }
 
 async fn delete_full(
@@ -263,7 +251,7 @@ async fn delete_full(
             |node, _| async move { node.delete_full_snapshot(&snapshot).map(|()| true) },
         )
         .await?;
-    Ok(answer(outcome))
+    Ok(task_answer(outcome))
 }
 
 async fn download_full(

@@ -3,7 +3,8 @@
 //! search against exact results, and the server's peak RSS.
 //!
 //! Usage: `cargo run --release --bin shoal-bench -- [--points N] [--dim D] [--batch B]
-//! [--queries Q] [--clients C] [--server PATH] [--url URL]`. Without `--url` it starts
+//! [--queries Q] [--clients C] [--server PATH] [--url URL] [--data embedding|uniform]
+//! [--hnsw-ef EF]`. Without `--url` it starts
 //! `target/release/shoal` (or `--server`) on loopback ports with a temporary storage
 //! directory, so the figures include nothing but shoal and the loopback network.
 
@@ -14,6 +15,8 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::{json, Value};
 
+mod snapshots;
+
 struct Options {
     points: usize,
     dim: usize,
@@ -22,6 +25,14 @@ struct Options {
     clients: usize,
     url: Option<String>,
     server: PathBuf,
+    /// `embedding` (default): vectors with 32 latent dimensions spread over `dim`, the
+    /// shape of real embeddings; `uniform`: independent uniform components, the
+    /// worst case for any graph index (nearest neighbours are barely nearer than the rest).
+    data: String,
+    hnsw_ef: usize,
+    /// `search` (default): load, then search figures; `snapshot`: load (no index), then
+    /// snapshot create and recover figures.
+    mode: String,
 }
 
 fn parse_options() -> Result<Options> {
@@ -33,6 +44,9 @@ fn parse_options() -> Result<Options> {
         clients: 1,
         url: None,
         server: PathBuf::from("target/release/shoal"),
+        data: "embedding".to_string(),
+        hnsw_ef: 128,
+        mode: "search".to_string(),
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -45,6 +59,9 @@ fn parse_options() -> Result<Options> {
             "--clients" => o.clients = value()?.parse()?,
             "--url" => o.url = Some(value()?),
             "--server" => o.server = PathBuf::from(value()?),
+            "--data" => o.data = value()?,
+            "--hnsw-ef" => o.hnsw_ef = value()?.parse()?,
+            "--mode" => o.mode = value()?,
             other => bail!("unknown flag {other}"),
         }
     }
@@ -68,9 +85,43 @@ impl Rng {
     }
 }
 
+/// Latent dimensions of embedding-like data.
+const LATENT: usize = 32;
+
+/// Makes benchmark vectors of the chosen shape; the same seed gives the same vector.
+struct DataGen {
+    dim: usize,
+    /// `dim x LATENT` projection for embedding-like data; empty for uniform data.
+    projection: Vec<f32>,
+}
+
+impl DataGen {
+    fn new(kind: &str, dim: usize) -> Result<DataGen> {
+        let projection = match kind {
+            "uniform" => Vec::new(),
+            "embedding" => Rng(0xC0FFEE).vector(dim * LATENT),
+            other => bail!("--data must be `embedding` or `uniform`, not `{other}`"),
+        };
+        Ok(DataGen { dim, projection })
+    }
+
+    fn vector(&self, rng: &mut Rng) -> Vec<f32> {
+        if self.projection.is_empty() {
+            return rng.vector(self.dim);
+        }
+        let latent = rng.vector(LATENT);
+        (0..self.dim)
+            .map(|d| {
+                let row = &self.projection[d * LATENT..(d + 1) * LATENT];
+                row.iter().zip(&latent).map(|(a, b)| a * b).sum::<f32>() + 0.05 * rng.next_f32()
+            })
+            .collect()
+    }
+}
+
 struct Server {
     child: Child,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Drop for Server {
@@ -110,10 +161,7 @@ fn start_server(binary: &PathBuf) -> Result<(Server, String)> {
                 binary.display()
             )
         })?;
-    Ok((
-        Server { child, _dir: dir },
-        format!("http://127.0.0.1:{port}"),
-    ))
+    Ok((Server { child, dir }, format!("http://127.0.0.1:{port}")))
 }
 
 /// Peak resident set (VmHWM) of a process, in bytes.
@@ -162,14 +210,14 @@ async fn upsert_all(http: &reqwest::Client, base: &str, o: &Options) -> Result<D
             .skip(client)
             .step_by(o.clients)
             .collect();
-        let (http, base, dim, batch, total) =
-            (http.clone(), base.to_string(), o.dim, o.batch, o.points);
+        let (http, base, batch, total) = (http.clone(), base.to_string(), o.batch, o.points);
+        let data = DataGen::new(&o.data, o.dim)?;
         tasks.push(tokio::spawn(async move {
             for start in mine {
                 let mut rng = Rng(0x9E37_79B9 ^ start as u64);
                 let end = (start + batch).min(total);
                 let points: Vec<Value> = (start..end)
-                    .map(|id| json!({"id": id, "vector": rng.vector(dim), "payload": {"n": id % 100}}))
+                    .map(|id| json!({"id": id, "vector": data.vector(&mut rng), "payload": {"n": id % 100}}))
                     .collect();
                 call(&http, reqwest::Method::PUT, format!("{base}/collections/bench/points?wait=true"), &json!({"points": points}))
                     .await?;
@@ -188,11 +236,12 @@ async fn search(
     base: &str,
     queries: &[Vec<f32>],
     exact: bool,
+    ef: usize,
 ) -> Result<(Duration, Vec<Vec<u64>>)> {
     let started = Instant::now();
     let mut results = Vec::with_capacity(queries.len());
     for q in queries {
-        let body = json!({"vector": q, "limit": 10, "params": {"exact": exact}});
+        let body = json!({"vector": q, "limit": 10, "params": {"exact": exact, "hnsw_ef": ef}});
         let hits = call(
             http,
             reqwest::Method::POST,
@@ -234,6 +283,16 @@ async fn wait_indexed(http: &reqwest::Client, base: &str) -> Result<(Duration, u
     Ok((started.elapsed(), last))
 }
 
+/// The benchmark collection; the snapshot mode turns indexing off so that no index
+/// build competes with the measured snapshot work.
+fn collection_body(o: &Options) -> Value {
+    if o.mode == "snapshot" {
+        json!({"vectors": {"size": o.dim, "distance": "Cosine"}, "optimizers_config": {"indexing_threshold": 0}})
+    } else {
+        json!({"vectors": {"size": o.dim, "distance": "Cosine"}})
+    }
+}
+
 #[tokio::main]
 async fn main() -> Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -264,13 +323,13 @@ async fn main() -> Result<()> {
         &http,
         reqwest::Method::PUT,
         format!("{base}/collections/bench"),
-        &json!({"vectors": {"size": o.dim, "distance": "Cosine"}}),
+        &collection_body(&o),
     )
     .await?;
 
     println!(
-        "shoal-bench: {} points x {}-d, batches of {}, {} client(s)",
-        o.points, o.dim, o.batch, o.clients
+        "shoal-bench: {} points x {}-d ({} data), batches of {}, {} client(s), hnsw_ef {}",
+        o.points, o.dim, o.data, o.batch, o.clients, o.hnsw_ef
     );
     let took = upsert_all(&http, &base, &o).await?;
     println!(
@@ -278,9 +337,16 @@ async fn main() -> Result<()> {
         o.points as f64 / took.as_secs_f64(),
         took.as_secs_f64()
     );
+    if o.mode == "snapshot" {
+        let (server, _) = server
+            .as_ref()
+            .context("--mode snapshot starts its own servers; drop --url")?;
+        return snapshots::run(&o, &http, &base, server).await;
+    }
 
     let mut rng = Rng(42);
-    let queries: Vec<Vec<f32>> = (0..o.queries).map(|_| rng.vector(o.dim)).collect();
+    let data = DataGen::new(&o.data, o.dim)?;
+    let queries: Vec<Vec<f32>> = (0..o.queries).map(|_| data.vector(&mut rng)).collect();
     // Index building runs in the background; measure searches only once it is done,
     // so both figures see an idle machine.
     let (index_wait, indexed) = wait_indexed(&http, &base).await?;
@@ -288,12 +354,12 @@ async fn main() -> Result<()> {
         "indexing: {indexed} vectors indexed, waited {:.1} s after the load",
         index_wait.as_secs_f64()
     );
-    let (exact_took, exact) = search(&http, &base, &queries, true).await?;
+    let (exact_took, exact) = search(&http, &base, &queries, true, o.hnsw_ef).await?;
     println!(
         "exact search: {:.0} queries/s",
         o.queries as f64 / exact_took.as_secs_f64()
     );
-    let (approx_took, approx) = search(&http, &base, &queries, false).await?;
+    let (approx_took, approx) = search(&http, &base, &queries, false, o.hnsw_ef).await?;
     let found: usize = exact
         .iter()
         .zip(&approx)
