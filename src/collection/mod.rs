@@ -24,8 +24,10 @@ use crate::shard::ops::{PointSelector, ShardOp};
 use crate::shard::{LocalShard, SearchRequest, ShardConfig};
 use crate::types::{PointId, ShardId};
 
-/// Sealed segments hold at most this many KB of vectors unless the collection says otherwise.
+/// Largest sealed segment (KB of vectors) when the collection does not set one.
 const DEFAULT_SEGMENT_MAX_KB: usize = 64 * 1024;
+/// Smallest automatic segment size, so tiny thresholds do not make thousands of files.
+const MIN_AUTO_SEGMENT_KB: usize = 1024;
 
 pub struct Collection {
     name: String,
@@ -348,14 +350,27 @@ fn with_selector(op: &ShardOp, selector: PointSelector) -> ShardOp {
 }
 
 fn shard_config(config: &CollectionConfig) -> ShardConfig {
+    let indexing_threshold_kb = config.optimizer_config.indexing_threshold.unwrap_or(10_000);
     ShardConfig {
         vectors: config.params.vectors.by_name(),
         hnsw: config.hnsw_config.clone(),
-        indexing_threshold_kb: config.optimizer_config.indexing_threshold.unwrap_or(10_000),
+        indexing_threshold_kb,
         segment_max_kb: config
             .optimizer_config
             .max_segment_size
-            .unwrap_or(DEFAULT_SEGMENT_MAX_KB),
+            .unwrap_or_else(|| auto_segment_kb(indexing_threshold_kb)),
+    }
+}
+
+/// Without an explicit `max_segment_size`, the appendable segment is sealed as soon as
+/// it is big enough to be indexed: only sealed segments get an HNSW graph, so a larger
+/// seal size would leave that much data to exact scans. Without indexing, segments are
+/// sealed at 64 MiB of vectors.
+fn auto_segment_kb(indexing_threshold_kb: usize) -> usize {
+    if indexing_threshold_kb == 0 {
+        DEFAULT_SEGMENT_MAX_KB
+    } else {
+        indexing_threshold_kb.clamp(MIN_AUTO_SEGMENT_KB, DEFAULT_SEGMENT_MAX_KB)
     }
 }
 
