@@ -175,17 +175,21 @@ def assert_same_points(got: dict, want: dict, what: str = "") -> None:
 class SnapshotHttpServer:
     """A real HTTP server on 127.0.0.1 serving `files` {path: bytes} as snapshot sources.
 
-    With `stall_after=n` a GET sends its headers and the first n bytes, then waits
+    With `cut_after=n` a GET announces the full length but sends only n bytes and
+    closes the connection. With `stall_after=n` a GET sends its headers and the first n bytes, then waits
     (at most `stall_timeout` s) until `release()` before sending the rest, so that a
     recovery reading from it is observably in progress. Use as a context manager.
     """
 
-    def __init__(self, files: dict, stall_after: int | None = None, stall_timeout: float = 30.0):
+    def __init__(self, files: dict, stall_after: int | None = None, stall_timeout: float = 30.0,
+                 cut_after: int | None = None):
         import http.server
         import threading
 
         self.files = dict(files)
         self.requests: list[str] = []
+        self.headers: list[dict] = []  # request headers, lower-case names
+        self.cut_after = cut_after  # announce the full length, send this many bytes, close
         self.stall_after = stall_after
         self.stall_timeout = stall_timeout
         self.released = threading.Event()
@@ -200,6 +204,7 @@ class SnapshotHttpServer:
 
             def do_GET(self):
                 outer.requests.append(self.path)
+                outer.headers.append({k.lower(): v for k, v in self.headers.items()})
                 body = outer.files.get(self.path)
                 if body is None:
                     self.send_response(404)
@@ -212,6 +217,11 @@ class SnapshotHttpServer:
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 try:
+                    if outer.cut_after is not None:
+                        self.wfile.write(body[: outer.cut_after])
+                        self.wfile.flush()
+                        self.close_connection = True
+                        return
                     if outer.stall_after is not None:
                         self.wfile.write(body[: outer.stall_after])
                         self.wfile.flush()

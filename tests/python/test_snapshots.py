@@ -15,6 +15,7 @@ from qdrant_client.http.exceptions import UnexpectedResponse
 
 from helpers import HTTP_TIMEOUT_S, SnapshotHttpServer, all_points, assert_same_points, ok_result, poll
 from snapshot_support import (
+    point_id, vector,
     CREATION_TIME, HEX64, TS, accepted_task, assert_recovered, create, download, expect_error,
     fill, file_url, get_task, leftovers, mutate, recover, sha256_hex, snapshot_file,
     snapshot_http_url, snapshot_of, tar_members, upload, wait_next_second, wait_task,
@@ -481,3 +482,148 @@ def test_recover_from_a_second_nodes_url(node_factory, collection_name):
     assert_same_points(all_points(ca, collection_name), before)
     assert [d.name for d in cb.list_snapshots(collection_name)] == []
     assert leftovers(a) == [] and leftovers(b) == []
+
+
+# ---------------------------------------------------------------- consistency and lifecycle
+
+def test_snapshot_while_writing_is_a_point_in_time(client, node, base_url, collection_name):
+    """Batches of ids are written one after another while snapshots are taken. Each
+    snapshot, recovered, holds exactly the batches 1..k for some k: every batch
+    acknowledged before the snapshot was asked for, none that started after it answered."""
+    import threading
+
+    create(client, collection_name, dim=DIM)
+    batch, batches = 40, 150
+    acked = [0]  # number of acknowledged batches
+    stop = threading.Event()
+    errors = []
+
+    def writer():
+        try:
+            for b in range(batches):
+                if stop.is_set():
+                    return
+                fill(client, collection_name, batch, DIM, first=b * batch + 1, batch=batch)
+                acked[0] = b + 1
+        except Exception as e:  # reported by the main thread
+            errors.append(e)
+
+    t = threading.Thread(target=writer, daemon=True)
+    t.start()
+    taken = []
+    try:
+        for _ in range(3):
+            poll(lambda: acked[0] >= len(taken) * 30 + 10, timeout=30)
+            low = acked[0]
+            desc = client.create_snapshot(collection_name)
+            high = acked[0] + 1  # at most the batch in flight when it answered
+            taken.append((desc.name, low, high))
+            wait_next_second()
+    finally:
+        stop.set()
+        t.join(timeout=60)
+    assert not errors, errors
+    # Compare with what the server stored (which holds every batch by now), so that
+    # only the point-in-time property is under test here.
+    source = all_points(client, collection_name)
+    for i, (name, low, high) in enumerate(taken):
+        copy = f"{collection_name}_pit{i}"
+        assert_recovered(recover(base_url, copy, file_url(snapshot_file(node, collection_name, name))),
+                         copy, created=True)
+        points = all_points(client, copy)
+        assert len(points) % batch == 0, f"snapshot {i}: a batch was cut: {len(points)} points"
+        k = len(points) // batch
+        assert low <= k <= high, f"snapshot {i}: {k} batches, expected between {low} and {high}"
+        want = {point_id(j): source[point_id(j)] for j in range(1, k * batch + 1)}
+        assert_same_points(points, want, f"snapshot {i}")
+        assert all(points[point_id(j)][1] == vector(j, DIM) for j in range(1, k * batch + 1, 7))
+
+
+def test_concurrent_creates_leave_valid_snapshots(client, node, base_url, coll):
+    ids = [accepted_task(requests.post(f"{base_url}/collections/{coll}/snapshots", params={"wait": "false"},
+                                       timeout=HTTP_TIMEOUT_S)) for _ in range(4)]
+    tasks = [wait_task(base_url, i) for i in ids]
+    assert all(t["state"] == "succeeded" for t in tasks), tasks
+    listed = client.list_snapshots(coll)
+    assert 1 <= len(listed) <= 4
+    assert {t["result"]["name"] for t in tasks} == {d.name for d in listed}
+    before = all_points(client, coll)
+    for d in listed:
+        data = snapshot_file(node, coll, d.name).read_bytes()
+        assert d.size == len(data) and d.checksum == sha256_hex(data), d
+        copy = coll + "_" + d.name[-12:-9].replace("-", "")
+        assert_recovered(recover(base_url, copy, file_url(snapshot_file(node, coll, d.name))), copy, created=True)
+        assert_same_points(all_points(client, copy), before)
+        client.delete_collection(copy)
+    assert leftovers(node) == []
+
+
+def test_snapshots_outlive_their_collection(client, node, base_url, coll):
+    before = all_points(client, coll)
+    name = client.create_snapshot(coll).name
+    assert client.delete_collection(coll) is True
+    path = snapshot_file(node, coll, name)
+    assert path.is_file(), "deleting a collection keeps its snapshots"
+    assert_recovered(recover(base_url, coll, file_url(path)), coll, created=True)
+    assert_same_points(all_points(client, coll), before)
+    assert [d.name for d in client.list_snapshots(coll)] == [name]
+
+
+def test_new_collection_takes_the_snapshot_config_existing_keeps_its_own(client, node, base_url, collection_name):
+    src = collection_name
+    create(client, src, dim=DIM, count=20, hnsw_config=models.HnswConfigDiff(m=6, ef_construct=40),
+           optimizers_config=models.OptimizersConfigDiff(max_segment_size=64, indexing_threshold=32))
+    name = client.create_snapshot(src).name
+    location = file_url(snapshot_file(node, src, name))
+    new = src + "_new"
+    assert_recovered(recover(base_url, new, location), new, created=True)
+    cfg = client.get_collection(new).config
+    assert (cfg.hnsw_config.m, cfg.hnsw_config.ef_construct) == (6, 40)
+    assert (cfg.optimizer_config.max_segment_size, cfg.optimizer_config.indexing_threshold) == (64, 32)
+    existing = src + "_existing"
+    create(client, existing, dim=DIM, count=5, hnsw_config=models.HnswConfigDiff(m=20, ef_construct=120))
+    assert_recovered(recover(base_url, existing, location), existing, created=False)
+    cfg = client.get_collection(existing).config
+    assert (cfg.hnsw_config.m, cfg.hnsw_config.ef_construct) == (20, 120), "an existing collection keeps its config"
+    assert client.count(existing, exact=True).count == 20
+
+
+def test_empty_collection_round_trip(client, node, base_url, collection_name):
+    create(client, collection_name, dim=3)
+    name = client.create_snapshot(collection_name).name
+    fill(client, collection_name, 10, 3)
+    assert_recovered(recover(base_url, collection_name, file_url(snapshot_file(node, collection_name, name))),
+                     collection_name, created=False, points=0)
+    assert client.count(collection_name, exact=True).count == 0
+    copy = collection_name + "_copy"
+    assert_recovered(recover(base_url, copy, file_url(snapshot_file(node, collection_name, name))), copy,
+                     created=True, points=0)
+    assert client.get_collection(copy).config.params.vectors.size == 3
+
+
+def test_api_key_goes_to_the_source_only_when_given(client, node, base_url, coll):
+    name, data = snapshot_of(client, node, coll)
+    with SnapshotHttpServer({"/s.snapshot": data}) as source:
+        assert_recovered(recover(base_url, coll, source.url("/s.snapshot"), api_key="s3cret"), coll, created=False)
+        assert_recovered(recover(base_url, coll, source.url("/s.snapshot")), coll, created=False)
+    assert source.requests == ["/s.snapshot", "/s.snapshot"]
+    assert source.headers[0].get("api-key") == "s3cret", source.headers[0]
+    assert "api-key" not in source.headers[1], source.headers[1]
+
+
+def test_unknown_task_is_404(base_url):
+    expect_error(requests.get(f"{base_url}/snapshot-tasks/no-such-task", timeout=HTTP_TIMEOUT_S), 404, "no-such-task")
+
+
+def test_snapshots_and_tasks_after_a_restart(node_factory, collection_name):
+    n = node_factory()
+    c = n.client()
+    create(c, collection_name, dim=DIM, count=50)
+    desc = c.create_snapshot(collection_name)
+    before = all_points(c, collection_name)
+    n.restart(hard=True)
+    c = n.client()
+    assert c.list_snapshots(collection_name) == [desc]
+    mutate(c, collection_name, DIM, 50)
+    assert c.recover_snapshot(collection_name, file_url(snapshot_file(n, collection_name, desc.name))) is True
+    assert_same_points(all_points(c, collection_name), before)

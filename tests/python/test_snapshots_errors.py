@@ -339,3 +339,37 @@ def test_bad_wait_parameter_is_400(client, node, base_url, coll):
                              timeout=HTTP_TIMEOUT_S)
         error_message(resp, 400)
     assert client.list_snapshots(coll) == []
+
+
+@pytest.mark.parametrize("where", ["before_any_byte", "inside_a_header", "inside_a_file", "before_the_manifest"])
+def test_http_source_that_drops_the_connection(client, node, base_url, coll, where):
+    """The source announces the whole length, sends part of it and hangs up: a
+    truncated archive, refused with 400; the collection keeps its data."""
+    _, data = snapshot_of(client, node, coll)
+    members = tar_members(data)
+    biggest = max((m for m, _ in members if m.isfile()), key=lambda m: m.size)
+    manifest = [m for m, _ in members if m.name == "shoal-manifest.json"][0]
+    cut = {"before_any_byte": 0, "inside_a_header": 100, "inside_a_file": biggest.offset_data + biggest.size // 2,
+           "before_the_manifest": manifest.offset}[where]
+    mutate(client, coll, DIM, COUNT)
+    with unchanged(client, node, coll):
+        with SnapshotHttpServer({"/s.snapshot": data}, cut_after=cut) as source:
+            expect_error(recover(base_url, coll, source.url("/s.snapshot")), 400)
+    fresh = coll + "_new"
+    with SnapshotHttpServer({"/s.snapshot": data}, cut_after=cut) as source:
+        expect_error(recover(base_url, fresh, source.url("/s.snapshot")), 400)
+    assert client.collection_exists(fresh) is False
+
+
+def test_upload_file_name_is_reduced_to_its_last_component(client, node, base_url, coll):
+    before = all_points(client, coll)
+    name, data = snapshot_of(client, node, coll)
+    mutate(client, coll, DIM, COUNT)
+    escape = f"escape-{uuid.uuid4().hex[:8]}.snapshot"
+    resp = upload(base_url, coll, data, filename=f"../../../{escape}")
+    assert_recovered(resp, coll, created=False)
+    assert_same_points(all_points(client, coll), before)
+    assert snapshot_file(node, coll, escape).read_bytes() == data, "stored under its base name"
+    for parent in (node.snapshots, node.root, node.root.parent, node.storage):
+        assert not (parent / escape).exists(), f"written to {parent}"
+    assert {d.name for d in client.list_snapshots(coll)} == {name, escape}
