@@ -1,6 +1,10 @@
 """Collection and full-storage snapshots on one node, through the official qdrant-client
 and raw HTTP: descriptions, listing, download, delete, and recovery round trips that
-compare every point (id, vector, payload) with the snapshot moment."""
+compare every point (id, vector, payload) with the snapshot moment.
+
+The snapshot suite is test_snapshots*.py (plus snapshot_support.py); run it with
+    SHOAL_BIN=$CARGO_TARGET_DIR/debug/shoal tests/python/run.sh tests/python/test_snapshots*.py
+and the crash and start-up-flag tests with `cargo test --test snapshots --test snapshot_crash`."""
 
 import io
 import json
@@ -627,3 +631,19 @@ def test_snapshots_and_tasks_after_a_restart(node_factory, collection_name):
     mutate(c, collection_name, DIM, 50)
     assert c.recover_snapshot(collection_name, file_url(snapshot_file(n, collection_name, desc.name))) is True
     assert_same_points(all_points(c, collection_name), before)
+
+
+def test_upload_wait_false_is_a_task(client, node, base_url, coll):
+    before = all_points(client, coll)
+    _, data = snapshot_of(client, node, coll)
+    mutate(client, coll, DIM, COUNT)
+    task = wait_task(base_url, accepted_task(upload(base_url, coll, data, filename="async.snapshot", wait=False)))
+    assert task["state"] == "succeeded" and task["kind"] == "recover_snapshot", task
+    assert task["result"]["collection"] == coll, task
+    assert_same_points(all_points(client, coll), before)
+    mutate(client, coll, DIM, COUNT)
+    current = all_points(client, coll)
+    task = wait_task(base_url, accepted_task(upload(base_url, coll, data[:-2000], filename="cut.snapshot", wait=False)))
+    assert task["state"] == "failed" and "snapshot" in (task["error"] or "").lower(), task
+    assert_same_points(all_points(client, coll), current)
+    assert leftovers(node) == []
