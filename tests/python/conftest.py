@@ -51,8 +51,11 @@ def free_ports(count: int) -> list[int]:
 class ShoalNode:
     """One shoal process with its own dirs; can be killed and restarted on the same dirs and ports."""
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, extra_env: dict | None = None, args: list | None = None):
         self.root = Path(root)
+        # Extra QDRANT__* settings and command-line arguments for this node (optional).
+        self.extra_env = dict(extra_env or {})
+        self.args = list(args or [])
         self.storage = self.root / "storage"
         self.snapshots = self.root / "snapshots"
         self.temp = self.root / "temp"
@@ -81,6 +84,7 @@ class ShoalNode:
                 "QDRANT__STORAGE__TEMP_PATH": str(self.temp),
             }
         )
+        env.update(self.extra_env)
         return env
 
     def start(self) -> None:
@@ -92,7 +96,7 @@ class ShoalNode:
             log.write(f"\n===== start #{self.starts}: {binary} =====\n".encode())
             log.flush()
             self.proc = subprocess.Popen(
-                [binary],
+                [binary, *self.args],
                 cwd=self.workdir,
                 env=self.env(),
                 stdin=subprocess.DEVNULL,
@@ -166,9 +170,9 @@ class ShoalNode:
         return f"--- last {len(tail)} lines of {self.log_path} ---\n" + "\n".join(tail)
 
 
-def _make_node(tmp_path_factory, name: str) -> ShoalNode:
+def _make_node(tmp_path_factory, name: str, **kwargs) -> ShoalNode:
     root = Path(tempfile.mkdtemp(prefix=f"shoal-{name}-", dir=tmp_path_factory.getbasetemp()))
-    return ShoalNode(root)
+    return ShoalNode(root, **kwargs)
 
 
 @pytest.fixture(scope="module")
@@ -206,6 +210,28 @@ def fresh_node(request, tmp_path_factory):
 
 
 @pytest.fixture
+def node_factory(request, tmp_path_factory):
+    """make(extra_env=None, args=None, start=True) -> a node of the test's own; all are
+    stopped when the test ends (and their dirs removed unless the test failed)."""
+    made = []
+    request.node.shoal_nodes = made  # their log tails go into a failing test's report
+
+    def make(extra_env: dict | None = None, args: list | None = None, start: bool = True) -> ShoalNode:
+        n = _make_node(tmp_path_factory, f"{request.node.name[:30]}-{len(made)}", extra_env=extra_env, args=args)
+        made.append(n)
+        if start:
+            n.start()
+        return n
+
+    yield make
+    for n in made:
+        n.stop()
+    if not getattr(request.node, "shoal_failed", False):
+        for n in made:
+            shutil.rmtree(n.root, ignore_errors=True)
+
+
+@pytest.fixture
 def collection_name(request) -> str:
     """A collection name unique to this test (and this run)."""
     base = "".join(ch if ch.isalnum() else "_" for ch in request.node.name)[:40]
@@ -222,3 +248,5 @@ def pytest_runtest_makereport(item, call):
     for value in getattr(item, "funcargs", {}).values():
         if isinstance(value, ShoalNode):
             report.sections.append((f"shoal log ({value.log_path})", value.log_tail()))
+    for made in getattr(item, "shoal_nodes", []):
+        report.sections.append((f"shoal log ({made.log_path})", made.log_tail()))

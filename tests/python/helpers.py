@@ -144,3 +144,115 @@ def scroll_all(client, collection: str, page: int = 100, max_pages: int = 1000, 
 
 def dumps(x) -> str:
     return json.dumps(x, sort_keys=True)
+
+
+# ---------------------------------------------------------------- whole-collection state
+
+def all_points(client, collection: str) -> dict:
+    """{id: (payload, vector)} of every point of a collection, read through the client."""
+    points = scroll_all(client, collection, page=256, with_payload=True, with_vectors=True)
+    out = {p.id: (p.payload, p.vector) for p in points}
+    assert len(out) == len(points), f"scroll of {collection} returned some point twice"
+    return out
+
+
+def assert_same_points(got: dict, want: dict, what: str = "") -> None:
+    """Exactly the same ids, payloads and vectors (as returned by all_points)."""
+    missing, extra = set(want) - set(got), set(got) - set(want)
+    assert not missing and not extra, (
+        f"{what}: {len(missing)} points missing (e.g. {sorted(map(str, missing))[:5]}), "
+        f"{len(extra)} unexpected (e.g. {sorted(map(str, extra))[:5]})"
+    )
+    differ = [pid for pid in want if got[pid] != want[pid]]
+    assert not differ, (
+        f"{what}: {len(differ)} of {len(want)} points differ; e.g. {differ[0]!r}:\n"
+        f" got  {got[differ[0]]!r}\n want {want[differ[0]]!r}"
+    )
+
+
+# ---------------------------------------------------------------- snapshot sources
+
+class SnapshotHttpServer:
+    """A real HTTP server on 127.0.0.1 serving `files` {path: bytes} as snapshot sources.
+
+    With `cut_after=n` a GET announces the full length but sends only n bytes and
+    closes the connection. With `stall_after=n` a GET sends its headers and the first n bytes, then waits
+    (at most `stall_timeout` s) until `release()` before sending the rest, so that a
+    recovery reading from it is observably in progress. Use as a context manager.
+    """
+
+    def __init__(self, files: dict, stall_after: int | None = None, stall_timeout: float = 30.0,
+                 cut_after: int | None = None):
+        import http.server
+        import threading
+
+        self.files = dict(files)
+        self.requests: list[str] = []
+        self.headers: list[dict] = []  # request headers, lower-case names
+        self.cut_after = cut_after  # announce the full length, send this many bytes, close
+        self.stall_after = stall_after
+        self.stall_timeout = stall_timeout
+        self.released = threading.Event()
+        self.stalled = threading.Event()
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                outer.requests.append(self.path)
+                outer.headers.append({k.lower(): v for k, v in self.headers.items()})
+                body = outer.files.get(self.path)
+                if body is None:
+                    self.send_response(404)
+                    self.send_header("Content-Length", "9")
+                    self.end_headers()
+                    self.wfile.write(b"not found")
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", "application/octet-stream")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                try:
+                    if outer.cut_after is not None:
+                        self.wfile.write(body[: outer.cut_after])
+                        self.wfile.flush()
+                        self.close_connection = True
+                        return
+                    if outer.stall_after is not None:
+                        self.wfile.write(body[: outer.stall_after])
+                        self.wfile.flush()
+                        outer.stalled.set()
+                        outer.released.wait(outer.stall_timeout)
+                        self.wfile.write(body[outer.stall_after:])
+                    else:
+                        self.wfile.write(body)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def url(self, path: str) -> str:
+        return self.base_url + path
+
+    def release(self) -> None:
+        self.released.set()
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.release()
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=10)

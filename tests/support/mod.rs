@@ -22,6 +22,8 @@ pub struct TestNode {
     pub grpc_port: u16,
     pub p2p_port: u16,
     extra_env: Vec<(String, String)>,
+    /// Command-line arguments for the next start (see [`TestNode::set_args`]).
+    args: Vec<String>,
     http: reqwest::blocking::Client,
 }
 
@@ -39,8 +41,23 @@ impl TestNode {
     }
 
     pub fn start_with_env(env: &[(&str, &str)]) -> TestNode {
+        let mut node = Self::unstarted(env);
+        node.spawn();
+        node
+    }
+
+    /// A node started with extra command-line arguments (e.g. `--snapshot PATH:NAME`).
+    pub fn start_with_args(args: &[&str]) -> TestNode {
+        let mut node = Self::unstarted(&[]);
+        node.set_args(args);
+        node.spawn();
+        node
+    }
+
+    /// Dirs and ports chosen, process not started yet.
+    pub fn unstarted(env: &[(&str, &str)]) -> TestNode {
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let mut node = TestNode {
+        TestNode {
             child: None,
             dir: tempfile::tempdir().expect("temp dir"),
             http_port: free_port(),
@@ -50,13 +67,73 @@ impl TestNode {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            args: Vec::new(),
             http: reqwest::blocking::Client::builder()
                 .timeout(Duration::from_secs(60))
                 .build()
                 .expect("http client"),
+        }
+    }
+
+    /// Arguments used by every later (re)start.
+    pub fn set_args(&mut self, args: &[&str]) {
+        self.args = args.iter().map(|a| a.to_string()).collect();
+    }
+
+    /// Stops the node (SIGTERM) and starts it again with `args`; waits until ready.
+    pub fn restart_with_args(&mut self, args: &[&str]) {
+        self.stop();
+        self.set_args(args);
+        self.spawn();
+    }
+
+    /// Starts the node with `args` expecting it to exit by itself (within `timeout`);
+    /// returns the exit code and what it wrote to stderr during this run. The node
+    /// stays stopped.
+    pub fn run_expecting_exit(
+        &mut self,
+        args: &[&str],
+        timeout: Duration,
+    ) -> (Option<i32>, String) {
+        self.stop();
+        self.set_args(args);
+        let before = self.log().len();
+        let mut child = self.command().spawn().expect("spawn shoal");
+        let deadline = Instant::now() + timeout;
+        let status = loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("shoal did not exit within {timeout:?}\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(50));
         };
-        node.spawn();
-        node
+        let log = self.log();
+        (
+            status.code(),
+            log.get(before..).unwrap_or_default().to_string(),
+        )
+    }
+
+    /// Starts the node in the background with `args` and returns at once (no ready
+    /// wait): for tests that kill it while it starts.
+    pub fn spawn_no_wait(&mut self, args: &[&str]) {
+        self.stop();
+        self.set_args(args);
+        self.child = Some(self.command().spawn().expect("spawn shoal"));
+    }
+
+    /// Waits (bounded) until a node started with [`Self::spawn_no_wait`] is ready.
+    pub fn wait_until_ready(&mut self) {
+        self.wait_ready();
+    }
+
+    /// The node's process id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
     }
 
     pub fn dir(&self) -> &Path {
@@ -76,6 +153,11 @@ impl TestNode {
     }
 
     fn spawn(&mut self) {
+        self.child = Some(self.command().spawn().expect("spawn shoal"));
+        self.wait_ready();
+    }
+
+    fn command(&self) -> Command {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -102,8 +184,8 @@ impl TestNode {
         for (k, v) in &self.extra_env {
             command.env(k, v);
         }
-        self.child = Some(command.spawn().expect("spawn shoal"));
-        self.wait_ready();
+        command.args(&self.args);
+        command
     }
 
     fn wait_ready(&mut self) {
@@ -235,6 +317,35 @@ impl TestNode {
     pub fn create_collection(&self, name: &str, body: Value) {
         let result = self.ok(self.put(&format!("/collections/{name}"), &body));
         assert_eq!(result, Value::Bool(true));
+    }
+
+    /// Every point of a collection (ids as JSON text), with payload and vector.
+    pub fn points(&self, name: &str) -> std::collections::BTreeMap<String, Value> {
+        let mut out = std::collections::BTreeMap::new();
+        let mut offset = Value::Null;
+        for _ in 0..10_000 {
+            let mut body =
+                serde_json::json!({"limit": 1000, "with_payload": true, "with_vector": true});
+            if !offset.is_null() {
+                body["offset"] = offset.clone();
+            }
+            let page = self.ok(self.post(&format!("/collections/{name}/points/scroll"), &body));
+            for point in page["points"].as_array().expect("points") {
+                let id = point["id"].to_string();
+                let previous = out.insert(
+                    id.clone(),
+                    serde_json::json!({
+                        "payload": point["payload"], "vector": point["vector"]
+                    }),
+                );
+                assert!(previous.is_none(), "scroll returned {id} twice");
+            }
+            offset = page["next_page_offset"].clone();
+            if offset.is_null() {
+                return out;
+            }
+        }
+        panic!("scroll of {name} did not end");
     }
 
     pub fn count(&self, name: &str) -> u64 {
