@@ -40,6 +40,7 @@ impl Node {
         create_dir(&storage.storage_path)?;
         create_dir(&storage.snapshots_path)?;
         reset_temp_dir(&storage.temp_dir())?;
+        crate::snapshot::store::SnapshotStore::new(&storage.snapshots_path).remove_leftovers()?;
 
         let (applied_tx, applied_rx) = mpsc::unbounded_channel();
         let consensus_config = ConsensusConfig {

@@ -175,7 +175,7 @@ pub fn unpack_verified(reader: impl Read, dest: &Path) -> Result<Manifest> {
                             .map_err(|e| Error::BadInput(format!("Invalid snapshot: unreadable manifest: {e}")))?,
                     );
                 } else {
-                    let digest = write_entry(&mut entry, &dest.join(&relative))?;
+                    let digest = write_entry(&mut entry, &dest.join(&relative), &name)?;
                     seen.insert(name, digest);
                 }
             }
@@ -188,7 +188,10 @@ pub fn unpack_verified(reader: impl Read, dest: &Path) -> Result<Manifest> {
         }
     }
     let manifest = manifest.ok_or_else(|| {
-        Error::BadInput(format!("Invalid snapshot: no {MANIFEST} in the archive"))
+        Error::BadInput(format!(
+            "Invalid snapshot: no {MANIFEST} in the archive; this is not a shoal snapshot \
+             (snapshots made by Qdrant hold its own segment format, which shoal cannot read)"
+        ))
     })?;
     verify_against(&manifest, &seen)?;
     Ok(manifest)
@@ -215,7 +218,10 @@ fn verify_against(manifest: &Manifest, seen: &BTreeMap<String, FileDigest>) -> R
     Ok(())
 }
 
-fn write_entry(entry: &mut impl Read, target: &Path) -> Result<FileDigest> {
+/// Streams one entry into `target`. Errors name the entry inside the archive, never a
+/// path on this server; a failing read (a broken or truncated stream) is the archive's
+/// fault (400), a failing write is ours (5xx).
+fn write_entry(entry: &mut impl Read, target: &Path, name: &str) -> Result<FileDigest> {
     if let Some(parent) = target.parent() {
         create_dir(parent)?;
     }
@@ -225,25 +231,32 @@ fn write_entry(entry: &mut impl Read, target: &Path) -> Result<FileDigest> {
         .open(target)
         .map_err(|e| match e.kind() {
             io::ErrorKind::AlreadyExists => Error::BadInput(format!(
-                "Invalid snapshot: `{}` appears twice in the archive",
-                target.display()
+                "Invalid snapshot: `{name}` appears twice in the archive"
             )),
-            _ => Error::io(format!("creating {}", target.display()), e),
+            _ => Error::io(format!("creating a file for `{name}`"), e),
         })?;
     let mut out = HashingWriter::new(BufWriter::with_capacity(1 << 20, file));
-    io::copy(entry, &mut out).map_err(|e| {
-        if e.kind() == io::ErrorKind::UnexpectedEof || e.kind() == io::ErrorKind::InvalidData {
-            malformed(e)
-        } else {
-            Error::io(format!("writing {}", target.display()), e)
-        }
-    })?;
+    let mut buffer = vec![0u8; 256 * 1024];
+    loop {
+        let read = match entry.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(read) => read,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                return Err(Error::BadInput(format!(
+                    "Invalid snapshot: the archive broke off while reading `{name}`: {e}"
+                )))
+            }
+        };
+        out.write_all(&buffer[..read])
+            .map_err(|e| Error::io(format!("writing `{name}`"), e))?;
+    }
     let (buffered, sha256, size) = out.finish();
     let file = buffered
         .into_inner()
-        .map_err(|e| Error::io(format!("writing {}", target.display()), e.into_error()))?;
+        .map_err(|e| Error::io(format!("writing `{name}`"), e.into_error()))?;
     file.sync_all()
-        .map_err(|e| Error::io(format!("syncing {}", target.display()), e))?;
+        .map_err(|e| Error::io(format!("syncing `{name}`"), e))?;
     Ok(FileDigest { size, sha256 })
 }
 

@@ -108,6 +108,34 @@ impl SnapshotStore {
         Ok(())
     }
 
+    /// Removes what interrupted snapshot work left: hidden staging files (`.*.tmp`,
+    /// `.*.upload`) in the snapshots directory, its collection directories and their
+    /// shard directories. Published snapshots are never touched.
+    pub fn remove_leftovers(&self) -> Result<()> {
+        let mut dirs = vec![(self.root.clone(), 0u8)];
+        while let Some((dir, depth)) = dirs.pop() {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().to_string();
+                let path = entry.path();
+                let is_dir = entry.file_type().map(|t| t.is_dir()).unwrap_or(false);
+                if is_dir && depth < 3 {
+                    dirs.push((path, depth + 1));
+                } else if !is_dir
+                    && name.starts_with('.')
+                    && (name.ends_with(".tmp") || name.ends_with(".upload"))
+                {
+                    tracing::info!(file = %path.display(), "removing an unfinished snapshot file");
+                    std::fs::remove_file(&path)
+                        .map_err(|e| Error::io(format!("removing {}", path.display()), e))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// A temporary path in `dir` for an archive that [`Self::publish`] will rename.
     pub fn staging_path(&self, dir: &Path, name: &str) -> Result<PathBuf> {
         std::fs::create_dir_all(dir)
