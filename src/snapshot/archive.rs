@@ -385,6 +385,41 @@ mod tests {
     }
 
     #[test]
+    fn a_failed_write_leaves_no_partial_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.snapshot");
+        let err = write_file(&path, |w| {
+            w.add_bytes("a", &[1u8; 10_000])?;
+            Err(Error::InsufficientStorage("no space left on device".into()))
+        })
+        .unwrap_err();
+        assert!(matches!(err, Error::InsufficientStorage(_)));
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn a_full_disk_surfaces_as_insufficient_storage() {
+        /// A sink that accepts a few bytes, then fails like a full disk.
+        struct FullDisk(usize);
+        impl Write for FullDisk {
+            fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+                if self.0 == 0 {
+                    return Err(io::Error::from_raw_os_error(libc::ENOSPC));
+                }
+                let n = buf.len().min(self.0);
+                self.0 -= n;
+                Ok(n)
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let mut w = ArchiveWriter::new(FullDisk(1000));
+        let err = w.add_bytes("big", &[0u8; 100_000]).unwrap_err();
+        assert!(matches!(err, Error::InsufficientStorage(_)), "{err}");
+    }
+
+    #[test]
     fn missing_manifest_is_rejected() {
         let mut tar = tar::Builder::new(Vec::new());
         let mut header = tar::Header::new_gnu();
