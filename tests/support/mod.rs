@@ -22,6 +22,8 @@ pub struct TestNode {
     pub grpc_port: u16,
     pub p2p_port: u16,
     extra_env: Vec<(String, String)>,
+    /// Command-line arguments, reused by restarts.
+    args: Vec<String>,
     http: reqwest::blocking::Client,
 }
 
@@ -39,8 +41,16 @@ impl TestNode {
     }
 
     pub fn start_with_env(env: &[(&str, &str)]) -> TestNode {
+        let mut node = Self::prepare(env);
+        node.spawn();
+        node
+    }
+
+    /// A node with its ports and directory chosen but no process yet: set [`Self::args`]
+    /// (which may name the ports) and call [`Self::launch`].
+    pub fn prepare(env: &[(&str, &str)]) -> TestNode {
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let mut node = TestNode {
+        TestNode {
             child: None,
             dir: tempfile::tempdir().expect("temp dir"),
             http_port: free_port(),
@@ -50,13 +60,44 @@ impl TestNode {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            args: Vec::new(),
             http: reqwest::blocking::Client::builder()
                 .timeout(Duration::from_secs(60))
                 .build()
                 .expect("http client"),
-        };
-        node.spawn();
-        node
+        }
+    }
+
+    /// Starts the process with `args` (kept for restarts) and waits until it is ready.
+    pub fn launch(&mut self, args: &[String]) {
+        self.args = args.to_vec();
+        self.spawn();
+    }
+
+    /// Runs the process with `args` until it exits (bounded by `timeout`); returns whether it
+    /// succeeded and its log.
+    pub fn run_to_exit(&mut self, args: &[String], timeout: Duration) -> (bool, String) {
+        self.args = args.to_vec();
+        let mut child = self.command().spawn().expect("spawn shoal");
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return (status.success(), self.log());
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("shoal did not exit within {timeout:?}\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Whether the process is running (started and not killed or exited).
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|child| matches!(child.try_wait(), Ok(None)))
     }
 
     pub fn dir(&self) -> &Path {
@@ -76,6 +117,11 @@ impl TestNode {
     }
 
     fn spawn(&mut self) {
+        self.child = Some(self.command().spawn().expect("spawn shoal"));
+        self.wait_ready();
+    }
+
+    fn command(&self) -> Command {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -97,13 +143,15 @@ impl TestNode {
                 self.dir.path().join("snapshots"),
             )
             .env("RUST_LOG", "info")
+            .env_remove("QDRANT_URI")
+            .env_remove("QDRANT_BOOTSTRAP")
             .stdout(Stdio::null())
             .stderr(log);
         for (k, v) in &self.extra_env {
             command.env(k, v);
         }
-        self.child = Some(command.spawn().expect("spawn shoal"));
-        self.wait_ready();
+        command.args(&self.args);
+        command
     }
 
     fn wait_ready(&mut self) {
