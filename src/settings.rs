@@ -215,6 +215,9 @@ pub struct ConsensusSettings {
     pub max_message_queue_size: usize,
     /// How long a joining peer keeps trying to reach its `--bootstrap` peer.
     pub bootstrap_timeout_sec: u64,
+    /// Compact the Raft log once more than this many applied entries are stored; a peer that
+    /// is further behind catches up from a Raft snapshot of the cluster state.
+    pub compact_wal_entries: u64,
 }
 
 impl Default for ConsensusSettings {
@@ -223,6 +226,7 @@ impl Default for ConsensusSettings {
             tick_period_ms: 100,
             max_message_queue_size: 100,
             bootstrap_timeout_sec: 30,
+            compact_wal_entries: 1000,
         }
     }
 }
@@ -284,6 +288,9 @@ impl Settings {
         }
         if self.cluster.consensus.tick_period_ms == 0 {
             return invalid("cluster.consensus.tick_period_ms", "must be 1 or more");
+        }
+        if self.cluster.consensus.compact_wal_entries == 0 {
+            return invalid("cluster.consensus.compact_wal_entries", "must be 1 or more");
         }
         if self.cluster.consensus.max_message_queue_size == 0 {
             return invalid(
@@ -358,6 +365,25 @@ mod tests {
         assert_eq!(s.storage.snapshots_path, PathBuf::from("./snapshots"));
         assert_eq!(s.storage.temp_dir(), PathBuf::from("./storage/tmp"));
         assert!(!s.cluster.enabled);
+    }
+
+    #[test]
+    fn the_shipped_config_file_states_the_defaults() {
+        let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/config");
+        let s = Settings::load_from(&base, None, env(&[])).unwrap();
+        let d = Settings::default();
+        assert_eq!(s.cluster.enabled, d.cluster.enabled);
+        assert_eq!(s.cluster.grpc_timeout_ms, d.cluster.grpc_timeout_ms);
+        assert_eq!(
+            s.cluster.connection_timeout_ms,
+            d.cluster.connection_timeout_ms
+        );
+        assert_eq!(s.cluster.p2p.port, d.cluster.p2p.port);
+        let (c, dc) = (&s.cluster.consensus, &d.cluster.consensus);
+        assert_eq!(c.tick_period_ms, dc.tick_period_ms);
+        assert_eq!(c.max_message_queue_size, dc.max_message_queue_size);
+        assert_eq!(c.bootstrap_timeout_sec, dc.bootstrap_timeout_sec);
+        assert_eq!(c.compact_wal_entries, dc.compact_wal_entries);
     }
 
     #[test]

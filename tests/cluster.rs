@@ -275,6 +275,42 @@ fn peers_with_shards_are_kept_and_a_taken_uri_is_refused() {
 }
 
 #[test]
+fn a_peer_joining_after_compaction_catches_up_from_a_snapshot() {
+    let compact = [
+        ("QDRANT__CLUSTER__ENABLED", "true"),
+        ("QDRANT__CLUSTER__CONSENSUS__COMPACT_WAL_ENTRIES", "3"),
+    ];
+    let mut p1 = TestNode::prepare(&compact);
+    p1.launch(&["--uri".to_string(), peer_uri(&p1)]);
+    for i in 0..8 {
+        create(&p1, &format!("c{i}"));
+    }
+    assert_eq!(
+        p1.ok(p1.delete("/collections/c0")),
+        true,
+        "a delete replays as well"
+    );
+    let p2 = joining_peer(&p1);
+    wait_for_agreement(&[&p1, &p2], 2);
+    eventually("the snapshot's collections are open on the joiner", || {
+        let listed = p2.ok(p2.get("/collections"));
+        (listed["collections"].as_array().unwrap().len() == 7).then_some(())
+    });
+    for i in 1..8 {
+        wait_visible(&p2, &format!("c{i}"));
+    }
+    assert_eq!(p2.get("/collections/c0").0, 404);
+    assert!(
+        p2.log().contains("installed a raft snapshot"),
+        "{}",
+        p2.log()
+    );
+    // The new voter takes part: metadata it proposes is applied on both.
+    create(&p2, "after_snapshot");
+    wait_visible(&p1, "after_snapshot");
+}
+
+#[test]
 fn bootstrap_to_an_unreachable_peer_exits_with_a_clear_error() {
     let mut node = TestNode::prepare(&[
         ("QDRANT__CLUSTER__ENABLED", "true"),

@@ -56,6 +56,7 @@ impl Node {
         let consensus_config = ConsensusConfig {
             storage_path: storage.storage_path.clone(),
             tick_period_ms: settings.cluster.consensus.tick_period_ms,
+            compact_threshold: settings.cluster.consensus.compact_wal_entries,
             this_uri: prepared.as_ref().and_then(|p| p.this_uri.clone()),
             ..ConsensusConfig::default()
         };
