@@ -458,9 +458,9 @@ impl Node {
         };
         let info = self.consensus.raft_info();
         let me = self.consensus.peer_id();
-        let peers = self
-            .consensus
-            .peers()
+        let addresses = self.consensus.peers();
+        let peers = addresses
+            .clone()
             .into_iter()
             .map(|(id, uri)| (id, PeerInfo { uri }))
             .collect();
@@ -480,6 +480,8 @@ impl Node {
             .transport
             .failures()
             .into_iter()
+            // Failures of peers that were removed since are history.
+            .filter(|(uri, _)| addresses.values().any(|known| known == uri))
             .map(|(uri, failures)| {
                 let errors = MessageSendErrors {
                     count: failures.count,

@@ -125,39 +125,57 @@ impl RaftTransport for GrpcTransport {
     }
 }
 
-/// One peer's sender: delivers its queue in order, one call per message.
+/// What became of one message.
+#[derive(PartialEq, Eq)]
+enum Outcome {
+    Delivered,
+    Failed,
+    /// The address book has no URI for the peer (removed, or never known).
+    NoAddress,
+}
+
+/// One peer's sender: delivers its queue in order, one call per message. Ends when the
+/// peer has no address any more (a removed peer); a later message starts a new sender.
 async fn run_sender(shared: Arc<Shared>, peer: PeerId, mut queue: mpsc::Receiver<Message>) {
     let mut link: Option<(String, RaftClient<Channel>)> = None;
     while let Some(msg) = queue.recv().await {
         let is_snapshot = msg.msg_type == MessageType::MsgSnapshot as i32;
-        let delivered = shared.deliver(peer, &mut link, &msg).await;
+        let outcome = shared.deliver(peer, &mut link, &msg).await;
         if is_snapshot {
-            shared.report_snapshot(peer, delivered);
+            shared.report_snapshot(peer, outcome == Outcome::Delivered);
         }
-        if !delivered {
-            // What is queued behind would fail the same way; Raft sends again anyway.
-            while let Ok(stale) = queue.try_recv() {
-                shared.dropped(&stale);
-            }
+        if outcome == Outcome::Delivered {
+            continue;
+        }
+        if outcome == Outcome::NoAddress {
+            shared.queues.lock().remove(&peer);
+            queue.close();
+        }
+        // What is queued behind would fail the same way; Raft sends again anyway.
+        while let Ok(stale) = queue.try_recv() {
+            shared.dropped(&stale);
+        }
+        if outcome == Outcome::NoAddress {
+            return;
         }
     }
 }
 
 impl Shared {
-    /// Sends one message; records and reports the outcome. Returns whether it arrived.
+    /// Sends one message; records and reports the outcome.
     async fn deliver(
         &self,
         peer: PeerId,
         link: &mut Option<(String, RaftClient<Channel>)>,
         msg: &Message,
-    ) -> bool {
+    ) -> Outcome {
         let Some(consensus) = self.consensus.get() else {
-            return false;
+            return Outcome::Failed;
         };
         let Some(uri) = consensus.peers().get(&peer).cloned() else {
             tracing::debug!(peer, "no address known for this peer; raft message dropped");
             consensus.report_unreachable(peer);
-            return false;
+            return Outcome::NoAddress;
         };
         if link.as_ref().is_none_or(|(known, _)| *known != uri) {
             match self.client(&uri) {
@@ -165,12 +183,12 @@ impl Shared {
                 Err(err) => {
                     self.record_failure(&uri, err);
                     consensus.report_unreachable(peer);
-                    return false;
+                    return Outcome::Failed;
                 }
             }
         }
         let Some((_, client)) = link.as_mut() else {
-            return false;
+            return Outcome::Failed;
         };
         let request = RaftMessage {
             message: msg.encode_to_vec(),
@@ -178,15 +196,13 @@ impl Shared {
         match client.send(request).await {
             Ok(_) => {
                 self.failures.lock().remove(&uri);
-                true
+                Outcome::Delivered
             }
             Err(status) => {
-                self.record_failure(
-                    &uri,
-                    format!("{:?}: {}", status.code(), describe_status(&status)),
-                );
+                let error = format!("{:?}: {}", status.code(), describe_status(&status));
+                self.record_failure(&uri, error);
                 consensus.report_unreachable(peer);
-                false
+                Outcome::Failed
             }
         }
     }
