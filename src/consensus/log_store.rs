@@ -793,6 +793,30 @@ mod tests {
     }
 
     #[test]
+    fn a_joining_peer_is_seeded_with_the_first_voter_and_the_addresses() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = LogStore::open(dir.path()).unwrap();
+        let me = store.peer_id();
+        // Before any bootstrap, and for storages from before it was recorded: itself.
+        assert_eq!(store.first_voter().unwrap(), me);
+        let first = me.wrapping_add(1).max(1);
+        let peers = BTreeMap::from([
+            (first, "http://a:6335".to_string()),
+            (me, "http://b:6335".to_string()),
+        ]);
+        store.bootstrap_with_peers(vec![first], &peers).unwrap();
+        assert!(store.bootstrap(vec![me]).is_err(), "bootstraps once");
+        drop(store);
+
+        let store = LogStore::open(dir.path()).unwrap();
+        assert!(store.is_initialized());
+        assert_eq!(store.conf_state().voters, vec![first]);
+        assert_eq!(store.first_voter().unwrap(), first);
+        assert_eq!(store.peers().unwrap(), peers);
+        assert_eq!(store.last_index().unwrap(), 0, "the log starts empty");
+    }
+
+    #[test]
     fn storage_contract_before_and_after_compaction() {
         let dir = tempfile::tempdir().unwrap();
         let mut store = LogStore::open(dir.path()).unwrap();
