@@ -29,6 +29,19 @@ pub struct Cli {
     #[arg(short = 'f', long = "force-snapshot", visible_alias = "force_snapshot")]
     pub force_snapshot: bool,
 
+    /// Where the other peers reach this peer's peer service, e.g. http://10.0.0.7:6335.
+    /// Required for the first peer of a new cluster; a joining peer may leave it out and let
+    /// the bootstrap peer derive it from the address it calls from and cluster.p2p.port.
+    /// Needs cluster.enabled=true.
+    #[arg(long, env = "QDRANT_URI", value_name = "URI")]
+    pub uri: Option<String>,
+
+    /// The peer service URI of any member of an existing cluster: this peer joins that
+    /// cluster. Ignored once this peer's storage belongs to a cluster (a restart rejoins
+    /// with its stored id and log). Needs cluster.enabled=true.
+    #[arg(long, env = "QDRANT_BOOTSTRAP", value_name = "URI")]
+    pub bootstrap: Option<String>,
+
     /// Accepted for compatibility with Qdrant's command line; shoal sends no telemetry.
     #[arg(long)]
     pub disable_telemetry: bool,
@@ -80,5 +93,19 @@ mod tests {
             assert!(cli.force_snapshot, "{flag}");
             assert_eq!(cli.snapshots.len(), 1);
         }
+    }
+
+    #[test]
+    fn uri_and_bootstrap_flags() {
+        let cli = Cli::try_parse_from([
+            "shoal",
+            "--uri",
+            "http://a:6335",
+            "--bootstrap",
+            "http://b:6335",
+        ])
+        .unwrap();
+        assert_eq!(cli.uri.as_deref(), Some("http://a:6335"));
+        assert_eq!(cli.bootstrap.as_deref(), Some("http://b:6335"));
     }
 }

@@ -8,6 +8,7 @@
 //!   plus the driver that owns raft-rs's `RawNode`.
 //! - [`collection`]: configuration, point shapes, routing of points to shards.
 //! - [`shard`]: the storage engine of one shard: WAL, immutable segments, search.
+//! - [`transport`]: the peer-to-peer wire (Raft messages out, the join handshake).
 //! - [`settings`], [`error`], [`types`]: shared by all.
 pub mod api;
 pub mod cli;
@@ -18,4 +19,5 @@ pub mod node;
 pub mod settings;
 pub mod shard;
 pub mod snapshot;
+pub mod transport;
 pub mod types;

@@ -7,6 +7,7 @@ use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
 use shoal::cli::Cli;
+use shoal::node::cluster::ClusterArgs;
 use shoal::node::Node;
 use shoal::settings::Settings;
 
@@ -50,14 +51,41 @@ async fn run(settings: Settings, cli: Cli) -> anyhow::Result<()> {
         )
     })?;
     let rest_addr = SocketAddr::new(host, settings.service.http_port);
-    let node = Node::start(settings).await?;
+    // The peer port is bound before joining, so a taken port stops start-up before this
+    // peer becomes a member it could not serve as.
+    let peer_listener = if settings.cluster.enabled {
+        let addr = SocketAddr::new(host, settings.cluster.p2p.port);
+        let incoming = shoal::api::peer::bind(addr)
+            .map_err(|e| anyhow::anyhow!("peer port {addr} (cluster.p2p.port): {e}"))?;
+        Some((addr, incoming))
+    } else {
+        None
+    };
+    let args = ClusterArgs {
+        uri: cli.uri.clone(),
+        bootstrap: cli.bootstrap.clone(),
+    };
+    let node = Node::start(settings, args).await?;
     tracing::info!(peer_id = node.consensus.peer_id(), "shoal node started");
+
+    let shutdown = CancellationToken::new();
+    if let Some((addr, incoming)) = peer_listener {
+        tracing::info!(%addr, "peer service listening");
+        let serving = shoal::api::peer::serve(node.clone(), incoming, shutdown.clone());
+        let stop_all = shutdown.clone();
+        tokio::spawn(async move {
+            if let Err(err) = serving.await {
+                tracing::error!(%err, "peer service stopped; shutting down");
+                stop_all.cancel();
+            }
+        });
+    }
     if let Err(err) = recover_at_startup(&node, &cli).await {
+        shutdown.cancel();
         node.shutdown().await;
         return Err(err);
     }
 
-    let shutdown = CancellationToken::new();
     tokio::spawn(cancel_on_signal(shutdown.clone()));
     let served = shoal::api::rest::serve(node.clone(), rest_addr, shutdown.clone()).await;
     node.shutdown().await;

@@ -170,12 +170,29 @@ impl Default for CollectionSettings {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
 pub struct ClusterSettings {
+    /// Serve the peer port and take part in a multi-peer cluster (`--uri`, `--bootstrap`).
     pub enabled: bool,
+    /// How long one call to another peer may take.
+    pub grpc_timeout_ms: u64,
+    /// How long connecting to another peer may take.
+    pub connection_timeout_ms: u64,
     pub p2p: P2pSettings,
     pub consensus: ConsensusSettings,
+}
+
+impl Default for ClusterSettings {
+    fn default() -> Self {
+        ClusterSettings {
+            enabled: false,
+            grpc_timeout_ms: 5_000,
+            connection_timeout_ms: 2_000,
+            p2p: P2pSettings::default(),
+            consensus: ConsensusSettings::default(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -194,12 +211,22 @@ impl Default for P2pSettings {
 #[serde(default)]
 pub struct ConsensusSettings {
     pub tick_period_ms: u64,
+    /// Raft messages queued per peer before new ones are dropped (Raft retransmits).
+    pub max_message_queue_size: usize,
+    /// How long a joining peer keeps trying to reach its `--bootstrap` peer.
+    pub bootstrap_timeout_sec: u64,
+    /// Compact the Raft log once more than this many applied entries are stored; a peer that
+    /// is further behind catches up from a Raft snapshot of the cluster state.
+    pub compact_wal_entries: u64,
 }
 
 impl Default for ConsensusSettings {
     fn default() -> Self {
         ConsensusSettings {
             tick_period_ms: 100,
+            max_message_queue_size: 100,
+            bootstrap_timeout_sec: 30,
+            compact_wal_entries: 1000,
         }
     }
 }
@@ -262,6 +289,21 @@ impl Settings {
         if self.cluster.consensus.tick_period_ms == 0 {
             return invalid("cluster.consensus.tick_period_ms", "must be 1 or more");
         }
+        if self.cluster.consensus.compact_wal_entries == 0 {
+            return invalid("cluster.consensus.compact_wal_entries", "must be 1 or more");
+        }
+        if self.cluster.consensus.max_message_queue_size == 0 {
+            return invalid(
+                "cluster.consensus.max_message_queue_size",
+                "must be 1 or more",
+            );
+        }
+        if self.cluster.grpc_timeout_ms == 0 || self.cluster.connection_timeout_ms == 0 {
+            return invalid(
+                "cluster.grpc_timeout_ms / cluster.connection_timeout_ms",
+                "must be 1 or more",
+            );
+        }
         if self.service.max_request_size_mb == 0 {
             return invalid("service.max_request_size_mb", "must be 1 or more");
         }
@@ -323,6 +365,25 @@ mod tests {
         assert_eq!(s.storage.snapshots_path, PathBuf::from("./snapshots"));
         assert_eq!(s.storage.temp_dir(), PathBuf::from("./storage/tmp"));
         assert!(!s.cluster.enabled);
+    }
+
+    #[test]
+    fn the_shipped_config_file_states_the_defaults() {
+        let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/config");
+        let s = Settings::load_from(&base, None, env(&[])).unwrap();
+        let d = Settings::default();
+        assert_eq!(s.cluster.enabled, d.cluster.enabled);
+        assert_eq!(s.cluster.grpc_timeout_ms, d.cluster.grpc_timeout_ms);
+        assert_eq!(
+            s.cluster.connection_timeout_ms,
+            d.cluster.connection_timeout_ms
+        );
+        assert_eq!(s.cluster.p2p.port, d.cluster.p2p.port);
+        let (c, dc) = (&s.cluster.consensus, &d.cluster.consensus);
+        assert_eq!(c.tick_period_ms, dc.tick_period_ms);
+        assert_eq!(c.max_message_queue_size, dc.max_message_queue_size);
+        assert_eq!(c.bootstrap_timeout_sec, dc.bootstrap_timeout_sec);
+        assert_eq!(c.compact_wal_entries, dc.compact_wal_entries);
     }
 
     #[test]

@@ -669,7 +669,19 @@ impl<S: StateMachine> Driver<S> {
             role,
             voters: conf_state.voters.clone(),
             learners: conf_state.learners.clone(),
+            last_index: raft.raft_log.last_index(),
+            matched: if raft.state == StateRole::Leader {
+                raft.prs()
+                    .iter()
+                    .map(|(id, pr)| (*id, pr.matched))
+                    .collect()
+            } else {
+                BTreeMap::new()
+            },
+            pending_membership_change: raft.has_pending_conf(),
+            pending_proposals: self.waiting.len(),
             running,
+            updated_at: Some(std::time::SystemTime::now()),
         };
         *self.published.info.write() = info;
     }

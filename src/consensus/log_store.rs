@@ -20,7 +20,7 @@
 //! | table | key → value | content |
 //! |---|---|---|
 //! | `raft_log` | `u64` index → bytes | prost-0.11 `eraftpb::Entry`; contiguous from `first_index` |
-//! | `raft_meta` | `&str` → bytes | `peer_id` (u64 LE), `hard_state` (prost `HardState`), `conf_state` (prost `ConfState`, as of the applied index), `snapshot_meta` (prost `SnapshotMetadata`: the compaction point), `applied` (u64 LE), `cluster_state` (JSON of the applied state) |
+//! | `raft_meta` | `&str` → bytes | `peer_id` (u64 LE), `first_voter` (u64 LE: the group's founding voter, see [`LogStore::first_voter`]), `hard_state` (prost `HardState`), `conf_state` (prost `ConfState`, as of the applied index), `snapshot_meta` (prost `SnapshotMetadata`: the compaction point), `applied` (u64 LE), `cluster_state` (JSON of the applied state) |
 //! | `peer_uris` | `u64` peer id → `&str` | the address book, learned from membership changes |
 //!
 //! # Snapshots
@@ -61,6 +61,7 @@ const KEY_CONF_STATE: &str = "conf_state";
 const KEY_SNAPSHOT_META: &str = "snapshot_meta";
 const KEY_APPLIED: &str = "applied";
 const KEY_CLUSTER_STATE: &str = "cluster_state";
+const KEY_FIRST_VOTER: &str = "first_voter";
 
 /// The file name inside the storage directory.
 pub const FILE_NAME: &str = "raft.redb";
@@ -243,11 +244,24 @@ impl LogStore {
     /// Makes a new storage the start of a group with the given voters. Must run before the
     /// `RawNode` is created; refuses to touch an initialized storage.
     pub fn bootstrap(&mut self, voters: Vec<PeerId>) -> Result<()> {
+        self.bootstrap_with_peers(voters, &BTreeMap::new())
+    }
+
+    /// [`bootstrap`](Self::bootstrap) that also seeds the address book, as a joining peer
+    /// does with what the cluster told it: it can answer the leader before its log has
+    /// caught up, also after a restart. Entries and snapshots replace the seeds later.
+    /// The first of `voters` is recorded as the group's [first voter](Self::first_voter).
+    pub fn bootstrap_with_peers(
+        &mut self,
+        voters: Vec<PeerId>,
+        peers: &BTreeMap<PeerId, String>,
+    ) -> Result<()> {
         if self.is_initialized() {
             return Err(Error::service(
                 "raft storage already belongs to a group; refusing to bootstrap it again",
             ));
         }
+        let first_voter = voters.first().copied().unwrap_or(self.peer_id);
         let conf_state = ConfState {
             voters,
             ..Default::default()
@@ -258,10 +272,39 @@ impl LogStore {
                 .open_table(META)
                 .map_err(|e| db_error("opening raft_meta", e))?;
             put_proto(&mut meta, KEY_CONF_STATE, &conf_state)?;
+            put(&mut meta, KEY_FIRST_VOTER, &first_voter.to_le_bytes())?;
+            let mut table = txn
+                .open_table(PEERS)
+                .map_err(|e| db_error("opening peer_uris", e))?;
+            for (id, uri) in peers {
+                table
+                    .insert(*id, uri.as_str())
+                    .map_err(|e| db_error("seeding peer_uris", e))?;
+            }
         }
         commit(txn, "storing the initial membership")?;
         self.conf_state = conf_state;
         Ok(())
+    }
+
+    /// The voter the group started with: every peer's log begins from a membership of this
+    /// one voter, so a joining peer starts from it too. Storages bootstrapped before this was
+    /// recorded were all founded by their own peer.
+    pub fn first_voter(&self) -> Result<PeerId> {
+        let txn = self
+            .db
+            .begin_read()
+            .map_err(|e| db_error("reading raft storage", e))?;
+        let meta = txn
+            .open_table(META)
+            .map_err(|e| db_error("opening raft_meta", e))?;
+        let value = meta
+            .get(KEY_FIRST_VOTER)
+            .map_err(|e| db_error("reading the first voter", e))?;
+        match value {
+            Some(bytes) => decode_u64(bytes.value()),
+            None => Ok(self.peer_id),
+        }
     }
 
     /// The applied cluster state as stored (JSON), or `None` before anything was applied.
@@ -747,6 +790,30 @@ mod tests {
         assert_eq!(store.term(0).unwrap(), 0);
         drop(store);
         assert_eq!(LogStore::open(dir.path()).unwrap().peer_id(), id);
+    }
+
+    #[test]
+    fn a_joining_peer_is_seeded_with_the_first_voter_and_the_addresses() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = LogStore::open(dir.path()).unwrap();
+        let me = store.peer_id();
+        // Before any bootstrap, and for storages from before it was recorded: itself.
+        assert_eq!(store.first_voter().unwrap(), me);
+        let first = me.wrapping_add(1).max(1);
+        let peers = BTreeMap::from([
+            (first, "http://a:6335".to_string()),
+            (me, "http://b:6335".to_string()),
+        ]);
+        store.bootstrap_with_peers(vec![first], &peers).unwrap();
+        assert!(store.bootstrap(vec![me]).is_err(), "bootstraps once");
+        drop(store);
+
+        let store = LogStore::open(dir.path()).unwrap();
+        assert!(store.is_initialized());
+        assert_eq!(store.conf_state().voters, vec![first]);
+        assert_eq!(store.first_voter().unwrap(), first);
+        assert_eq!(store.peers().unwrap(), peers);
+        assert_eq!(store.last_index().unwrap(), 0, "the log starts empty");
     }
 
     #[test]

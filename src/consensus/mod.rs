@@ -221,8 +221,20 @@ pub struct RaftInfo {
     pub role: Role,
     pub voters: Vec<PeerId>,
     pub learners: Vec<PeerId>,
+    /// Index of the last entry in this peer's log.
+    pub last_index: u64,
+    /// On the leader: the highest log index known to be replicated on each member (itself
+    /// included). Empty on every other peer.
+    pub matched: BTreeMap<PeerId, u64>,
+    /// A membership change is proposed or committed but not yet applied here.
+    pub pending_membership_change: bool,
+    /// Local proposals waiting to be applied.
+    pub pending_proposals: usize,
     /// False once the driver thread has stopped (shutdown, removal, or a storage error).
     pub running: bool,
+    /// When the driver last published this summary (it does so after every turn, at
+    /// least once per tick).
+    pub updated_at: Option<std::time::SystemTime>,
 }
 
 /// What the driver publishes for readers; written only by the driver thread.
@@ -347,7 +359,7 @@ impl<S: StateMachine> ConsensusOf<S> {
         match tokio::time::timeout(self.inner.propose_timeout, wait).await {
             Ok(result) => result,
             Err(_) => Err(Error::Timeout(format!(
-                "consensus did not apply the operation within {} ms; it may still be applied",
+                "consensus did not apply the operation within {} ms (is a majority of the peers reachable?); it may still be applied",
                 self.inner.propose_timeout.as_millis()
             ))),
         }

@@ -51,13 +51,12 @@ impl Node {
         let placement = (0..config.params.shard_number)
             .map(|shard| (shard, vec![peer]))
             .collect();
-        self.consensus
-            .propose(ClusterOp::CreateCollection {
-                name: name.to_string(),
-                config,
-                placement,
-            })
-            .await
+        self.propose(ClusterOp::CreateCollection {
+            name: name.to_string(),
+            config,
+            placement,
+        })
+        .await
     }
 
     pub async fn update_collection(
@@ -66,8 +65,7 @@ impl Node {
         diff: UpdateCollection,
     ) -> Result<()> {
         let name = self.real_name(name_or_alias)?;
-        self.consensus
-            .propose(ClusterOp::UpdateCollection { name, diff })
+        self.propose(ClusterOp::UpdateCollection { name, diff })
             .await
     }
 
@@ -76,16 +74,12 @@ impl Node {
             // Qdrant answers `false` for a collection that does not exist.
             return Ok(false);
         };
-        self.consensus
-            .propose(ClusterOp::DeleteCollection { name })
-            .await?;
+        self.propose(ClusterOp::DeleteCollection { name }).await?;
         Ok(true)
     }
 
     pub async fn update_aliases(&self, actions: Vec<AliasAction>) -> Result<()> {
-        self.consensus
-            .propose(ClusterOp::UpdateAliases { actions })
-            .await
+        self.propose(ClusterOp::UpdateAliases { actions }).await
     }
 
     pub fn list_collections(&self) -> Vec<String> {

@@ -184,8 +184,6 @@ impl Node {
                 alias_name: alias.clone(),
             });
         }
-        self.consensus
-            .propose(ClusterOp::UpdateAliases { actions })
-            .await
+        self.propose(ClusterOp::UpdateAliases { actions }).await
     }
 }

@@ -3,9 +3,11 @@
 //! [`Node`] holds handles only: settings, the consensus handle and the registry of
 //! local collections. Its operations live in sibling files by concern:
 //! `collections.rs` (metadata through Raft), `points.rs` (data, straight to shards),
-//! and `applier.rs` (executes committed metadata effects on local storage).
+//! `cluster.rs` (joining, membership, cluster status) and `applier.rs` (executes
+//! committed metadata effects on local storage).
 
 mod applier;
+pub mod cluster;
 pub mod collections;
 pub mod full_snapshots;
 pub mod points;
@@ -19,6 +21,7 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 
 use crate::collection::registry::CollectionRegistry;
+use crate::consensus::transport::{NoPeers, RaftTransport};
 use crate::consensus::{Consensus, ConsensusConfig};
 use crate::error::{Error, Result};
 use crate::settings::Settings;
@@ -30,28 +33,47 @@ pub struct Node {
     /// Snapshot and recovery jobs with their outcomes.
     pub tasks: Arc<tasks::TaskRegistry>,
     pub(crate) recovery_locks: snapshots::RecoveryLocks,
+    /// Present when `cluster.enabled`: the transport to other peers and membership details.
+    pub(crate) membership: Option<cluster::Membership>,
 }
 
 impl Node {
-    /// Prepares directories, starts consensus, opens the local collections the cluster
+    /// Prepares directories, founds, joins or rejoins the cluster when clustering is
+    /// enabled (see `cluster.rs`), starts consensus, opens the local collections the cluster
     /// state places here, and starts the applier.
-    pub async fn start(settings: Settings) -> Result<Arc<Node>> {
+    pub async fn start(settings: Settings, args: cluster::ClusterArgs) -> Result<Arc<Node>> {
         let storage = &settings.storage;
         create_dir(&storage.storage_path)?;
         create_dir(&storage.snapshots_path)?;
         reset_temp_dir(&storage.temp_dir())?;
         crate::snapshot::store::SnapshotStore::new(&storage.snapshots_path).remove_leftovers()?;
 
+        let prepared = cluster::prepare(&settings, &args).await?;
+        let transport: Arc<dyn RaftTransport> = match &prepared {
+            Some(prepared) => prepared.membership.transport.clone(),
+            None => Arc::new(NoPeers),
+        };
         let (applied_tx, applied_rx) = mpsc::unbounded_channel();
         let consensus_config = ConsensusConfig {
             storage_path: storage.storage_path.clone(),
             tick_period_ms: settings.cluster.consensus.tick_period_ms,
+            compact_threshold: settings.cluster.consensus.compact_wal_entries,
+            this_uri: prepared.as_ref().and_then(|p| p.this_uri.clone()),
             ..ConsensusConfig::default()
         };
-        let (consensus, state) =
-            tokio::task::spawn_blocking(move || Consensus::start(consensus_config, applied_tx))
-                .await
-                .map_err(Error::service)??;
+        let (consensus, state) = tokio::task::spawn_blocking(move || {
+            Consensus::start_with_transport(consensus_config, transport, applied_tx)
+        })
+        .await
+        .map_err(Error::service)??;
+        if let Some(prepared) = &prepared {
+            prepared.membership.transport.attach(consensus.clone());
+        } else if consensus.raft_info().voters.len() > 1 {
+            tracing::warn!(
+                "this peer's storage belongs to a multi-peer cluster but cluster.enabled is false: \
+                 it cannot reach the other peers, and metadata changes will fail"
+            );
+        }
         let collections = Arc::new(CollectionRegistry::new(&storage.storage_path)?);
         let peer_id = consensus.peer_id();
         {
@@ -63,13 +85,22 @@ impl Node {
             .map_err(Error::service)??;
         }
         tokio::spawn(applier::run(applied_rx, collections.clone(), peer_id));
-        Ok(Arc::new(Node {
+        let (membership, background) = match prepared {
+            Some(p) => (Some(p.membership), Some((p.restarted, p.this_uri))),
+            None => (None, None),
+        };
+        let node = Arc::new(Node {
             settings: Arc::new(settings),
             consensus,
             collections,
             tasks: Arc::default(),
             recovery_locks: snapshots::RecoveryLocks::default(),
-        }))
+            membership,
+        });
+        if let Some((restarted, this_uri)) = background {
+            cluster::start_background(&node, restarted, this_uri);
+        }
+        Ok(node)
     }
 
     /// Makes every local shard durable and stops consensus.

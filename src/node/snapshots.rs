@@ -351,11 +351,10 @@ impl Node {
         let snapshot_config = unpacked.config.clone();
         let mut existing = self.consensus.state().collections.get(name).cloned();
         if let (Some(_), true) = (&existing, replace_config) {
-            self.consensus
-                .propose(ClusterOp::DeleteCollection {
-                    name: name.to_string(),
-                })
-                .await?;
+            self.propose(ClusterOp::DeleteCollection {
+                name: name.to_string(),
+            })
+            .await?;
             existing = None;
         }
         let created = existing.is_none();
@@ -366,13 +365,12 @@ impl Node {
                 let placement = (0..snapshot_config.params.shard_number)
                     .map(|shard| (shard, vec![peer]))
                     .collect();
-                self.consensus
-                    .propose(ClusterOp::CreateCollection {
-                        name: name.to_string(),
-                        config: snapshot_config.clone(),
-                        placement,
-                    })
-                    .await?;
+                self.propose(ClusterOp::CreateCollection {
+                    name: name.to_string(),
+                    config: snapshot_config.clone(),
+                    placement,
+                })
+                .await?;
             }
         }
         let state = self.consensus.state();

@@ -136,6 +136,33 @@ impl TestNode {
         self.child.as_ref().map(|c| c.id())
     }
 
+    /// A node with its ports and directory chosen but no process yet: set the
+    /// arguments (which may name the ports) with [`Self::launch`].
+    pub fn prepare(env: &[(&str, &str)]) -> TestNode {
+        Self::unstarted(env)
+    }
+
+    /// Starts the process with `args` (kept for restarts) and waits until it is ready.
+    pub fn launch(&mut self, args: &[String]) {
+        self.args = args.to_vec();
+        self.spawn();
+    }
+
+    /// Runs the process with `args` until it exits (bounded by `timeout`); returns whether
+    /// it succeeded and its log.
+    pub fn run_to_exit(&mut self, args: &[String], timeout: Duration) -> (bool, String) {
+        let arg_refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (code, _) = self.run_expecting_exit(&arg_refs, timeout);
+        (code == Some(0), self.log())
+    }
+
+    /// Whether the process is running (started and not killed or exited).
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|child| matches!(child.try_wait(), Ok(None)))
+    }
+
     pub fn dir(&self) -> &Path {
         self.dir.path()
     }
@@ -179,6 +206,8 @@ impl TestNode {
                 self.dir.path().join("snapshots"),
             )
             .env("RUST_LOG", "info")
+            .env_remove("QDRANT_URI")
+            .env_remove("QDRANT_BOOTSTRAP")
             .stdout(Stdio::null())
             .stderr(log);
         for (k, v) in &self.extra_env {

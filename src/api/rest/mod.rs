@@ -4,6 +4,7 @@
 //! `error.rs` is the single map from errors to statuses, `extract.rs` turns bad input
 //! into Qdrant-shaped 400s.
 
+mod cluster;
 mod collections;
 mod envelope;
 mod error;
@@ -29,6 +30,7 @@ pub fn router(node: Arc<Node>) -> Router {
     let body_limit = node.settings.service.max_request_size_mb * 1024 * 1024;
     let mut app = Router::new()
         .merge(service::routes())
+        .merge(cluster::routes())
         .merge(collections::routes())
         .merge(points::routes())
         .merge(search::routes())

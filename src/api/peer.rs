@@ -1,0 +1,132 @@
+//! The peer service on `cluster.p2p.port` (6335), served only when `cluster.enabled`.
+//!
+//! It carries no user traffic: Raft messages from other peers, which go straight into
+//! consensus, and the join handshake of new peers, answered by the node (see
+//! `node/cluster.rs`). The wire types are `transport::proto` (package `shoal.peer`); this
+//! file is also the one place that maps [`Error`] to gRPC status codes.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+use tonic::transport::server::TcpIncoming;
+use tonic::{Code, Request, Response, Status};
+
+use crate::error::Error;
+use crate::node::Node;
+use crate::transport::proto::raft_server::{Raft, RaftServer};
+use crate::transport::proto::{Empty, JoinRequest, JoinResponse, RaftMessage};
+use crate::transport::MAX_PEER_MESSAGE_BYTES;
+
+/// Binds the peer port; separate from [`serve`] so that a taken port stops start-up early.
+pub fn bind(addr: SocketAddr) -> std::io::Result<TcpIncoming> {
+    TcpIncoming::bind(addr).map(|incoming| incoming.with_nodelay(Some(true)))
+}
+
+/// Serves the peer service on `incoming` until `shutdown` is cancelled.
+pub async fn serve(
+    node: Arc<Node>,
+    incoming: TcpIncoming,
+    shutdown: CancellationToken,
+) -> Result<(), tonic::transport::Error> {
+    let service = RaftServer::new(PeerService { node })
+        .max_decoding_message_size(MAX_PEER_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_PEER_MESSAGE_BYTES);
+    tonic::transport::Server::builder()
+        .add_service(service)
+        .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
+        .await
+}
+
+struct PeerService {
+    node: Arc<Node>,
+}
+
+#[tonic::async_trait]
+impl Raft for PeerService {
+    async fn send(&self, request: Request<RaftMessage>) -> Result<Response<Empty>, Status> {
+        self.node
+            .consensus
+            .step(request.into_inner().message)
+            .map_err(status_of)?;
+        Ok(Response::new(Empty {}))
+    }
+
+    async fn join(&self, request: Request<JoinRequest>) -> Result<Response<JoinResponse>, Status> {
+        let caller = request.remote_addr();
+        let request = request.into_inner();
+        let uri = if request.uri.is_empty() {
+            // As Qdrant does: the joiner gave no URI, so use the address it calls from.
+            let port = u16::try_from(request.p2p_port).ok().filter(|p| *p != 0);
+            let (Some(caller), Some(port)) = (caller, port) else {
+                return Err(Status::invalid_argument(
+                    "the joining peer gave no URI and its address is unknown; start it with --uri",
+                ));
+            };
+            derived_uri(caller, port)
+        } else {
+            request.uri
+        };
+        let answer = self
+            .node
+            .add_peer(request.peer_id, &uri)
+            .await
+            .map_err(status_of)?;
+        Ok(Response::new(JoinResponse {
+            first_peer_id: answer.first_peer_id,
+            peers: answer.peers.into_iter().collect(),
+            uri: answer.uri,
+        }))
+    }
+}
+
+fn derived_uri(caller: SocketAddr, port: u16) -> String {
+    match caller.ip().to_canonical() {
+        std::net::IpAddr::V4(ip) => format!("http://{ip}:{port}"),
+        std::net::IpAddr::V6(ip) => format!("http://[{ip}]:{port}"),
+    }
+}
+
+/// The gRPC code of each error class.
+pub fn status_of(err: Error) -> Status {
+    let code = match &err {
+        Error::BadInput(_) | Error::ChecksumMismatch { .. } => Code::InvalidArgument,
+        Error::BadRequest(_) => Code::FailedPrecondition,
+        Error::NotFound(_) => Code::NotFound,
+        Error::AlreadyExists(_) => Code::AlreadyExists,
+        Error::Conflict(_) => Code::Aborted,
+        Error::Forbidden(_) => Code::PermissionDenied,
+        Error::Unauthorized(_) => Code::Unauthenticated,
+        Error::Timeout(_) => Code::DeadlineExceeded,
+        Error::Unavailable(_) => Code::Unavailable,
+        Error::InsufficientStorage(_) => Code::ResourceExhausted,
+        Error::Service(_) => Code::Internal,
+    };
+    Status::new(code, err.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn derived_uris_use_the_callers_ip() {
+        let v4: SocketAddr = "10.1.2.3:40000".parse().unwrap();
+        assert_eq!(derived_uri(v4, 6335), "http://10.1.2.3:6335");
+        let mapped: SocketAddr = "[::ffff:10.1.2.3]:40000".parse().unwrap();
+        assert_eq!(derived_uri(mapped, 6335), "http://10.1.2.3:6335");
+        let v6: SocketAddr = "[fd00::1]:40000".parse().unwrap();
+        assert_eq!(derived_uri(v6, 6335), "http://[fd00::1]:6335");
+    }
+
+    #[test]
+    fn user_errors_keep_their_meaning() {
+        let status = status_of(Error::AlreadyExists("taken".into()));
+        assert_eq!(status.code(), Code::AlreadyExists);
+        assert_eq!(status.message(), "Wrong input: taken");
+        assert_eq!(
+            status_of(Error::Unavailable("x".into())).code(),
+            Code::Unavailable
+        );
+    }
+}

@@ -1,0 +1,40 @@
+//! Cluster routes: the cluster's status as this peer sees it, and removing a peer.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::routing::{delete, get};
+use axum::Router;
+use serde::Deserialize;
+
+use super::envelope::Success;
+use super::error::ApiResult;
+use super::extract::{Path, Query};
+use crate::node::cluster::ClusterStatus;
+use crate::node::Node;
+use crate::types::PeerId;
+
+pub fn routes() -> Router<Arc<Node>> {
+    Router::new()
+        .route("/cluster", get(status))
+        .route("/cluster/peer/{peer_id}", delete(remove_peer))
+}
+
+async fn status(State(node): State<Arc<Node>>) -> Success<ClusterStatus> {
+    Success(node.cluster_status())
+}
+
+#[derive(Deserialize)]
+struct RemovePeerParams {
+    #[serde(default)]
+    force: bool,
+}
+
+async fn remove_peer(
+    State(node): State<Arc<Node>>,
+    Path(peer_id): Path<PeerId>,
+    Query(params): Query<RemovePeerParams>,
+) -> ApiResult<Success<bool>> {
+    node.remove_peer(peer_id, params.force).await?;
+    Ok(Success(true))
+}

@@ -1,0 +1,362 @@
+//! Real clusters of shoal processes on 127.0.0.1: peers join over the peer port, share the
+//! metadata through Raft, survive losing the leader, and rejoin after a restart.
+//!
+//! Point data is not replicated yet (every shard lives on the peer that created its
+//! collection), so these tests look at metadata only. Every wait is bounded.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use support::{assert_error, free_port, TestNode};
+
+/// Elections take a few seconds with the default 100 ms tick; allow plenty.
+const CLUSTER_WAIT: Duration = Duration::from_secs(45);
+
+fn clustered() -> TestNode {
+    TestNode::prepare(&[("QDRANT__CLUSTER__ENABLED", "true")])
+}
+
+fn peer_uri(node: &TestNode) -> String {
+    format!("http://127.0.0.1:{}", node.p2p_port)
+}
+
+/// Starts the first peer of a new cluster.
+fn first_peer() -> TestNode {
+    let mut node = clustered();
+    let args = vec!["--uri".to_string(), peer_uri(&node)];
+    node.launch(&args);
+    node
+}
+
+/// Starts a peer that joins through `bootstrap`.
+fn joining_peer(bootstrap: &TestNode) -> TestNode {
+    let mut node = clustered();
+    let args = vec![
+        "--uri".to_string(),
+        peer_uri(&node),
+        "--bootstrap".to_string(),
+        peer_uri(bootstrap),
+    ];
+    node.launch(&args);
+    node
+}
+
+fn cluster(node: &TestNode) -> Value {
+    node.ok(node.get("/cluster"))
+}
+
+/// Polls `check` until it returns `Some`, for at most `CLUSTER_WAIT`.
+fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + CLUSTER_WAIT;
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {CLUSTER_WAIT:?} waiting until {what}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Waits until every node in `nodes` sees the same `size`-peer membership, the same term and
+/// the same leader, every one of them a voter; returns (leader id, term).
+fn wait_for_agreement(nodes: &[&TestNode], size: usize) -> (u64, u64) {
+    eventually(
+        &format!("{} peers agree on a {size}-peer cluster", nodes.len()),
+        || {
+            let views: Vec<Value> = nodes.iter().map(|n| cluster(n)).collect();
+            let first = &views[0]["raft_info"];
+            let leader = first["leader"].as_u64()?;
+            let term = first["term"].as_u64()?;
+            let agreed = views.iter().all(|v| {
+                v["status"] == "enabled"
+                    && v["peers"].as_object().map(|p| p.len()) == Some(size)
+                    && v["raft_info"]["leader"].as_u64() == Some(leader)
+                    && v["raft_info"]["term"].as_u64() == Some(term)
+                    && v["raft_info"]["is_voter"] == true
+                    && v["consensus_thread_status"]["consensus_thread_status"] == "working"
+            });
+            let leaders = views
+                .iter()
+                .filter(|v| v["raft_info"]["role"] == "Leader")
+                .count();
+            (agreed && leaders == 1).then_some((leader, term))
+        },
+    )
+}
+
+fn peer_id(node: &TestNode) -> u64 {
+    cluster(node)["peer_id"].as_u64().expect("peer_id")
+}
+
+fn create(node: &TestNode, name: &str) {
+    node.create_collection(name, json!({"vectors": {"size": 4, "distance": "Cosine"}}));
+}
+
+/// Waits until `name` answers `GET /collections/{name}` on `node`.
+fn wait_visible(node: &TestNode, name: &str) {
+    eventually(&format!("collection {name} is visible on a peer"), || {
+        (node.get(&format!("/collections/{name}")).0 == 200).then_some(())
+    });
+}
+
+#[test]
+fn three_peers_share_metadata_and_survive_losing_the_leader() {
+    let p1 = first_peer();
+    let p2 = joining_peer(&p1);
+    // The third peer joins through a follower: the join is forwarded to the leader.
+    let p3 = joining_peer(&p2);
+    let mut peers = [p1, p2, p3];
+    let (leader, term) = wait_for_agreement(&peers.iter().collect::<Vec<_>>(), 3);
+
+    let view = cluster(&peers[0]);
+    for node in &peers {
+        let id = peer_id(node).to_string();
+        assert_eq!(view["peers"][&id]["uri"], peer_uri(node), "{view}");
+    }
+    assert_eq!(view["message_send_failures"], json!({}), "{view}");
+
+    // Metadata created on the third peer reaches the other two.
+    create(&peers[2], "from_p3");
+    for node in &peers[..2] {
+        wait_visible(node, "from_p3");
+        let info = node.ok(node.get("/collections/from_p3"));
+        assert_eq!(info["config"]["params"]["vectors"]["size"], 4);
+    }
+    let actions = json!({"actions": [{"create_alias": {"collection_name": "from_p3", "alias_name": "p3_alias"}}]});
+    assert_eq!(
+        peers[1].ok(peers[1].post("/collections/aliases", &actions)),
+        true
+    );
+    eventually("the alias reaches the first peer", || {
+        let aliases = peers[0].ok(peers[0].get("/aliases"));
+        (aliases["aliases"] == json!([{"alias_name": "p3_alias", "collection_name": "from_p3"}]))
+            .then_some(())
+    });
+
+    // Kill the leader: the other two elect a new one and metadata still changes.
+    let killed = peers
+        .iter()
+        .position(|n| peer_id(n) == leader)
+        .expect("the leader is one of the peers");
+    peers[killed].kill9();
+    let alive: Vec<usize> = (0..3).filter(|i| *i != killed).collect();
+    let (new_leader, new_term) =
+        wait_for_agreement(&alive.iter().map(|i| &peers[*i]).collect::<Vec<_>>(), 3);
+    assert_ne!(new_leader, leader);
+    assert!(new_term > term, "{new_term} > {term}");
+    let killed_uri = peer_uri(&peers[killed]);
+    let leader_now = *alive
+        .iter()
+        .find(|i| peer_id(&peers[**i]) == new_leader)
+        .expect("the new leader is alive");
+    eventually(
+        "the dead peer shows up in the leader's message_send_failures",
+        || {
+            let view = cluster(&peers[leader_now]);
+            view["message_send_failures"]
+                .get(&killed_uri)
+                .map(|f| assert!(f["count"].as_u64().unwrap() >= 1, "{view}"))
+        },
+    );
+
+    // A follower creates, the other survivor sees it; then delete one through the leader.
+    let follower = *alive
+        .iter()
+        .find(|i| peer_id(&peers[**i]) != new_leader)
+        .expect("a follower survives");
+    create(&peers[follower], "while_down");
+    create(&peers[follower], "short_lived");
+    for i in &alive {
+        wait_visible(&peers[*i], "while_down");
+    }
+    let on_leader = *alive.iter().find(|i| **i != follower).unwrap();
+    assert_eq!(
+        peers[on_leader].ok(peers[on_leader].delete("/collections/short_lived")),
+        true
+    );
+
+    // The killed peer comes back (its --bootstrap is ignored now) and catches up.
+    peers[killed].restart_after_kill9();
+    wait_for_agreement(&peers.iter().collect::<Vec<_>>(), 3);
+    wait_visible(&peers[killed], "while_down");
+    let listed = peers[killed].ok(peers[killed].get("/collections"));
+    let names: Vec<&str> = listed["collections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, vec!["from_p3", "while_down"], "{listed}");
+    if killed != 0 {
+        // Only the joiners were started with --bootstrap.
+        assert!(peers[killed].log().contains("--bootstrap ignored"));
+    }
+
+    // Only one peer left: it cannot change metadata, and says why.
+    for i in alive {
+        peers[i].kill9();
+    }
+    let (status, body) = peers[killed].put(
+        "/collections/no_quorum",
+        &json!({"vectors": {"size": 4, "distance": "Cosine"}}),
+    );
+    assert!(status == 503 || status == 408, "{status} {body}");
+    let message = body["status"]["error"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("majority"),
+        "the error should say a majority is missing: {body}"
+    );
+    assert_eq!(
+        peers[killed].get("/collections/no_quorum").0,
+        404,
+        "nothing was created"
+    );
+}
+
+#[test]
+fn peers_with_shards_are_kept_and_a_taken_uri_is_refused() {
+    let p1 = first_peer();
+    let mut p2 = joining_peer(&p1);
+    wait_for_agreement(&[&p1, &p2], 2);
+    let id2 = peer_id(&p2);
+
+    // A joiner that restarts keeps its id and ignores --bootstrap.
+    p2.restart_after_kill9();
+    wait_for_agreement(&[&p1, &p2], 2);
+    assert_eq!(peer_id(&p2), id2);
+    assert!(p2.log().contains("--bootstrap ignored"), "{}", p2.log());
+
+    // The collection's shard lives on p2, the peer that created it.
+    create(&p2, "on_p2");
+    wait_visible(&p1, "on_p2");
+    assert_error(
+        p1.delete(&format!("/cluster/peer/{id2}")),
+        400,
+        &format!("Cannot remove peer {id2} as there are shards on it"),
+    );
+    assert_error(
+        p1.delete("/cluster/peer/12345"),
+        404,
+        "Peer 12345 is not a member of the cluster",
+    );
+
+    // A new peer that claims p2's address is refused before it becomes anything.
+    let mut impostor = clustered();
+    let args = vec![
+        "--uri".to_string(),
+        peer_uri(&p2),
+        "--bootstrap".to_string(),
+        peer_uri(&p1),
+    ];
+    let (ok, log) = impostor.run_to_exit(&args, Duration::from_secs(60));
+    assert!(!ok, "the impostor should exit with an error\n{log}");
+    assert!(
+        log.contains(&format!("is already the address of peer {id2}")),
+        "{log}"
+    );
+    assert_eq!(cluster(&p1)["peers"].as_object().unwrap().len(), 2);
+
+    // With force the peer goes; the survivor runs on its own.
+    assert_eq!(
+        p1.ok(p1.delete(&format!("/cluster/peer/{id2}?force=true"))),
+        true
+    );
+    let view = eventually("p2 is gone from the membership", || {
+        let view = cluster(&p1);
+        (view["peers"].as_object().unwrap().len() == 1).then_some(view)
+    });
+    assert_eq!(view["raft_info"]["role"], "Leader", "{view}");
+    create(&p1, "after_removal");
+}
+
+#[test]
+fn a_peer_joining_after_compaction_catches_up_from_a_snapshot() {
+    let compact = [
+        ("QDRANT__CLUSTER__ENABLED", "true"),
+        ("QDRANT__CLUSTER__CONSENSUS__COMPACT_WAL_ENTRIES", "3"),
+    ];
+    let mut p1 = TestNode::prepare(&compact);
+    p1.launch(&["--uri".to_string(), peer_uri(&p1)]);
+    for i in 0..8 {
+        create(&p1, &format!("c{i}"));
+    }
+    assert_eq!(
+        p1.ok(p1.delete("/collections/c0")),
+        true,
+        "a delete replays as well"
+    );
+    let p2 = joining_peer(&p1);
+    wait_for_agreement(&[&p1, &p2], 2);
+    eventually("the snapshot's collections are open on the joiner", || {
+        let listed = p2.ok(p2.get("/collections"));
+        (listed["collections"].as_array().unwrap().len() == 7).then_some(())
+    });
+    for i in 1..8 {
+        wait_visible(&p2, &format!("c{i}"));
+    }
+    assert_eq!(p2.get("/collections/c0").0, 404);
+    assert!(
+        p2.log().contains("installed a raft snapshot"),
+        "{}",
+        p2.log()
+    );
+    // The new voter takes part: metadata it proposes is applied on both.
+    create(&p2, "after_snapshot");
+    wait_visible(&p1, "after_snapshot");
+}
+
+#[test]
+fn bootstrap_to_an_unreachable_peer_exits_with_a_clear_error() {
+    let mut node = TestNode::prepare(&[
+        ("QDRANT__CLUSTER__ENABLED", "true"),
+        ("QDRANT__CLUSTER__CONSENSUS__BOOTSTRAP_TIMEOUT_SEC", "3"),
+    ]);
+    let nowhere = format!("http://127.0.0.1:{}", free_port());
+    let args = vec![
+        "--uri".to_string(),
+        peer_uri(&node),
+        "--bootstrap".to_string(),
+        nowhere.clone(),
+    ];
+    let started = Instant::now();
+    let (ok, log) = node.run_to_exit(&args, Duration::from_secs(60));
+    assert!(!ok, "{log}");
+    assert!(
+        log.contains(&format!("cannot join the cluster through {nowhere}")),
+        "{log}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn flags_and_cluster_routes_without_clustering() {
+    // A single node without cluster.enabled is unchanged, and says so.
+    let node = TestNode::start();
+    assert_eq!(node.ok(node.get("/cluster")), json!({"status": "disabled"}));
+    assert_error(
+        node.delete("/cluster/peer/1"),
+        400,
+        "Distributed mode disabled.",
+    );
+    create(&node, "single");
+
+    // --uri needs clustering; a new cluster's first peer needs --uri.
+    let mut plain = TestNode::prepare(&[]);
+    let (ok, log) = plain.run_to_exit(
+        &["--uri".to_string(), "http://127.0.0.1:1".to_string()],
+        Duration::from_secs(60),
+    );
+    assert!(!ok && log.contains("need cluster.enabled=true"), "{log}");
+    let mut no_uri = clustered();
+    let (ok, log) = no_uri.run_to_exit(&[], Duration::from_secs(60));
+    assert!(!ok && log.contains("--uri is required"), "{log}");
+}
