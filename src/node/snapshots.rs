@@ -258,10 +258,12 @@ impl Node {
         task: &TaskHandle,
     ) -> Result<UnpackedCollection> {
         let dir = self.collections.recovery_dir(name)?;
+        let started = std::time::Instant::now();
         let result = self
             .unpack_into(&dir, location, api_key, task.bytes())
             .await
             .and_then(|actual| {
+                tracing::info!(collection = name, elapsed = ?started.elapsed(), "snapshot unpacked and verified");
                 if let Some(expected) = &expected {
                     // Same order as Qdrant's recover message: what the client gave, then what we got.
                     checksum::verify(expected, &actual).map_err(|_| {
@@ -388,6 +390,7 @@ impl Node {
             .collect();
         let registry = self.collections.clone();
         let name_owned = name.to_string();
+        let started = std::time::Instant::now();
         let collection = blocking(move || {
             prepare_collection_dir(&unpacked)?;
             registry.replace_data(&name_owned, &unpacked.dir, config, &local)
@@ -397,6 +400,7 @@ impl Node {
             collection = name,
             created,
             ?priority,
+            swap_and_open = ?started.elapsed(),
             "collection recovered from snapshot"
         );
         Ok(RecoveryReport {
