@@ -151,7 +151,10 @@ fn start_server(binary: &PathBuf) -> Result<(Server, String)> {
             "QDRANT__STORAGE__SNAPSHOTS_PATH",
             dir.path().join("snapshots"),
         )
-        .env("RUST_LOG", "warn")
+        .env(
+            "RUST_LOG",
+            std::env::var("SHOAL_BENCH_SERVER_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
