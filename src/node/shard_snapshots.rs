@@ -4,7 +4,7 @@
 //! for collections, per shard directory.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -12,7 +12,7 @@ use bytes::Bytes;
 use chrono::Utc;
 use tokio::sync::mpsc;
 
-use super::snapshots::RecoverRequest;
+use super::snapshots::{RecoverRequest, Source};
 use super::tasks::TaskHandle;
 use super::{blocking, Node};
 use crate::collection::Collection;
@@ -24,6 +24,7 @@ use crate::snapshot::layout;
 use crate::snapshot::naming;
 use crate::snapshot::source::{self, Location};
 use crate::snapshot::store::SnapshotDescription;
+use crate::snapshot::upload::ChannelReader;
 use crate::types::ShardId;
 
 /// Where a shard recovery reads from: a URL, or a file name in the shard's snapshot dir.
@@ -183,7 +184,7 @@ impl Node {
         self.recover_shard_from(
             name,
             shard,
-            &location,
+            Source::At(&location),
             request.api_key.as_deref(),
             expected,
             task,
@@ -191,37 +192,25 @@ impl Node {
         .await
     }
 
-    /// `POST /collections/{c}/shards/{id}/snapshots/upload`: the upload is a temporary
-    /// file, removed once recovered.
+    /// `POST /collections/{c}/shards/{id}/snapshots/upload`: the body is unpacked as it
+    /// arrives; `expected` is checked against its sha256 before anything is swapped in.
     pub async fn recover_uploaded_shard(
         &self,
         name: &str,
         shard: ShardId,
-        upload: &Path,
+        body: ChannelReader,
+        expected: Option<String>,
         task: &TaskHandle,
     ) -> Result<()> {
-        let outcome = self
-            .recover_shard_from(
-                name,
-                shard,
-                &Location::File(upload.to_path_buf()),
-                None,
-                None,
-                task,
-            )
-            .await;
-        let _ = std::fs::remove_file(upload);
-        if let Some(spool) = upload.parent() {
-            let _ = std::fs::remove_dir(spool);
-        }
-        outcome
+        self.recover_shard_from(name, shard, Source::Stream(body), None, expected, task)
+            .await
     }
 
     async fn recover_shard_from(
         &self,
         name: &str,
         shard: ShardId,
-        location: &Location,
+        location: Source<'_>,
         api_key: Option<&str>,
         expected: Option<String>,
         task: &TaskHandle,

@@ -29,7 +29,16 @@ use crate::snapshot::layout::{self, UnpackedCollection};
 use crate::snapshot::naming;
 use crate::snapshot::source::{self, Location};
 use crate::snapshot::store::{SnapshotDescription, SnapshotStore};
+use crate::snapshot::upload::ChannelReader;
 use crate::types::ShardId;
+
+/// Where the bytes of a snapshot to unpack come from.
+pub(crate) enum Source<'a> {
+    /// A file or URL.
+    At(&'a Location),
+    /// An upload, streamed from the request body as it arrives.
+    Stream(ChannelReader),
+}
 
 /// Which copy wins when a recovered shard has other replicas (see docs/snapshots.md).
 /// On a single node there are no other replicas, so all three behave alike.
@@ -174,7 +183,7 @@ impl Node {
         let unpacked = self
             .unpack_collection(
                 &target,
-                &location,
+                Source::At(&location),
                 request.api_key.as_deref(),
                 expected,
                 task,
@@ -189,20 +198,15 @@ impl Node {
     pub async fn recover_uploaded_collection(
         &self,
         name: &str,
-        upload: &Path,
+        body: ChannelReader,
+        expected: Option<String>,
         request: RecoverRequest,
         task: &TaskHandle,
     ) -> Result<RecoveryReport> {
         let target = self.recovery_target(name);
         let _guard = self.recovery_locks.acquire(&target)?;
         let unpacked = self
-            .unpack_collection(
-                &target,
-                &Location::File(upload.to_path_buf()),
-                None,
-                None,
-                task,
-            )
+            .unpack_collection(&target, Source::Stream(body), None, expected, task)
             .await?;
         self.install_collection(&target, unpacked, request.priority, false)
             .await
@@ -225,7 +229,13 @@ impl Node {
         let task = self.tasks.start("recover_snapshot", name);
         let _guard = self.recovery_locks.acquire(name)?;
         let unpacked = self
-            .unpack_collection(name, &Location::File(path.to_path_buf()), None, None, &task)
+            .unpack_collection(
+                name,
+                Source::At(&Location::File(path.to_path_buf())),
+                None,
+                None,
+                &task,
+            )
             .await;
         let outcome = match unpacked {
             Ok(unpacked) => {
@@ -252,7 +262,7 @@ impl Node {
     async fn unpack_collection(
         &self,
         name: &str,
-        location: &Location,
+        location: Source<'_>,
         api_key: Option<&str>,
         expected: Option<String>,
         task: &TaskHandle,
@@ -284,11 +294,18 @@ impl Node {
     pub(crate) async fn unpack_into(
         &self,
         dir: &Path,
-        location: &Location,
+        location: Source<'_>,
         api_key: Option<&str>,
         bytes: Arc<AtomicU64>,
     ) -> Result<String> {
         let dir = dir.to_path_buf();
+        let location = match location {
+            Source::At(location) => location,
+            Source::Stream(body) => {
+                return blocking(move || unpack_stream(body, &dir, &bytes).map(|(sha, _)| sha))
+                    .await
+            }
+        };
         match location {
             Location::File(path) => {
                 let path = path.clone();

@@ -70,7 +70,12 @@ impl TaskHandle {
                 info.result = serde_json::to_value(value).ok();
             }
             Err(err) => {
-                tracing::error!(task = %info.id, kind = %info.kind, target = %info.target, %err, "snapshot task failed");
+                // A bad request is the caller's business; anything else is ours.
+                if err.is_user_error() {
+                    tracing::warn!(task = %info.id, kind = %info.kind, target = %info.target, %err, "snapshot task refused");
+                } else {
+                    tracing::error!(task = %info.id, kind = %info.kind, target = %info.target, %err, "snapshot task failed");
+                }
                 info.state = TaskState::Failed;
                 info.error = Some(err.to_string());
             }
@@ -153,15 +158,14 @@ pub enum TaskOutcome<T> {
 }
 
 impl crate::node::Node {
-    /// Runs a snapshot job as a detached task (a client that disconnects does not cancel
-    /// it), records it in the registry, and waits for it only if `wait`.
-    pub async fn run_task<T, Fut>(
+    /// Starts a snapshot job as a detached task (a client that disconnects does not
+    /// cancel it) recorded in the registry; returns its id and a handle to await it.
+    pub fn spawn_task<T, Fut>(
         self: &Arc<Self>,
         kind: &str,
         target: &str,
-        wait: bool,
         work: impl FnOnce(Arc<crate::node::Node>, TaskHandle) -> Fut,
-    ) -> Result<TaskOutcome<T>, Error>
+    ) -> (String, tokio::task::JoinHandle<Result<T, Error>>)
     where
         T: Serialize + Send + 'static,
         Fut: std::future::Future<Output = Result<T, Error>> + Send + 'static,
@@ -174,14 +178,39 @@ impl crate::node::Node {
             task.finish(&outcome);
             outcome
         });
-        if wait {
-            running
-                .await
-                .map_err(Error::service)?
-                .map(TaskOutcome::Finished)
-        } else {
-            Ok(TaskOutcome::Accepted(id))
-        }
+        (id, running)
+    }
+
+    /// [`Self::spawn_task`], then waits for the job only if `wait`.
+    pub async fn run_task<T, Fut>(
+        self: &Arc<Self>,
+        kind: &str,
+        target: &str,
+        wait: bool,
+        work: impl FnOnce(Arc<crate::node::Node>, TaskHandle) -> Fut,
+    ) -> Result<TaskOutcome<T>, Error>
+    where
+        T: Serialize + Send + 'static,
+        Fut: std::future::Future<Output = Result<T, Error>> + Send + 'static,
+    {
+        let (id, running) = self.spawn_task(kind, target, work);
+        finish_or_accept(id, running, wait).await
+    }
+}
+
+/// Awaits a spawned job when `wait`, else answers with its id.
+pub async fn finish_or_accept<T>(
+    id: String,
+    running: tokio::task::JoinHandle<Result<T, Error>>,
+    wait: bool,
+) -> Result<TaskOutcome<T>, Error> {
+    if wait {
+        running
+            .await
+            .map_err(Error::service)?
+            .map(TaskOutcome::Finished)
+    } else {
+        Ok(TaskOutcome::Accepted(id))
     }
 }
 

@@ -1,136 +1,83 @@
-//! Receiving an uploaded snapshot: the bytes stream into a hidden file in the target
-//! directory while their sha256 is computed, then the file is renamed to its final name.
-//! A checksum given with the upload is checked before the rename; on a mismatch or a
-//! broken upload nothing is left behind.
-
-use std::path::{Path, PathBuf};
+//! Uploads: a request body is unpacked on a blocking thread while the handler is still
+//! receiving it, so an uploaded snapshot is never spooled to disk as a whole archive
+//! first (one write of the data instead of two). Its sha256 is computed over the stream
+//! by the unpacker and checked before anything is swapped in.
 
 use bytes::Bytes;
-use futures::{Stream, StreamExt};
-use tokio::io::AsyncWriteExt;
 
-use super::checksum::to_hex;
-use super::naming::check_file_name;
-use crate::error::{Error, Result};
-
-/// Stores an uploaded snapshot as `dir/<file_name>` (a random name if the client gave
-/// none) and returns its path.
-pub async fn store_stream<S, E>(
-    mut body: S,
-    dir: &Path,
-    file_name: Option<&str>,
-    expected: Option<&str>,
-) -> Result<PathBuf>
-where
-    S: Stream<Item = std::result::Result<Bytes, E>> + Unpin,
-    E: std::fmt::Display,
-{
-    let name = match file_name.map(base_name).filter(|n| !n.is_empty()) {
-        Some(name) => {
-            check_file_name(&name)
-                .map_err(|_| Error::BadRequest(format!("invalid snapshot file name `{name}`")))?;
-            name
-        }
-        None => format!("{}.snapshot", uuid::Uuid::new_v4()),
-    };
-    tokio::fs::create_dir_all(dir)
-        .await
-        .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
-    let staged = dir.join(format!(".{name}.{}.upload", uuid::Uuid::new_v4().simple()));
-    let result = async {
-        let mut file = tokio::fs::File::create(&staged)
-            .await
-            .map_err(|e| Error::io(format!("creating {}", staged.display()), e))?;
-        let mut hasher = <sha2::Sha256 as sha2::Digest>::new();
-        while let Some(chunk) = body.next().await {
-            let chunk =
-                chunk.map_err(|e| Error::BadRequest(format!("the upload was interrupted: {e}")))?;
-            sha2::Digest::update(&mut hasher, &chunk);
-            file.write_all(&chunk)
-                .await
-                .map_err(|e| Error::io(format!("writing {}", staged.display()), e))?;
-        }
-        file.sync_all()
-            .await
-            .map_err(|e| Error::io(format!("syncing {}", staged.display()), e))?;
-        let actual = to_hex(&sha2::Digest::finalize(hasher));
-        if let Some(expected) = expected {
-            if !expected.trim().eq_ignore_ascii_case(&actual) {
-                // Qdrant's upload message names the computed digest first.
-                return Err(Error::ChecksumMismatch {
-                    expected: actual,
-                    actual: expected.trim().to_string(),
-                });
-            }
-        }
-        let target = dir.join(&name);
-        tokio::fs::rename(&staged, &target)
-            .await
-            .map_err(|e| Error::io(format!("renaming to {}", target.display()), e))?;
-        Ok(target)
-    }
-    .await;
-    if result.is_err() {
-        let _ = tokio::fs::remove_file(&staged).await;
-    }
-    result
+/// A blocking reader over chunks sent from an async task: lets a request body be
+/// unpacked on a blocking thread while the handler is still receiving it.
+pub struct ChannelReader {
+    rx: tokio::sync::mpsc::Receiver<std::io::Result<Bytes>>,
+    current: Bytes,
 }
 
-/// The last path component of a client-given file name.
-fn base_name(name: &str) -> String {
-    name.rsplit(['/', '\\'])
-        .next()
-        .unwrap_or_default()
-        .to_string()
+impl ChannelReader {
+    /// A reader and the sender that feeds it (bounded: the sender waits when the
+    /// reader falls behind, so memory stays at a few chunks).
+    pub fn channel() -> (
+        tokio::sync::mpsc::Sender<std::io::Result<Bytes>>,
+        ChannelReader,
+    ) {
+        let (tx, rx) = tokio::sync::mpsc::channel(16);
+        (
+            tx,
+            ChannelReader {
+                rx,
+                current: Bytes::new(),
+            },
+        )
+    }
+}
+
+impl std::io::Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.current.is_empty() {
+            match self.rx.blocking_recv() {
+                Some(Ok(chunk)) => self.current = chunk,
+                Some(Err(err)) => return Err(err),
+                // The sender is done: end of stream.
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.current.len());
+        buf[..n].copy_from_slice(&self.current[..n]);
+        self.current = self.current.slice(n..);
+        Ok(n)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Read;
 
-    fn body(
-        parts: &[&'static [u8]],
-    ) -> impl Stream<Item = std::result::Result<Bytes, String>> + Unpin {
-        futures::stream::iter(
-            parts
-                .iter()
-                .map(|p| Ok(Bytes::from_static(p)))
-                .collect::<Vec<_>>(),
-        )
+    #[test]
+    fn reads_chunks_in_order_then_ends() {
+        let (tx, mut reader) = ChannelReader::channel();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            tx.send(Ok(Bytes::from_static(b"ab"))).await.unwrap();
+            tx.send(Ok(Bytes::from_static(b"cde"))).await.unwrap();
+        });
+        drop(tx);
+        let mut out = Vec::new();
+        reader.read_to_end(&mut out).unwrap();
+        assert_eq!(out, b"abcde");
     }
 
-    #[tokio::test]
-    async fn stores_and_checks() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = store_stream(
-            body(&[b"ab", b"c"]),
-            dir.path(),
-            Some("../x/up.snapshot"),
-            None,
-        )
-        .await
-        .unwrap();
-        assert_eq!(path, dir.path().join("up.snapshot"));
-        assert_eq!(std::fs::read(&path).unwrap(), b"abc");
-        let sha = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
-        assert!(
-            store_stream(body(&[b"abc"]), dir.path(), Some("ok.snapshot"), Some(sha))
-                .await
-                .is_ok()
-        );
-        let bad = store_stream(
-            body(&[b"abc"]),
-            dir.path(),
-            Some("bad.snapshot"),
-            Some(&"0".repeat(64)),
-        )
-        .await;
-        assert!(matches!(bad, Err(Error::ChecksumMismatch { .. })));
-        assert!(!dir.path().join("bad.snapshot").exists());
-        assert_eq!(
-            std::fs::read_dir(dir.path()).unwrap().count(),
-            2,
-            "no staging file left"
-        );
+    #[test]
+    fn an_error_in_the_stream_is_an_error_of_the_reader() {
+        let (tx, mut reader) = ChannelReader::channel();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            tx.send(Err(std::io::Error::other("cut"))).await.unwrap();
+        });
+        let mut out = Vec::new();
+        assert!(reader.read_to_end(&mut out).is_err());
     }
 }

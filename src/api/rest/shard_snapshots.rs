@@ -14,8 +14,9 @@ use serde::Deserialize;
 use super::envelope::{task_answer, Success};
 use super::error::ApiResult;
 use super::extract::{default_true, Json, Path, Query, WaitParam};
-use super::snapshots::{receive_upload, serve_file};
+use super::snapshots::{recover_from_upload, serve_file};
 use crate::node::snapshots::{RecoverRequest, SnapshotPriority};
+use crate::node::tasks::finish_or_accept;
 use crate::node::Node;
 use crate::types::ShardId;
 
@@ -168,7 +169,7 @@ async fn upload_and_recover(
     State(node): State<Arc<Node>>,
     Path((name, shard)): Path<(String, ShardId)>,
     Query(q): Query<UploadQuery>,
-    multipart: Multipart,
+    mut multipart: Multipart,
 ) -> ApiResult<Response> {
     node.list_shard_snapshots(&name, shard)?;
     let expected = q
@@ -176,26 +177,18 @@ async fn upload_and_recover(
         .as_deref()
         .map(crate::snapshot::checksum::parse_expected)
         .transpose()?;
-    // One spool directory per upload, so equal file names never collide.
-    let spool = node
-        .settings
-        .storage
-        .temp_dir()
-        .join("upload")
-        .join(uuid::Uuid::new_v4().simple().to_string());
-    let stored = receive_upload(multipart, &spool, expected.as_deref()).await?;
     let target = format!("{name}/shards/{shard}");
-    let outcome = node
-        .run_task(
-            "recover_shard_snapshot",
-            &target,
-            q.wait,
-            |node, task| async move {
-                node.recover_uploaded_shard(&name, shard, &stored, &task)
-                    .await
-            },
-        )
-        .await?;
+    let (id, running) = recover_from_upload(
+        &node,
+        &mut multipart,
+        "recover_shard_snapshot",
+        &target,
+        |node, task, body| async move {
+            node.recover_uploaded_shard(&name, shard, body, expected, &task)
+                .await
+        },
+    )
+    .await?;
     // Qdrant answers `"result": null` here.
-    Ok(task_answer(outcome))
+    Ok(task_answer(finish_or_accept(id, running, q.wait).await?))
 }

@@ -5,12 +5,15 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::body::Body;
+use axum::extract::multipart::Field;
 use axum::extract::{DefaultBodyLimit, Multipart, Request, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::Router;
+use bytes::Bytes;
 use serde::Deserialize;
+use tokio::sync::mpsc;
 use tower::ServiceExt;
 
 use super::envelope::{task_answer, Accepted, Success, SuccessWith};
@@ -18,9 +21,10 @@ use super::error::ApiResult;
 use super::extract::{default_true, Json, Path, Query, WaitParam};
 use crate::error::Error;
 use crate::node::snapshots::{RecoverRequest, SnapshotPriority};
-use crate::node::tasks::TaskOutcome;
+use crate::node::tasks::{finish_or_accept, TaskHandle, TaskOutcome};
 use crate::node::Node;
-use crate::snapshot::upload;
+use crate::snapshot::upload::ChannelReader;
+use tokio::task::JoinHandle;
 
 /// Name of the multipart field that carries an uploaded snapshot.
 const UPLOAD_FIELD: &str = "snapshot";
@@ -164,7 +168,7 @@ async fn upload_and_recover(
     State(node): State<Arc<Node>>,
     Path(name): Path<String>,
     Query(q): Query<UploadQuery>,
-    multipart: Multipart,
+    mut multipart: Multipart,
 ) -> ApiResult<Response> {
     crate::consensus::state::validate_name(&name)?;
     let expected = q
@@ -172,49 +176,77 @@ async fn upload_and_recover(
         .as_deref()
         .map(crate::snapshot::checksum::parse_expected)
         .transpose()?;
-    let store = node.snapshot_store();
-    let stored =
-        receive_upload(multipart, &store.collection_dir(&name), expected.as_deref()).await?;
     let request = RecoverRequest {
         priority: q.priority.unwrap_or_default(),
         checksum: None,
         api_key: None,
     };
-    let outcome = node
-        .run_task(
-            "recover_snapshot",
-            &name.clone(),
-            q.wait,
-            |node, task| async move {
-                node.recover_uploaded_collection(&name, &stored, request, &task)
-                    .await
-            },
-        )
-        .await?;
-    Ok(match outcome {
+    let (id, running) = recover_from_upload(
+        &node,
+        &mut multipart,
+        "recover_snapshot",
+        &name.clone(),
+        |node, task, body| async move {
+            node.recover_uploaded_collection(&name, body, expected, request, &task)
+                .await
+        },
+    )
+    .await?;
+    Ok(match finish_or_accept(id, running, q.wait).await? {
         TaskOutcome::Finished(report) => SuccessWith(true, "recovery", report).into_response(),
         TaskOutcome::Accepted(id) => Accepted(id).into_response(),
     })
 }
 
-/// Streams the `snapshot` part of a multipart body into `dir`; other parts are skipped.
-pub(super) async fn receive_upload(
-    mut multipart: Multipart,
-    dir: &std::path::Path,
-    expected: Option<&str>,
-) -> Result<PathBuf, Error> {
+/// Starts a recovery task fed by the `snapshot` part of a multipart body (other parts
+/// are skipped) and streams the part into it; returns once the body is consumed (or the
+/// recovery gave up reading it) with the task's id and handle.
+pub(super) async fn recover_from_upload<T, Fut>(
+    node: &Arc<Node>,
+    multipart: &mut Multipart,
+    kind: &str,
+    target: &str,
+    work: impl FnOnce(Arc<Node>, TaskHandle, ChannelReader) -> Fut,
+) -> Result<(String, JoinHandle<Result<T, Error>>), Error>
+where
+    T: serde::Serialize + Send + 'static,
+    Fut: std::future::Future<Output = Result<T, Error>> + Send + 'static,
+{
+    let mut work = Some(work);
+    while let Some(field) = multipart
+        .next_field()
+        .await
+        .map_err(|e| Error::BadRequest(format!("malformed multipart body: {e}")))?
+    {
+        if field.name() != Some(UPLOAD_FIELD) {
+            continue;
+        }
+        let Some(work) = work.take() else { break };
+        let (sender, body) = ChannelReader::channel();
+        let (id, running) = node.spawn_task(kind, target, |node, task| work(node, task, body));
+        feed(field, sender).await;
+        return Ok((id, running));
+    }
+    Err(Error::BadRequest(format!(
+        "the multipart body has no `{UPLOAD_FIELD}` part"
+    )))
+}
+
+/// Sends the part's bytes to the recovery reading them on a blocking thread. Stops
+/// early if the recovery gave up (its reader is gone); a broken body ends the stream
+/// with an error, which fails the recovery.
+async fn feed(mut field: Field<'_>, sender: mpsc::Sender<std::io::Result<Bytes>>) {
     loop {
-        let field = multipart
-            .next_field()
-            .await
-            .map_err(|e| Error::BadRequest(format!("malformed multipart body: {e}")))?
-            .ok_or_else(|| {
-                Error::BadRequest(format!("the multipart body has no `{UPLOAD_FIELD}` part"))
-            })?;
-        if field.name() == Some(UPLOAD_FIELD) {
-            let file_name = field.file_name().map(str::to_string);
-            return upload::store_stream(Box::pin(field), dir, file_name.as_deref(), expected)
-                .await;
+        let chunk = match field.chunk().await {
+            Ok(Some(chunk)) => Ok(chunk),
+            Ok(None) => return,
+            Err(e) => Err(std::io::Error::other(format!(
+                "the upload was interrupted: {e}"
+            ))),
+        };
+        let failed = chunk.is_err();
+        if sender.send(chunk).await.is_err() || failed {
+            return;
         }
     }
 }
