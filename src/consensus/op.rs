@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::state::ReplicaState;
 use crate::collection::config::{CollectionConfig, UpdateCollection};
 use crate::types::{PeerId, ShardId};
 
@@ -30,6 +31,14 @@ pub enum ClusterOp {
     DeleteCollection { name: String },
     /// Apply alias actions atomically: all of them or none.
     UpdateAliases { actions: Vec<AliasAction> },
+    /// Change the state of one replica of a shard (e.g. mark a replica that failed a
+    /// write `Dead`). Refused when it would leave the shard without an Active replica.
+    SetReplicaState {
+        collection: String,
+        shard: ShardId,
+        peer: PeerId,
+        state: ReplicaState,
+    },
 }
 
 /// One action of `POST /collections/aliases`, in Qdrant's JSON shape.
