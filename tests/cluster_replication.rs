@@ -211,3 +211,99 @@ fn three_peers_replicate_points_and_survive_losing_replicas() {
         "`{message}` should name {needle}"
     );
 }
+
+/// Points per shard replica from `GET /collections/{NAME}/cluster` of every node:
+/// `(shard, peer) → points_count`.
+fn stored_counts(nodes: &[&TestNode]) -> BTreeMap<(u64, u64), u64> {
+    let mut out = BTreeMap::new();
+    for node in nodes {
+        let info = node.ok(node.get(&format!("/collections/{NAME}/cluster")));
+        let me = info["peer_id"].as_u64().unwrap();
+        for local in info["local_shards"].as_array().unwrap() {
+            let key = (local["shard_id"].as_u64().unwrap(), me);
+            out.insert(key, local["points_count"].as_u64().unwrap());
+        }
+    }
+    out
+}
+
+#[test]
+fn a_restarted_peer_gets_its_dead_replicas_back() {
+    let p1 = first_peer();
+    let p2 = joining_peer(&p1);
+    let p3 = joining_peer(&p1);
+    let mut peers = [p1, p2, p3];
+    wait_for_agreement(&peers.iter().collect::<Vec<_>>(), 3);
+    let killed = peer_id(&peers[2]);
+    peers[0].create_collection(
+        NAME,
+        json!({"vectors": {"size": DIM, "distance": "Dot"}, "shard_number": 3, "replication_factor": 2}),
+    );
+    eventually("the third peer has the collection", || {
+        (peers[2].get(&format!("/collections/{NAME}/cluster")).0 == 200).then_some(())
+    });
+    let all = vectors(600, DIM, 5);
+    peers[0].ok(upsert(&peers[0], 0..300, &all));
+
+    // While the third peer is down: more points, and some deleted (they must not come
+    // back from its stale copy).
+    peers[2].kill9();
+    peers[0].ok(upsert(&peers[0], 300..600, &all));
+    let deleted: Vec<u64> = (0..100).collect();
+    peers[1].ok(peers[1].post(
+        &format!("/collections/{NAME}/points/delete?wait=true"),
+        &json!({ "points": deleted }),
+    ));
+    eventually("the third peer's replicas are Dead", || {
+        let states = replicas(&peers[0]);
+        let dead = states
+            .iter()
+            .filter(|((_, p), s)| *p == killed && *s == "Dead")
+            .count();
+        (dead == 2).then_some(())
+    });
+
+    // Back up: the sources stream their points into it and it turns Active again.
+    peers[2].restart_after_kill9();
+    eventually("every replica is Active again", || {
+        replicas(&peers[0])
+            .values()
+            .all(|s| s == "Active")
+            .then_some(())
+    });
+    let counts = stored_counts(&peers.iter().collect::<Vec<_>>());
+    assert_eq!(counts.len(), 6, "{counts:?}");
+    for shard in 0..3 {
+        let copies: BTreeSet<u64> = counts
+            .iter()
+            .filter(|((s, _), _)| *s == shard)
+            .map(|(_, c)| *c)
+            .collect();
+        assert_eq!(
+            copies.len(),
+            1,
+            "replicas of shard {shard} differ: {counts:?}"
+        );
+    }
+    assert_eq!(counts.values().sum::<u64>(), 1000, "{counts:?}");
+
+    // Reads through the recovered peer (its own replicas first) see everything.
+    assert_eq!(peers[2].count(NAME), 500);
+    let scrolled = peers[2].points(NAME);
+    let expected: BTreeSet<String> = (100..600).map(|i| i.to_string()).collect();
+    assert_eq!(scrolled.keys().cloned().collect::<BTreeSet<_>>(), expected);
+    // Same hits and scores; `version` (a replica's own operation number) may differ on a
+    // replica that was refilled by a transfer.
+    let query = vectors(1, DIM, 3).remove(0);
+    let without_versions = |hits: Value| -> Vec<Value> {
+        hits.as_array()
+            .unwrap()
+            .iter()
+            .map(|h| json!([h["id"], h["score"], h["payload"]]))
+            .collect()
+    };
+    assert_eq!(
+        without_versions(exact_search(&peers[2], &query)),
+        without_versions(exact_search(&peers[0], &query))
+    );
+}

@@ -53,6 +53,14 @@ pub enum VectorOutput {
 }
 
 impl VectorOutput {
+    /// Back to the internal form (a bare list is the default vector).
+    pub fn into_named(self) -> NamedVectors {
+        match self {
+            VectorOutput::Single(v) => NamedVectors::from([(DEFAULT_VECTOR.to_string(), v)]),
+            VectorOutput::Named(map) => map,
+        }
+    }
+
     /// A map that holds only the default vector is shown as a bare list, as Qdrant does.
     pub fn from_named(mut vectors: NamedVectors) -> Self {
         if vectors.len() == 1 {

@@ -4,7 +4,7 @@
 //! local collections. Its operations live in sibling files by concern:
 //! `collections.rs` (metadata through Raft), `points.rs` (data, straight to shards),
 //! `replicas.rs` (writes and reads through the shards' replica sets, and serving other
-//! peers' calls to replicas held here), `cluster.rs` (joining, membership, cluster
+//! peers' calls to replicas held here), `recovery.rs` (refilling Dead replicas), `cluster.rs` (joining, membership, cluster
 //! status) and `applier.rs` (executes committed metadata effects on local storage).
 
 mod applier;
@@ -12,6 +12,7 @@ pub mod cluster;
 pub mod collections;
 pub mod full_snapshots;
 pub mod points;
+mod recovery;
 mod replicas;
 pub mod shard_snapshots;
 pub mod snapshots;

@@ -167,7 +167,7 @@ impl Node {
         self.shard_clients.apply(&replica, op, wait, index).await
     }
 
-    fn remote_replica(&self, set: &ReplicaSet, peer: PeerId) -> Result<RemoteReplica> {
+    pub(crate) fn remote_replica(&self, set: &ReplicaSet, peer: PeerId) -> Result<RemoteReplica> {
         let uri = self
             .consensus
             .peers()

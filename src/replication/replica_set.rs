@@ -57,6 +57,24 @@ impl ReplicaSet {
             .max(1)
     }
 
+    /// The peer that recovers this shard's Dead replicas: the Active replica with the lowest
+    /// peer id, so that exactly one peer (the same in every peer's view) takes it on.
+    pub fn recovery_source(&self) -> Option<PeerId> {
+        self.replicas
+            .iter()
+            .find(|(_, state)| **state == ReplicaState::Active)
+            .map(|(peer, _)| *peer)
+    }
+
+    /// The replicas waiting for recovery.
+    pub fn dead(&self) -> Vec<PeerId> {
+        self.replicas
+            .iter()
+            .filter(|(_, state)| **state == ReplicaState::Dead)
+            .map(|(peer, _)| *peer)
+            .collect()
+    }
+
     /// The shard's name in messages.
     pub fn describe(&self) -> String {
         format!("shard {} of collection {}", self.shard, self.collection)
@@ -120,6 +138,17 @@ mod tests {
                 "{err}"
             );
         }
+    }
+
+    #[test]
+    fn the_lowest_active_replica_recovers_the_dead_ones() {
+        let mixed = set(
+            1,
+            &[(1, Dead), (2, Partial), (3, Active), (4, Active), (5, Dead)],
+        );
+        assert_eq!(mixed.recovery_source(), Some(3));
+        assert_eq!(mixed.dead(), vec![1, 5]);
+        assert_eq!(set(1, &[(1, Dead)]).recovery_source(), None);
     }
 
     #[test]
