@@ -32,8 +32,6 @@ fn replicas(node: &TestNode) -> BTreeMap<(u64, u64), String> {
         );
         out.insert(key, state);
     }
-    assert_eq!(info["shard_count"], 3, "{info}");
-    assert_eq!(info["shard_transfers"], json!([]), "{info}");
     out
 }
 
@@ -106,6 +104,11 @@ fn three_peers_replicate_points_and_survive_losing_replicas() {
             .then(|| views[0].clone())
     });
     assert_eq!(placement.len(), 6, "{placement:?}");
+    let info = peers[1].ok(peers[1].get(&format!("/collections/{NAME}/cluster")));
+    assert_eq!(info["shard_count"], 3, "{info}");
+    assert_eq!(info["shard_transfers"], json!([]), "{info}");
+    assert_eq!(info["local_shards"].as_array().unwrap().len(), 2, "{info}");
+    assert_eq!(info["remote_shards"].as_array().unwrap().len(), 4, "{info}");
     assert!(placement.values().all(|s| s == "Active"), "{placement:?}");
     for peer in &ids {
         assert_eq!(
@@ -306,4 +309,58 @@ fn a_restarted_peer_gets_its_dead_replicas_back() {
         without_versions(exact_search(&peers[2], &query)),
         without_versions(exact_search(&peers[0], &query))
     );
+}
+
+#[test]
+fn replicas_are_added_moved_and_dropped_on_request() {
+    let p1 = first_peer();
+    let p2 = joining_peer(&p1);
+    let p3 = joining_peer(&p1);
+    let peers = [p1, p2, p3];
+    wait_for_agreement(&peers.iter().collect::<Vec<_>>(), 3);
+    let ids: Vec<u64> = peers.iter().map(peer_id).collect();
+    // One shard, one replica: it lives on the peer that created the collection.
+    peers[0].create_collection(NAME, json!({"vectors": {"size": DIM, "distance": "Dot"}}));
+    let all = vectors(200, DIM, 8);
+    peers[0].ok(upsert(&peers[0], 0..200, &all));
+    let path = format!("/collections/{NAME}/cluster");
+    let wait_for = |what: &str, expected: BTreeMap<(u64, u64), String>| {
+        eventually(what, || (replicas(&peers[0]) == expected).then_some(()));
+    };
+    let active = |peers: &[u64]| -> BTreeMap<(u64, u64), String> {
+        peers
+            .iter()
+            .map(|p| ((0, *p), "Active".to_string()))
+            .collect()
+    };
+
+    let replicate =
+        json!({"replicate_shard": {"shard_id": 0, "from_peer_id": ids[0], "to_peer_id": ids[1]}});
+    assert_eq!(peers[0].ok(peers[0].post(&path, &replicate)), true);
+    wait_for("the new replica on p2 is Active", active(&ids[..2]));
+    assert_eq!(stored_counts(&[&peers[1]])[&(0, ids[1])], 200);
+
+    let drop = json!({"drop_replica": {"shard_id": 0, "peer_id": ids[0]}});
+    assert_eq!(peers[1].ok(peers[1].post(&path, &drop)), true);
+    wait_for("only p2 holds the shard", active(&ids[1..2]));
+    // p1 holds nothing now and still answers, from p2's replica.
+    assert_eq!(peers[0].count(NAME), 200);
+    let last = json!({"drop_replica": {"shard_id": 0, "peer_id": ids[1]}});
+    support::assert_error(peers[0].post(&path, &last), 400, "last active replica");
+
+    let mv = json!({"move_shard": {"shard_id": 0, "from_peer_id": ids[1], "to_peer_id": ids[2]}});
+    assert_eq!(peers[0].ok(peers[0].post(&path, &mv)), true);
+    wait_for("the shard moved to p3", active(&ids[2..3]));
+    assert_eq!(stored_counts(&[&peers[2]])[&(0, ids[2])], 200);
+    for node in &peers {
+        assert_eq!(node.count(NAME), 200);
+        check_retrieve(node, 200, &all);
+    }
+
+    let abort =
+        json!({"abort_transfer": {"shard_id": 0, "from_peer_id": ids[2], "to_peer_id": ids[0]}});
+    support::assert_error(peers[0].post(&path, &abort), 404, "no transfer");
+    let bad =
+        json!({"replicate_shard": {"shard_id": 0, "from_peer_id": ids[0], "to_peer_id": ids[1]}});
+    support::assert_error(peers[0].post(&path, &bad), 400, "holds no active replica");
 }

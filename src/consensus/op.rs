@@ -39,6 +39,20 @@ pub enum ClusterOp {
         peer: PeerId,
         state: ReplicaState,
     },
+    /// Add a replica of a shard on a peer that holds none. It starts Dead, so that it
+    /// takes no traffic until a transfer has filled it and marked it Active.
+    AddReplica {
+        collection: String,
+        shard: ShardId,
+        peer: PeerId,
+    },
+    /// Remove a peer's replica of a shard. Refused for a shard's only replica and for its
+    /// last Active one.
+    RemoveReplica {
+        collection: String,
+        shard: ShardId,
+        peer: PeerId,
+    },
 }
 
 /// One action of `POST /collections/aliases`, in Qdrant's JSON shape.

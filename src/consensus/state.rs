@@ -103,7 +103,83 @@ impl ClusterState {
                 self.set_replica_state(collection, *shard, *peer, *state)?;
                 Ok(Vec::new())
             }
+            ClusterOp::AddReplica {
+                collection,
+                shard,
+                peer,
+            } => self.add_replica(collection, *shard, *peer),
+            ClusterOp::RemoveReplica {
+                collection,
+                shard,
+                peer,
+            } => self.remove_replica(collection, *shard, *peer),
         }
+    }
+
+    fn shard_mut(
+        &mut self,
+        collection: &str,
+        shard: ShardId,
+    ) -> Result<&mut BTreeMap<PeerId, ReplicaState>> {
+        self.collections
+            .get_mut(collection)
+            .ok_or_else(|| Error::collection_not_found(collection))?
+            .shards
+            .get_mut(&shard)
+            .ok_or_else(|| {
+                Error::NotFound(format!(
+                    "shard {shard} of collection `{collection}` does not exist"
+                ))
+            })
+    }
+
+    fn add_replica(
+        &mut self,
+        collection: &str,
+        shard: ShardId,
+        peer: PeerId,
+    ) -> Result<Vec<Effect>> {
+        let replicas = self.shard_mut(collection, shard)?;
+        if replicas.contains_key(&peer) {
+            return Err(Error::BadRequest(format!(
+                "peer {peer} already holds a replica of shard {shard} of collection `{collection}`"
+            )));
+        }
+        replicas.insert(peer, ReplicaState::Dead);
+        Ok(vec![Effect::ReplicaAdded {
+            collection: collection.to_string(),
+            shard,
+            peer,
+        }])
+    }
+
+    fn remove_replica(
+        &mut self,
+        collection: &str,
+        shard: ShardId,
+        peer: PeerId,
+    ) -> Result<Vec<Effect>> {
+        let replicas = self.shard_mut(collection, shard)?;
+        let state = *replicas.get(&peer).ok_or_else(|| {
+            Error::NotFound(format!(
+                "peer {peer} holds no replica of shard {shard} of collection `{collection}`"
+            ))
+        })?;
+        let other_active = replicas
+            .iter()
+            .any(|(p, s)| *p != peer && *s == ReplicaState::Active);
+        if replicas.len() == 1 || (state == ReplicaState::Active && !other_active) {
+            return Err(Error::BadRequest(format!(
+                "the replica on peer {peer} is the last active replica of shard {shard} of \
+                 collection `{collection}`; it cannot be removed"
+            )));
+        }
+        replicas.remove(&peer);
+        Ok(vec![Effect::ReplicaRemoved {
+            collection: collection.to_string(),
+            shard,
+            peer,
+        }])
     }
 
     /// The states of a shard's replicas, if the collection and shard exist.
@@ -435,6 +511,40 @@ mod tests {
         assert_eq!(state.replicas("c", 0).unwrap()[&2], ReplicaState::Dead);
         // A Dead replica may be set Dead again (a repeated report).
         state.apply(&set_state(0, 2, ReplicaState::Dead)).unwrap();
+    }
+
+    #[test]
+    fn replicas_are_added_dead_and_the_last_active_one_stays() {
+        let mut state = ClusterState::default();
+        state.apply(&create("c", 1)).unwrap();
+        let add = |peer| ClusterOp::AddReplica {
+            collection: "c".into(),
+            shard: 0,
+            peer,
+        };
+        let remove = |peer| ClusterOp::RemoveReplica {
+            collection: "c".into(),
+            shard: 0,
+            peer,
+        };
+        // The only replica cannot go.
+        assert!(state.apply(&remove(7)).unwrap_err().is_user_error());
+        let effects = state.apply(&add(8)).unwrap();
+        assert!(matches!(
+            &effects[..],
+            [Effect::ReplicaAdded { peer: 8, .. }]
+        ));
+        assert_eq!(state.replicas("c", 0).unwrap()[&8], ReplicaState::Dead);
+        assert!(state.apply(&add(8)).is_err(), "already there");
+        // 7 is the last Active replica: it stays while 8 is not Active.
+        assert!(state.apply(&remove(7)).is_err());
+        state.apply(&set_state(0, 8, ReplicaState::Active)).unwrap();
+        let effects = state.apply(&remove(7)).unwrap();
+        assert!(matches!(
+            &effects[..],
+            [Effect::ReplicaRemoved { peer: 7, .. }]
+        ));
+        assert_eq!(state.collections["c"].placement()[&0], vec![8]);
     }
 
     #[test]

@@ -103,6 +103,18 @@ fn execute(registry: &CollectionRegistry, peer: PeerId, effect: Effect) -> Resul
             }
         }
         Effect::CollectionDeleted { name } => registry.drop_collection(&name)?,
+        Effect::ReplicaAdded {
+            collection,
+            shard,
+            peer: holder,
+        } if holder == peer => registry.add_local_shard(&collection, shard)?,
+        Effect::ReplicaRemoved {
+            collection,
+            shard,
+            peer: holder,
+        } if holder == peer => registry.remove_local_shard(&collection, shard)?,
+        // Another peer's replica: nothing to do here.
+        Effect::ReplicaAdded { .. } | Effect::ReplicaRemoved { .. } => {}
     }
     Ok(())
 }

@@ -12,6 +12,7 @@ use crate::collection::Collection;
 use crate::consensus::op::{AliasAction, ClusterOp};
 use crate::consensus::state::{validate_name, ReplicaState};
 use crate::error::{Error, Result};
+use crate::node::transfers::ShardTransferInfo;
 use crate::replication::placement;
 use crate::types::{PeerId, ShardId};
 
@@ -34,8 +35,8 @@ pub struct CollectionClusterInfo {
     pub shard_count: usize,
     pub local_shards: Vec<LocalShardInfo>,
     pub remote_shards: Vec<RemoteShardInfo>,
-    /// Transfers in progress; none are started yet.
-    pub shard_transfers: Vec<serde_json::Value>,
+    /// Transfers in progress.
+    pub shard_transfers: Vec<ShardTransferInfo>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -168,7 +169,7 @@ impl Node {
             shard_count: shards.len(),
             local_shards: Vec::new(),
             remote_shards: Vec::new(),
-            shard_transfers: Vec::new(),
+            shard_transfers: self.shard_transfers(collection.name()),
         };
         for (shard_id, replicas) in shards {
             for (peer_id, state) in replicas {

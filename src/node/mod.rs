@@ -4,7 +4,8 @@
 //! local collections. Its operations live in sibling files by concern:
 //! `collections.rs` (metadata through Raft), `points.rs` (data, straight to shards),
 //! `replicas.rs` (writes and reads through the shards' replica sets, and serving other
-//! peers' calls to replicas held here), `recovery.rs` (refilling Dead replicas), `cluster.rs` (joining, membership, cluster
+//! peers' calls to replicas held here), `recovery.rs` (refilling Dead replicas), `transfers.rs` (user-requested
+//! replicate / move / drop of shard replicas), `cluster.rs` (joining, membership, cluster
 //! status) and `applier.rs` (executes committed metadata effects on local storage).
 
 mod applier;
@@ -17,6 +18,7 @@ mod replicas;
 pub mod shard_snapshots;
 pub mod snapshots;
 pub mod tasks;
+pub mod transfers;
 
 use std::path::Path;
 use std::sync::Arc;
