@@ -2,17 +2,21 @@
 //!
 //! Every clustered peer looks at the cluster state once a second. For each shard with a
 //! Dead replica whose recovery source it is (the shard's lowest-id Active replica, see
-//! `ReplicaSet::recovery_source`, so one peer in the whole cluster acts) it:
+//! `ReplicaSet::recovery_source`, so one peer in the whole cluster acts) it runs the steps
+//! below, one replica at a time. A Partial replica seen between two transfers is one whose
+//! transfer was cut short (its source crashed, or lost its place as source): it is
+//! recovered the same way.
 //!
-//! 1. checks that the Dead replica's peer answers at all (a peer that is still down is
-//!    left alone until the next round);
-//! 2. empties the Dead replica (a delete of every point), so points deleted while it was
-//!    down do not come back;
-//! 3. marks it Partial through consensus: from then on every write to the shard goes to it
+//! 1. checks that the replica's peer answers at all (a peer that is still down is left
+//!    alone until the next round);
+//! 2. marks a cut-short Partial replica Dead again, so writes stop reaching it;
+//! 3. empties the replica (a delete of every point), so points deleted while it was down
+//!    do not come back (no peer writes to a Dead replica);
+//! 4. marks it Partial through consensus: from then on every write to the shard goes to it
 //!    too, while reads still ignore it;
-//! 4. scrolls its own replica in batches (payloads and vectors) and upserts each batch
+//! 5. scrolls its own replica in batches (payloads and vectors) and upserts each batch
 //!    into the target;
-//! 5. marks it Active through consensus. A failure on the way marks it Dead again, and the
+//! 6. marks it Active through consensus. A failure on the way marks it Dead again, and the
 //!    next round starts over.
 //!
 //! Known limit: a write to a point that races with the batch carrying the same point may
@@ -39,8 +43,9 @@ use crate::types::{PeerId, ShardId};
 const RECOVERY_PERIOD: Duration = Duration::from_secs(1);
 /// Points per upsert sent to the target.
 const BATCH: usize = 256;
-/// Time for every peer to apply "Partial" before the copy starts, so that writes sent by
-/// peers that still saw the replica Dead are on the source before it is read.
+/// Time for every peer to apply a replica state change: "Partial" before the copy starts,
+/// so that writes sent by peers that still saw the replica Dead are on the source before
+/// it is read; "Dead" before a cut-short Partial replica is emptied.
 const PARTIAL_SETTLE: Duration = Duration::from_millis(500);
 
 /// The recovery loop; ends when consensus stops.
@@ -74,7 +79,7 @@ impl Node {
                 };
                 if set.recovery_source() == Some(me) {
                     due.extend(
-                        set.dead()
+                        set.awaiting_recovery()
                             .into_iter()
                             .map(|peer| (name.clone(), *shard, peer)),
                     );
@@ -103,6 +108,12 @@ impl Node {
             .get(collection)
             .and_then(|c| c.local_shards().get(&shard).cloned())
             .ok_or_else(|| Error::service(format!("{} is not open here", set.describe())))?;
+        if set.replicas.get(&target) == Some(&ReplicaState::Partial) {
+            // A cut-short transfer: stop the writes to it before it is emptied.
+            self.set_replica_state(collection, shard, target, ReplicaState::Dead)
+                .await?;
+            tokio::time::sleep(PARTIAL_SETTLE).await;
+        }
         tracing::info!(
             collection,
             shard,

@@ -66,11 +66,13 @@ impl ReplicaSet {
             .map(|(peer, _)| *peer)
     }
 
-    /// The replicas waiting for recovery.
-    pub fn dead(&self) -> Vec<PeerId> {
+    /// The replicas waiting for recovery: Dead ones, and Partial ones (seen by the
+    /// recovery source while it runs no transfer, a Partial replica is one whose transfer
+    /// was cut short, e.g. by the source's crash).
+    pub fn awaiting_recovery(&self) -> Vec<PeerId> {
         self.replicas
             .iter()
-            .filter(|(_, state)| **state == ReplicaState::Dead)
+            .filter(|(_, state)| matches!(state, ReplicaState::Dead | ReplicaState::Partial))
             .map(|(peer, _)| *peer)
             .collect()
     }
@@ -147,7 +149,7 @@ mod tests {
             &[(1, Dead), (2, Partial), (3, Active), (4, Active), (5, Dead)],
         );
         assert_eq!(mixed.recovery_source(), Some(3));
-        assert_eq!(mixed.dead(), vec![1, 5]);
+        assert_eq!(mixed.awaiting_recovery(), vec![1, 2, 5]);
         assert_eq!(set(1, &[(1, Dead)]).recovery_source(), None);
     }
 
