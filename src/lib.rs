@@ -7,6 +7,7 @@
 //! - [`consensus`]: the Raft group holding the cluster metadata; a pure state machine
 //!   plus the driver that owns raft-rs's `RawNode`.
 //! - [`collection`]: configuration, point shapes, routing of points to shards.
+//! - [`replication`]: shard placement, replica sets, calls to other peers' replicas.
 //! - [`shard`]: the storage engine of one shard: WAL, immutable segments, search.
 //! - [`transport`]: the peer-to-peer wire (Raft messages out, the join handshake).
 //! - [`settings`], [`error`], [`types`]: shared by all.
@@ -16,6 +17,7 @@ pub mod collection;
 pub mod consensus;
 pub mod error;
 pub mod node;
+pub mod replication;
 pub mod settings;
 pub mod shard;
 pub mod snapshot;

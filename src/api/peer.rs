@@ -1,8 +1,9 @@
 //! The peer service on `cluster.p2p.port` (6335), served only when `cluster.enabled`.
 //!
 //! It carries no user traffic: Raft messages from other peers, which go straight into
-//! consensus, and the join handshake of new peers, answered by the node (see
-//! `node/cluster.rs`). The wire types are `transport::proto` (package `shoal.peer`); this
+//! consensus, the join handshake of new peers, answered by the node (see
+//! `node/cluster.rs`), and the `Shards` calls other peers make to the shard replicas held
+//! here (see `node/replicas.rs`). The wire types are `transport::proto` (package `shoal.peer`); this
 //! file is also the one place that maps [`Error`] to gRPC status codes.
 
 use std::net::SocketAddr;
@@ -15,7 +16,11 @@ use tonic::{Code, Request, Response, Status};
 use crate::error::Error;
 use crate::node::Node;
 use crate::transport::proto::raft_server::{Raft, RaftServer};
-use crate::transport::proto::{Empty, JoinRequest, JoinResponse, RaftMessage};
+use crate::transport::proto::shards_server::{Shards, ShardsServer};
+use crate::transport::proto::{
+    Empty, JoinRequest, JoinResponse, RaftMessage, ShardOpRequest, ShardOpResponse,
+    ShardReadRequest, ShardReadResponse,
+};
 use crate::transport::MAX_PEER_MESSAGE_BYTES;
 
 /// Binds the peer port; separate from [`serve`] so that a taken port stops start-up early.
@@ -29,11 +34,15 @@ pub async fn serve(
     incoming: TcpIncoming,
     shutdown: CancellationToken,
 ) -> Result<(), tonic::transport::Error> {
+    let shards = ShardsServer::new(ShardService { node: node.clone() })
+        .max_decoding_message_size(MAX_PEER_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_PEER_MESSAGE_BYTES);
     let service = RaftServer::new(PeerService { node })
         .max_decoding_message_size(MAX_PEER_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_PEER_MESSAGE_BYTES);
     tonic::transport::Server::builder()
         .add_service(service)
+        .add_service(shards)
         .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
         .await
 }
@@ -77,6 +86,45 @@ impl Raft for PeerService {
             peers: answer.peers.into_iter().collect(),
             uri: answer.uri,
         }))
+    }
+}
+
+struct ShardService {
+    node: Arc<Node>,
+}
+
+#[tonic::async_trait]
+impl Shards for ShardService {
+    async fn apply(
+        &self,
+        request: Request<ShardOpRequest>,
+    ) -> Result<Response<ShardOpResponse>, Status> {
+        let r = request.into_inner();
+        let operation_id = self
+            .node
+            .serve_shard_apply(
+                &r.collection,
+                r.shard_id,
+                &r.op,
+                r.wait,
+                r.min_applied_index,
+            )
+            .await
+            .map_err(status_of)?;
+        Ok(Response::new(ShardOpResponse { operation_id }))
+    }
+
+    async fn read(
+        &self,
+        request: Request<ShardReadRequest>,
+    ) -> Result<Response<ShardReadResponse>, Status> {
+        let r = request.into_inner();
+        let result = self
+            .node
+            .serve_shard_read(&r.collection, r.shard_id, &r.read, r.min_applied_index)
+            .await
+            .map_err(status_of)?;
+        Ok(Response::new(ShardReadResponse { result }))
     }
 }
 

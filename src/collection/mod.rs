@@ -1,12 +1,13 @@
-//! A collection on this peer: its configuration, its local shards, and the routing of
-//! points to shards. Writes are split by shard (a point's id hash picks its shard);
-//! reads and searches ask every local shard and merge the answers (score order for
-//! search, id order for scroll).
+//! A collection on this peer: its configuration, the shards placed here, and the routing
+//! of points to shards. Writes are split by shard (a point's id hash picks its shard);
+//! the node sends each part to the shard's replica set (`crate::replication`) and merges
+//! the per-shard answers of reads with [`merge`] (score order for search, id order for
+//! scroll).
 //!
-//! Methods here are synchronous (they fsync and scan vectors); the node calls them from
-//! blocking tasks.
+//! Methods here are synchronous (they fsync); the node calls them from blocking tasks.
 
 pub mod config;
+pub mod merge;
 pub mod point;
 pub mod registry;
 
@@ -17,7 +18,7 @@ use std::sync::Arc;
 use parking_lot::RwLock;
 
 use self::config::{CollectionConfig, Distance};
-use self::point::{NamedVectors, PointRecord, Record, ScoredPoint, WithPayload, WithVector};
+use self::point::{NamedVectors, PointRecord, ScoredPoint, WithPayload, WithVector};
 use crate::error::{Error, Result};
 use crate::shard::filter::Filter;
 use crate::shard::ops::{PointSelector, ShardOp};
@@ -136,11 +137,8 @@ impl Collection {
         Ok(())
     }
 
-    /// Inserts or replaces points; returns the operation id.
-    pub fn upsert(&self, points: Vec<PointRecord>, durable: bool) -> Result<u64> {
-        for point in &points {
-            self.validate_vectors(&point.vectors)?;
-        }
+    /// The shard each point belongs to, as one upsert op per shard.
+    pub fn split_upsert(&self, points: Vec<PointRecord>) -> Vec<(ShardId, ShardOp)> {
         let mut by_shard: BTreeMap<ShardId, Vec<PointRecord>> = BTreeMap::new();
         for point in points {
             by_shard
@@ -148,92 +146,66 @@ impl Collection {
                 .or_default()
                 .push(point);
         }
-        let mut op_id = 0;
-        for (shard_id, points) in by_shard {
-            op_id = op_id.max(
-                self.local_shard(shard_id)?
-                    .apply(ShardOp::Upsert(points), durable)?,
-            );
-        }
-        Ok(op_id)
-    }
-
-    /// Applies a payload or delete op. Id selectors go to the owning shards only,
-    /// filter selectors to every shard.
-    pub fn update(&self, op: ShardOp, durable: bool) -> Result<u64> {
-        let mut op_id = 0;
-        for (shard_id, shard_op) in self.split_by_shard(op) {
-            op_id = op_id.max(self.local_shard(shard_id)?.apply(shard_op, durable)?);
-        }
-        Ok(op_id)
-    }
-
-    pub fn retrieve(
-        &self,
-        ids: &[PointId],
-        with_payload: &WithPayload,
-        with_vector: &WithVector,
-    ) -> Vec<Record> {
-        let mut found: BTreeMap<PointId, Record> = BTreeMap::new();
-        for shard in self.shards.values() {
-            for record in shard.retrieve(ids, with_payload, with_vector) {
-                found.insert(record.id, record);
-            }
-        }
-        // Keep the request's order (and its duplicates out).
-        let mut seen = std::collections::HashSet::new();
-        ids.iter()
-            .filter(|id| seen.insert(**id))
-            .filter_map(|id| found.remove(id))
+        by_shard
+            .into_iter()
+            .map(|(shard, points)| (shard, ShardOp::Upsert(points)))
             .collect()
     }
 
-    pub fn get_vectors(&self, id: PointId) -> Option<NamedVectors> {
-        self.shards
-            .get(&self.shard_of(&id))
-            .and_then(|shard| shard.get_vectors(id))
-    }
-
-    /// One page of points in id order, and the id the next page starts at.
-    pub fn scroll(
-        &self,
-        filter: Option<&Filter>,
-        offset: Option<PointId>,
-        limit: usize,
-        with_payload: &WithPayload,
-        with_vector: &WithVector,
-    ) -> (Vec<Record>, Option<PointId>) {
-        let mut records: Vec<Record> = Vec::new();
-        for shard in self.shards.values() {
-            records.extend(
-                shard
-                    .scroll(filter, offset, limit + 1, with_payload, with_vector)
-                    .0,
-            );
-        }
-        records.sort_by_key(|r| r.id);
-        let next = records.get(limit).map(|r| r.id);
-        records.truncate(limit);
-        (records, next)
-    }
-
-    pub fn count(&self, filter: Option<&Filter>) -> usize {
-        self.shards.values().map(|shard| shard.count(filter)).sum()
-    }
-
-    pub fn search(&self, params: &SearchParams) -> Result<Vec<ScoredPoint>> {
-        let distance = {
-            let config = self.config.read();
-            let vector = config
-                .params
-                .vectors
-                .get(&params.vector_name)
-                .ok_or_else(|| unknown_vector(&params.vector_name))?;
-            if vector.size != params.vector.len() {
-                return Err(dimension_error(vector.size, params.vector.len()));
-            }
-            vector.distance
+    /// Splits a payload or delete op by shard: id selectors go to the owning shards only,
+    /// filter selectors to every shard of the collection.
+    pub fn split_by_shard(&self, op: ShardOp) -> Vec<(ShardId, ShardOp)> {
+        let selector = match &op {
+            ShardOp::Upsert(points) => return self.split_upsert(points.clone()),
+            ShardOp::Delete(s)
+            | ShardOp::SetPayload { selector: s, .. }
+            | ShardOp::OverwritePayload { selector: s, .. }
+            | ShardOp::DeletePayload { selector: s, .. }
+            | ShardOp::ClearPayload { selector: s } => s,
         };
+        match selector {
+            PointSelector::Ids(ids) => self
+                .split_ids(ids)
+                .into_iter()
+                .map(|(shard, ids)| (shard, with_selector(&op, PointSelector::Ids(ids))))
+                .collect(),
+            PointSelector::Filter(_) => self.shard_ids().map(|shard| (shard, op.clone())).collect(),
+        }
+    }
+
+    /// Ids grouped by the shard that owns them.
+    pub fn split_ids(&self, ids: &[PointId]) -> BTreeMap<ShardId, Vec<PointId>> {
+        let mut by_shard: BTreeMap<ShardId, Vec<PointId>> = BTreeMap::new();
+        for id in ids {
+            by_shard.entry(self.shard_of(id)).or_default().push(*id);
+        }
+        by_shard
+    }
+
+    /// Every shard of the collection, wherever it lives.
+    pub fn shard_ids(&self) -> std::ops::Range<ShardId> {
+        0..self.config.read().params.shard_number.max(1)
+    }
+
+    /// The shard a point belongs to: a stable hash of its id, the same on every peer.
+    pub fn shard_of(&self, id: &PointId) -> ShardId {
+        let shard_number = u64::from(self.config.read().params.shard_number.max(1));
+        (id.routing_hash() % shard_number) as ShardId
+    }
+
+    /// Checks a search against the vector config and builds the request every shard
+    /// answers (with `limit + offset` results, the offset is skipped after merging); also
+    /// returns the distance that orders the merged hits.
+    pub fn search_request(&self, params: &SearchParams) -> Result<(SearchRequest, Distance)> {
+        let config = self.config.read();
+        let vector = config
+            .params
+            .vectors
+            .get(&params.vector_name)
+            .ok_or_else(|| unknown_vector(&params.vector_name))?;
+        if vector.size != params.vector.len() {
+            return Err(dimension_error(vector.size, params.vector.len()));
+        }
         let request = SearchRequest {
             vector_name: params.vector_name.clone(),
             vector: params.vector.clone(),
@@ -245,16 +217,7 @@ impl Collection {
             with_payload: params.with_payload.clone(),
             with_vector: params.with_vector.clone(),
         };
-        let mut hits = Vec::new();
-        for shard in self.shards.values() {
-            hits.extend(shard.search(&request)?);
-        }
-        sort_by_score(&mut hits, distance);
-        Ok(hits
-            .into_iter()
-            .skip(params.offset)
-            .take(params.limit)
-            .collect())
+        Ok((request, vector.distance))
     }
 
     pub fn stats(&self) -> CollectionStats {
@@ -274,48 +237,6 @@ impl Collection {
             shard.flush()?;
         }
         Ok(())
-    }
-
-    fn shard_of(&self, id: &PointId) -> ShardId {
-        let shard_number = u64::from(self.config.read().params.shard_number.max(1));
-        (id.routing_hash() % shard_number) as ShardId
-    }
-
-    fn local_shard(&self, shard_id: ShardId) -> Result<&Arc<LocalShard>> {
-        self.shards.get(&shard_id).ok_or_else(|| {
-            Error::Unavailable(format!(
-                "shard {shard_id} of collection `{}` is not available on this peer",
-                self.name
-            ))
-        })
-    }
-
-    fn split_by_shard(&self, op: ShardOp) -> Vec<(ShardId, ShardOp)> {
-        let selector = match &op {
-            ShardOp::Upsert(_) => None,
-            ShardOp::Delete(s)
-            | ShardOp::SetPayload { selector: s, .. }
-            | ShardOp::OverwritePayload { selector: s, .. }
-            | ShardOp::DeletePayload { selector: s, .. }
-            | ShardOp::ClearPayload { selector: s } => Some(s),
-        };
-        match selector {
-            Some(PointSelector::Ids(ids)) => {
-                let mut by_shard: BTreeMap<ShardId, Vec<PointId>> = BTreeMap::new();
-                for id in ids {
-                    by_shard.entry(self.shard_of(id)).or_default().push(*id);
-                }
-                by_shard
-                    .into_iter()
-                    .map(|(shard, ids)| (shard, with_selector(&op, PointSelector::Ids(ids))))
-                    .collect()
-            }
-            _ => self
-                .shards
-                .keys()
-                .map(|shard| (*shard, op.clone()))
-                .collect(),
-        }
     }
 }
 

@@ -45,7 +45,7 @@ impl VectorInput {
 }
 
 /// `vector` of a returned point: the wire form of [`NamedVectors`].
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum VectorOutput {
     Single(Vec<f32>),
@@ -53,6 +53,14 @@ pub enum VectorOutput {
 }
 
 impl VectorOutput {
+    /// Back to the internal form (a bare list is the default vector).
+    pub fn into_named(self) -> NamedVectors {
+        match self {
+            VectorOutput::Single(v) => NamedVectors::from([(DEFAULT_VECTOR.to_string(), v)]),
+            VectorOutput::Named(map) => map,
+        }
+    }
+
     /// A map that holds only the default vector is shown as a bare list, as Qdrant does.
     pub fn from_named(mut vectors: NamedVectors) -> Self {
         if vectors.len() == 1 {
@@ -75,7 +83,7 @@ pub struct PointStruct {
 }
 
 /// `with_payload`: true/false, a list of keys to include, or `{include}` / `{exclude}`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum WithPayload {
     Enable(bool),
@@ -83,7 +91,7 @@ pub enum WithPayload {
     Selector(PayloadSelector),
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum PayloadSelector {
     Include(Vec<String>),
@@ -123,7 +131,7 @@ impl WithPayload {
 }
 
 /// `with_vector`: true/false or a list of vector names.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum WithVector {
     Enable(bool),
@@ -157,16 +165,16 @@ impl WithVector {
     }
 }
 
-/// A point as returned by retrieve and scroll.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// A point as returned by retrieve and scroll (also what a peer's replica answers).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Record {
     pub id: PointId,
     pub payload: Option<Payload>,
     pub vector: Option<VectorOutput>,
 }
 
-/// A point as returned by search and query.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// A point as returned by search and query (also what a peer's replica answers).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ScoredPoint {
     pub id: PointId,
     pub version: u64,

@@ -213,6 +213,70 @@ impl CollectionRegistry {
     }
 }
 
+impl CollectionRegistry {
+    /// Opens one more local shard of an open collection (a replica placed here after the
+    /// collection was created). Idempotent.
+    pub fn add_local_shard(&self, name: &str, shard: ShardId) -> Result<()> {
+        let Some(current) = self.get(name) else {
+            return Ok(());
+        };
+        if current.local_shards().contains_key(&shard) {
+            return Ok(());
+        }
+        let mut local: Vec<ShardId> = current.local_shards().keys().copied().collect();
+        local.push(shard);
+        self.reopen(name, current, &local)
+    }
+
+    /// Closes a local shard of an open collection and deletes its files (moved aside first,
+    /// so a crash never leaves half a shard). Idempotent.
+    pub fn remove_local_shard(&self, name: &str, shard: ShardId) -> Result<()> {
+        if let Some(current) = self.get(name) {
+            if current.local_shards().contains_key(&shard) {
+                let local: Vec<ShardId> = current
+                    .local_shards()
+                    .keys()
+                    .copied()
+                    .filter(|s| *s != shard)
+                    .collect();
+                self.reopen(name, current, &local)?;
+            }
+        }
+        let dir = self.dir_of(name).join(shard.to_string());
+        if dir.exists() {
+            let trash = self
+                .root
+                .join(format!(".deleted-{name}-{shard}-{}", uuid::Uuid::new_v4()));
+            std::fs::rename(&dir, &trash)
+                .map_err(|e| Error::io(format!("moving {} aside", dir.display()), e))?;
+            std::fs::remove_dir_all(&trash)
+                .map_err(|e| Error::io(format!("removing {}", trash.display()), e))?;
+        }
+        Ok(())
+    }
+
+    /// Closes `current` once idle and opens it again with `local` shards.
+    /// If the new set does not open, the previous one is opened again.
+    fn reopen(&self, name: &str, current: Arc<Collection>, local: &[ShardId]) -> Result<()> {
+        let previous: Vec<ShardId> = current.local_shards().keys().copied().collect();
+        wait_idle(&current, name, IDLE_WAIT)?;
+        let mut open = self.open.write();
+        let config = close_when_idle(&mut open, name, current)?;
+        let dir = self.dir_of(name);
+        match Collection::open(&dir, name, config.clone(), local) {
+            Ok(collection) => {
+                open.insert(name.to_string(), Arc::new(collection));
+                Ok(())
+            }
+            Err(err) => {
+                let collection = Collection::open(&dir, name, config, &previous)?;
+                open.insert(name.to_string(), Arc::new(collection));
+                Err(err)
+            }
+        }
+    }
+}
+
 /// How long a swap waits for requests and snapshots that still use a collection.
 const IDLE_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 /// How long it waits again once new lookups are held back by the write lock.

@@ -23,4 +23,16 @@ pub enum Effect {
     },
     /// A collection is gone; drop its local shards and files.
     CollectionDeleted { name: String },
+    /// `peer` now holds a replica of the shard: that peer opens it.
+    ReplicaAdded {
+        collection: String,
+        shard: ShardId,
+        peer: PeerId,
+    },
+    /// `peer` no longer holds a replica of the shard: that peer closes it and deletes its files.
+    ReplicaRemoved {
+        collection: String,
+        shard: ShardId,
+        peer: PeerId,
+    },
 }

@@ -259,6 +259,8 @@ impl<S: StateMachine> Clone for ConsensusOf<S> {
 
 struct Inner<S> {
     peer_id: PeerId,
+    /// The applied index of the state `start` returned.
+    loaded_index: u64,
     inbox: std_mpsc::Sender<Input>,
     published: Arc<Published<S>>,
     propose_timeout: Duration,
@@ -294,6 +296,8 @@ impl<S: StateMachine> ConsensusOf<S> {
         let (mut driver, initial_state) = Driver::open(&config, transport, applied_tx)?;
         let peer_id = driver.peer_id();
         let published = driver.published();
+        // Read before the group starts: every later entry reaches `applied_tx`.
+        let loaded_index = published.info.read().applied;
         driver.start_group(&config)?;
 
         let (inbox_tx, inbox_rx) = std_mpsc::channel();
@@ -311,6 +315,7 @@ impl<S: StateMachine> ConsensusOf<S> {
 
         let inner = Inner {
             peer_id,
+            loaded_index,
             inbox: inbox_tx,
             published,
             propose_timeout: config.propose_timeout(),
@@ -385,6 +390,12 @@ impl<S: StateMachine> ConsensusOf<S> {
     /// This peer's id.
     pub fn peer_id(&self) -> PeerId {
         self.inner.peer_id
+    }
+
+    /// The log index of the state [`start`](Self::start) loaded from disk: every entry after
+    /// it is announced on `applied_tx`.
+    pub fn loaded_index(&self) -> u64 {
+        self.inner.loaded_index
     }
 
     /// A copy of the current applied state.

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::state::ReplicaState;
 use crate::collection::config::{CollectionConfig, UpdateCollection};
 use crate::types::{PeerId, ShardId};
 
@@ -30,6 +31,28 @@ pub enum ClusterOp {
     DeleteCollection { name: String },
     /// Apply alias actions atomically: all of them or none.
     UpdateAliases { actions: Vec<AliasAction> },
+    /// Change the state of one replica of a shard (e.g. mark a replica that failed a
+    /// write `Dead`). Refused when it would leave the shard without an Active replica.
+    SetReplicaState {
+        collection: String,
+        shard: ShardId,
+        peer: PeerId,
+        state: ReplicaState,
+    },
+    /// Add a replica of a shard on a peer that holds none. It starts Dead, so that it
+    /// takes no traffic until a transfer has filled it and marked it Active.
+    AddReplica {
+        collection: String,
+        shard: ShardId,
+        peer: PeerId,
+    },
+    /// Remove a peer's replica of a shard. Refused for a shard's only replica and for its
+    /// last Active one.
+    RemoveReplica {
+        collection: String,
+        shard: ShardId,
+        peer: PeerId,
+    },
 }
 
 /// One action of `POST /collections/aliases`, in Qdrant's JSON shape.

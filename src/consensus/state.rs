@@ -94,7 +94,141 @@ impl ClusterState {
                 self.aliases = aliases;
                 Ok(Vec::new())
             }
+            ClusterOp::SetReplicaState {
+                collection,
+                shard,
+                peer,
+                state,
+            } => {
+                self.set_replica_state(collection, *shard, *peer, *state)?;
+                Ok(Vec::new())
+            }
+            ClusterOp::AddReplica {
+                collection,
+                shard,
+                peer,
+            } => self.add_replica(collection, *shard, *peer),
+            ClusterOp::RemoveReplica {
+                collection,
+                shard,
+                peer,
+            } => self.remove_replica(collection, *shard, *peer),
         }
+    }
+
+    fn shard_mut(
+        &mut self,
+        collection: &str,
+        shard: ShardId,
+    ) -> Result<&mut BTreeMap<PeerId, ReplicaState>> {
+        self.collections
+            .get_mut(collection)
+            .ok_or_else(|| Error::collection_not_found(collection))?
+            .shards
+            .get_mut(&shard)
+            .ok_or_else(|| {
+                Error::NotFound(format!(
+                    "shard {shard} of collection `{collection}` does not exist"
+                ))
+            })
+    }
+
+    fn add_replica(
+        &mut self,
+        collection: &str,
+        shard: ShardId,
+        peer: PeerId,
+    ) -> Result<Vec<Effect>> {
+        let replicas = self.shard_mut(collection, shard)?;
+        if replicas.contains_key(&peer) {
+            return Err(Error::BadRequest(format!(
+                "peer {peer} already holds a replica of shard {shard} of collection `{collection}`"
+            )));
+        }
+        replicas.insert(peer, ReplicaState::Dead);
+        Ok(vec![Effect::ReplicaAdded {
+            collection: collection.to_string(),
+            shard,
+            peer,
+        }])
+    }
+
+    fn remove_replica(
+        &mut self,
+        collection: &str,
+        shard: ShardId,
+        peer: PeerId,
+    ) -> Result<Vec<Effect>> {
+        let replicas = self.shard_mut(collection, shard)?;
+        let state = *replicas.get(&peer).ok_or_else(|| {
+            Error::NotFound(format!(
+                "peer {peer} holds no replica of shard {shard} of collection `{collection}`"
+            ))
+        })?;
+        let other_active = replicas
+            .iter()
+            .any(|(p, s)| *p != peer && *s == ReplicaState::Active);
+        if replicas.len() == 1 || (state == ReplicaState::Active && !other_active) {
+            return Err(Error::BadRequest(format!(
+                "the replica on peer {peer} is the last active replica of shard {shard} of \
+                 collection `{collection}`; it cannot be removed"
+            )));
+        }
+        replicas.remove(&peer);
+        Ok(vec![Effect::ReplicaRemoved {
+            collection: collection.to_string(),
+            shard,
+            peer,
+        }])
+    }
+
+    /// The states of a shard's replicas, if the collection and shard exist.
+    pub fn replicas(
+        &self,
+        collection: &str,
+        shard: ShardId,
+    ) -> Option<&BTreeMap<PeerId, ReplicaState>> {
+        self.collections.get(collection)?.shards.get(&shard)
+    }
+
+    /// Sets one replica's state. A shard keeps at least one Active replica: taking the last
+    /// one out of Active is refused, because no replica would then be trusted to serve
+    /// reads or to seed the others' recovery.
+    fn set_replica_state(
+        &mut self,
+        collection: &str,
+        shard: ShardId,
+        peer: PeerId,
+        state: ReplicaState,
+    ) -> Result<()> {
+        let replicas = self
+            .collections
+            .get_mut(collection)
+            .ok_or_else(|| Error::collection_not_found(collection))?
+            .shards
+            .get_mut(&shard)
+            .ok_or_else(|| {
+                Error::NotFound(format!(
+                    "shard {shard} of collection `{collection}` does not exist"
+                ))
+            })?;
+        let current = *replicas.get(&peer).ok_or_else(|| {
+            Error::NotFound(format!(
+                "peer {peer} holds no replica of shard {shard} of collection `{collection}`"
+            ))
+        })?;
+        let active = replicas
+            .values()
+            .filter(|s| **s == ReplicaState::Active)
+            .count();
+        if current == ReplicaState::Active && state != ReplicaState::Active && active == 1 {
+            return Err(Error::BadRequest(format!(
+                "the replica on peer {peer} is the last active replica of shard {shard} of \
+                 collection `{collection}`; it stays {current:?}"
+            )));
+        }
+        replicas.insert(peer, state);
+        Ok(())
     }
 
     /// Resolves a collection name or alias to the collection's real name.
@@ -336,6 +470,99 @@ mod tests {
             .unwrap();
         assert!(state.apply(&create("a", 1)).is_err());
         assert!(state.apply(&create("x/y", 1)).is_err());
+    }
+
+    fn set_state(shard: ShardId, peer: PeerId, state: ReplicaState) -> ClusterOp {
+        ClusterOp::SetReplicaState {
+            collection: "c".into(),
+            shard,
+            peer,
+            state,
+        }
+    }
+
+    #[test]
+    fn the_last_active_replica_is_never_deactivated() {
+        let mut state = ClusterState::default();
+        let op = ClusterOp::CreateCollection {
+            name: "c".into(),
+            config: config(2),
+            placement: BTreeMap::from([(0, vec![1, 2]), (1, vec![3])]),
+        };
+        state.apply(&op).unwrap();
+        state
+            .apply(&set_state(0, 1, ReplicaState::Dead))
+            .expect("another replica stays active");
+        assert_eq!(state.replicas("c", 0).unwrap()[&1], ReplicaState::Dead);
+
+        let before = state.clone();
+        for (shard, peer) in [(0, 2), (1, 3)] {
+            for target in [ReplicaState::Dead, ReplicaState::Partial] {
+                let err = state.apply(&set_state(shard, peer, target)).unwrap_err();
+                assert!(err.is_user_error(), "{err}");
+                assert!(err.to_string().contains("last active replica"), "{err}");
+            }
+        }
+        assert_eq!(state, before);
+
+        // Once another replica is Active again, the former last one may go.
+        state.apply(&set_state(0, 1, ReplicaState::Active)).unwrap();
+        state.apply(&set_state(0, 2, ReplicaState::Dead)).unwrap();
+        assert_eq!(state.replicas("c", 0).unwrap()[&2], ReplicaState::Dead);
+        // A Dead replica may be set Dead again (a repeated report).
+        state.apply(&set_state(0, 2, ReplicaState::Dead)).unwrap();
+    }
+
+    #[test]
+    fn replicas_are_added_dead_and_the_last_active_one_stays() {
+        let mut state = ClusterState::default();
+        state.apply(&create("c", 1)).unwrap();
+        let add = |peer| ClusterOp::AddReplica {
+            collection: "c".into(),
+            shard: 0,
+            peer,
+        };
+        let remove = |peer| ClusterOp::RemoveReplica {
+            collection: "c".into(),
+            shard: 0,
+            peer,
+        };
+        // The only replica cannot go.
+        assert!(state.apply(&remove(7)).unwrap_err().is_user_error());
+        let effects = state.apply(&add(8)).unwrap();
+        assert!(matches!(
+            &effects[..],
+            [Effect::ReplicaAdded { peer: 8, .. }]
+        ));
+        assert_eq!(state.replicas("c", 0).unwrap()[&8], ReplicaState::Dead);
+        assert!(state.apply(&add(8)).is_err(), "already there");
+        // 7 is the last Active replica: it stays while 8 is not Active.
+        assert!(state.apply(&remove(7)).is_err());
+        state.apply(&set_state(0, 8, ReplicaState::Active)).unwrap();
+        let effects = state.apply(&remove(7)).unwrap();
+        assert!(matches!(
+            &effects[..],
+            [Effect::ReplicaRemoved { peer: 7, .. }]
+        ));
+        assert_eq!(state.collections["c"].placement()[&0], vec![8]);
+    }
+
+    #[test]
+    fn replica_state_needs_an_existing_replica() {
+        let mut state = ClusterState::default();
+        state.apply(&create("c", 1)).unwrap();
+        let before = state.clone();
+        assert!(matches!(
+            state.apply(&set_state(5, 7, ReplicaState::Dead)),
+            Err(Error::NotFound(_))
+        ));
+        assert!(matches!(
+            state.apply(&set_state(0, 8, ReplicaState::Dead)),
+            Err(Error::NotFound(_))
+        ));
+        let mut other = ClusterState::default();
+        assert!(other.apply(&set_state(0, 7, ReplicaState::Dead)).is_err());
+        assert_eq!(state, before);
     }
 
     #[test]

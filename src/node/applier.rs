@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use tokio::sync::mpsc::UnboundedReceiver;
+use tokio::sync::watch;
 
 use crate::collection::registry::CollectionRegistry;
 use crate::consensus::effect::Effect;
@@ -30,11 +31,13 @@ pub fn open_placed_here(
     registry.clean_leftovers(&known)
 }
 
-/// The applier loop: one effect batch at a time, in the order Raft applied them.
+/// The applier loop: one effect batch at a time, in the order Raft applied them. After
+/// each entry, `executed` moves to its index (peers' shard calls wait on it).
 pub async fn run(
     mut applied: UnboundedReceiver<Applied>,
     registry: Arc<CollectionRegistry>,
     peer: PeerId,
+    executed: watch::Sender<u64>,
 ) {
     while let Some(entry) = applied.recv().await {
         let registry = registry.clone();
@@ -53,6 +56,11 @@ pub async fn run(
             }
             Err(err) => tracing::error!(index = entry.index, %err, "effect task panicked"),
         }
+        executed.send_if_modified(|index| {
+            let moved = entry.index > *index;
+            *index = (*index).max(entry.index);
+            moved
+        });
         if let Some(done) = entry.done {
             let _ = done.send(());
         }
@@ -95,6 +103,18 @@ fn execute(registry: &CollectionRegistry, peer: PeerId, effect: Effect) -> Resul
             }
         }
         Effect::CollectionDeleted { name } => registry.drop_collection(&name)?,
+        Effect::ReplicaAdded {
+            collection,
+            shard,
+            peer: holder,
+        } if holder == peer => registry.add_local_shard(&collection, shard)?,
+        Effect::ReplicaRemoved {
+            collection,
+            shard,
+            peer: holder,
+        } if holder == peer => registry.remove_local_shard(&collection, shard)?,
+        // Another peer's replica: nothing to do here.
+        Effect::ReplicaAdded { .. } | Effect::ReplicaRemoved { .. } => {}
     }
     Ok(())
 }

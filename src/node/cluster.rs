@@ -178,14 +178,15 @@ async fn seed_joined_store(
     .await
 }
 
-/// Starts what a clustered node runs beside consensus: the learner promoter and, after a
-/// restart with a changed `--uri`, its announcement.
+/// Starts what a clustered node runs beside consensus: the learner promoter, the recovery
+/// of Dead replicas and, after a restart with a changed `--uri`, its announcement.
 pub(crate) fn start_background(node: &Arc<Node>, restarted: bool, this_uri: Option<String>) {
     let tick = Duration::from_millis(node.settings.cluster.consensus.tick_period_ms);
     tokio::spawn(promote_learners(
         node.consensus.clone(),
         tick * PROMOTE_EVERY_TICKS as u32,
     ));
+    tokio::spawn(super::recovery::run(node.clone()));
     if let (true, Some(uri)) = (restarted, this_uri) {
         let me = node.consensus.peer_id();
         if node.consensus.peers().get(&me) != Some(&uri) {

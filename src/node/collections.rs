@@ -10,8 +10,11 @@ use super::Node;
 use crate::collection::config::{CollectionConfig, CreateCollection, UpdateCollection};
 use crate::collection::Collection;
 use crate::consensus::op::{AliasAction, ClusterOp};
-use crate::consensus::state::validate_name;
+use crate::consensus::state::{validate_name, ReplicaState};
 use crate::error::{Error, Result};
+use crate::node::transfers::ShardTransferInfo;
+use crate::replication::placement;
+use crate::types::{PeerId, ShardId};
 
 /// `GET /collections/{name}`, in Qdrant's shape.
 #[derive(Debug, Clone, Serialize)]
@@ -23,6 +26,31 @@ pub struct CollectionInfo {
     pub segments_count: usize,
     pub config: CollectionConfig,
     pub payload_schema: serde_json::Map<String, serde_json::Value>,
+}
+
+/// `GET /collections/{name}/cluster`, in Qdrant's shape.
+#[derive(Debug, Clone, Serialize)]
+pub struct CollectionClusterInfo {
+    pub peer_id: PeerId,
+    pub shard_count: usize,
+    pub local_shards: Vec<LocalShardInfo>,
+    pub remote_shards: Vec<RemoteShardInfo>,
+    /// Transfers in progress.
+    pub shard_transfers: Vec<ShardTransferInfo>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LocalShardInfo {
+    pub shard_id: ShardId,
+    pub points_count: usize,
+    pub state: ReplicaState,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RemoteShardInfo {
+    pub shard_id: ShardId,
+    pub peer_id: PeerId,
+    pub state: ReplicaState,
 }
 
 /// One alias, as `GET /aliases` lists it.
@@ -47,10 +75,12 @@ impl Node {
     pub async fn create_collection(&self, name: &str, body: CreateCollection) -> Result<()> {
         validate_name(name)?;
         let config = body.into_config(&self.settings.collection_defaults())?;
-        let peer = self.consensus.peer_id();
-        let placement = (0..config.params.shard_number)
-            .map(|shard| (shard, vec![peer]))
-            .collect();
+        let placement = placement::place(
+            config.params.shard_number,
+            config.params.replication_factor,
+            &self.consensus.raft_info().voters,
+            self.consensus.peer_id(),
+        );
         self.propose(ClusterOp::CreateCollection {
             name: name.to_string(),
             config,
@@ -107,6 +137,58 @@ impl Node {
             config: collection.config(),
             payload_schema: serde_json::Map::new(),
         })
+    }
+
+    /// Where the collection's shard replicas are and in which state, as this peer sees it.
+    pub async fn collection_cluster_info(
+        &self,
+        name_or_alias: &str,
+    ) -> Result<CollectionClusterInfo> {
+        let collection = self.collection(name_or_alias)?;
+        let state = self.consensus.state();
+        let shards = state
+            .collections
+            .get(collection.name())
+            .map(|c| c.shards.clone())
+            .ok_or_else(|| Error::collection_not_found(name_or_alias))?;
+        let me = self.consensus.peer_id();
+        let counts = tokio::task::spawn_blocking({
+            let collection = collection.clone();
+            move || {
+                collection
+                    .local_shards()
+                    .iter()
+                    .map(|(id, shard)| (*id, shard.info().points_count))
+                    .collect::<std::collections::BTreeMap<_, _>>()
+            }
+        })
+        .await
+        .map_err(Error::service)?;
+        let mut info = CollectionClusterInfo {
+            peer_id: me,
+            shard_count: shards.len(),
+            local_shards: Vec::new(),
+            remote_shards: Vec::new(),
+            shard_transfers: self.shard_transfers(collection.name()),
+        };
+        for (shard_id, replicas) in shards {
+            for (peer_id, state) in replicas {
+                if peer_id == me {
+                    info.local_shards.push(LocalShardInfo {
+                        shard_id,
+                        points_count: counts.get(&shard_id).copied().unwrap_or(0),
+                        state,
+                    });
+                } else {
+                    info.remote_shards.push(RemoteShardInfo {
+                        shard_id,
+                        peer_id,
+                        state,
+                    });
+                }
+            }
+        }
+        Ok(info)
     }
 
     /// Every alias, or those of one collection (given by name or alias).

@@ -3,27 +3,35 @@
 //! [`Node`] holds handles only: settings, the consensus handle and the registry of
 //! local collections. Its operations live in sibling files by concern:
 //! `collections.rs` (metadata through Raft), `points.rs` (data, straight to shards),
-//! `cluster.rs` (joining, membership, cluster status) and `applier.rs` (executes
-//! committed metadata effects on local storage).
+//! `replicas.rs` (writes and reads through the shards' replica sets, and serving other
+//! peers' calls to replicas held here), `recovery.rs` (refilling Dead replicas), `transfers.rs` (user-requested
+//! replicate / move / drop of shard replicas), `cluster.rs` (joining, membership, cluster
+//! status) and `applier.rs` (executes committed metadata effects on local storage).
 
 mod applier;
 pub mod cluster;
 pub mod collections;
 pub mod full_snapshots;
 pub mod points;
+mod recovery;
+mod replicas;
 pub mod shard_snapshots;
 pub mod snapshots;
 pub mod tasks;
+pub mod transfers;
 
 use std::path::Path;
 use std::sync::Arc;
 
-use tokio::sync::mpsc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
 
 use crate::collection::registry::CollectionRegistry;
 use crate::consensus::transport::{NoPeers, RaftTransport};
 use crate::consensus::{Consensus, ConsensusConfig};
 use crate::error::{Error, Result};
+use crate::replication::remote::{RemoteConfig, ShardClients};
 use crate::settings::Settings;
 
 pub struct Node {
@@ -35,6 +43,10 @@ pub struct Node {
     pub(crate) recovery_locks: snapshots::RecoveryLocks,
     /// Present when `cluster.enabled`: the transport to other peers and membership details.
     pub(crate) membership: Option<cluster::Membership>,
+    /// Calls to shard replicas on other peers.
+    pub(crate) shard_clients: ShardClients,
+    /// The log index up to which this peer's applier has executed committed effects.
+    pub(crate) effects_executed: watch::Receiver<u64>,
 }
 
 impl Node {
@@ -84,7 +96,17 @@ impl Node {
             .await
             .map_err(Error::service)??;
         }
-        tokio::spawn(applier::run(applied_rx, collections.clone(), peer_id));
+        let (executed_tx, effects_executed) = watch::channel(consensus.loaded_index());
+        tokio::spawn(applier::run(
+            applied_rx,
+            collections.clone(),
+            peer_id,
+            executed_tx,
+        ));
+        let shard_clients = ShardClients::new(RemoteConfig {
+            call_timeout: Duration::from_millis(settings.cluster.grpc_timeout_ms),
+            connect_timeout: Duration::from_millis(settings.cluster.connection_timeout_ms),
+        });
         let (membership, background) = match prepared {
             Some(p) => (Some(p.membership), Some((p.restarted, p.this_uri))),
             None => (None, None),
@@ -96,6 +118,8 @@ impl Node {
             tasks: Arc::default(),
             recovery_locks: snapshots::RecoveryLocks::default(),
             membership,
+            shard_clients,
+            effects_executed,
         });
         if let Some((restarted, this_uri)) = background {
             cluster::start_background(&node, restarted, this_uri);

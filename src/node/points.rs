@@ -1,5 +1,6 @@
-//! Point operations: writes go to the collection's shards (not through Raft); reads and
-//! searches run on blocking threads because they scan vectors and touch files.
+//! Point operations: writes go to the replicas of the points' shards (not through Raft),
+//! reads and searches ask one replica of every shard concerned and merge the answers
+//! (see `replicas.rs`; local shards are used on blocking threads).
 
 use serde::Serialize;
 
@@ -7,8 +8,9 @@ use super::{blocking, Node};
 use crate::collection::point::{
     NamedVectors, PointRecord, Record, ScoredPoint, WithPayload, WithVector,
 };
-use crate::collection::{Collection, SearchParams};
+use crate::collection::{merge, Collection, SearchParams};
 use crate::error::{Error, Result};
+use crate::replication::wire::{SearchSpec, ShardRead};
 use crate::shard::filter::Filter;
 use crate::shard::ops::{PointSelector, ShardOp};
 use crate::types::PointId;
@@ -60,7 +62,17 @@ impl Node {
         wait: bool,
     ) -> Result<UpdateResult> {
         let collection = self.collection(collection)?;
-        let operation_id = blocking(move || collection.upsert(points, wait)).await?;
+        let ops = {
+            let collection = collection.clone();
+            blocking(move || {
+                for point in &points {
+                    collection.validate_vectors(&point.vectors)?;
+                }
+                Ok(collection.split_upsert(points))
+            })
+            .await?
+        };
+        let operation_id = self.write_shards(&collection, ops, wait).await?;
         Ok(update_result(operation_id, wait))
     }
 
@@ -72,7 +84,8 @@ impl Node {
         wait: bool,
     ) -> Result<UpdateResult> {
         let collection = self.collection(collection)?;
-        let operation_id = blocking(move || collection.update(op, wait)).await?;
+        let ops = collection.split_by_shard(op);
+        let operation_id = self.write_shards(&collection, ops, wait).await?;
         Ok(update_result(operation_id, wait))
     }
 
@@ -84,7 +97,23 @@ impl Node {
         with_vector: WithVector,
     ) -> Result<Vec<Record>> {
         let collection = self.collection(collection)?;
-        blocking(move || Ok(collection.retrieve(&ids, &with_payload, &with_vector))).await
+        let reads = collection
+            .split_ids(&ids)
+            .into_iter()
+            .map(|(shard, ids)| {
+                let read = ShardRead::Retrieve {
+                    ids,
+                    with_payload: with_payload.clone(),
+                    with_vector: with_vector.clone(),
+                };
+                (shard, read)
+            })
+            .collect();
+        let mut found = Vec::new();
+        for answer in self.read_shards(&collection, reads).await? {
+            found.extend(answer.into_records()?);
+        }
+        Ok(merge::retrieve(&ids, found))
     }
 
     pub async fn scroll_points(
@@ -97,69 +126,117 @@ impl Node {
         with_vector: WithVector,
     ) -> Result<ScrollPage> {
         let collection = self.collection(collection)?;
-        blocking(move || {
-            let (points, next_page_offset) =
-                collection.scroll(filter.as_ref(), offset, limit, &with_payload, &with_vector);
-            Ok(ScrollPage {
-                points,
-                next_page_offset,
+        let reads = collection
+            .shard_ids()
+            .map(|shard| {
+                let read = ShardRead::Scroll {
+                    filter: filter.clone(),
+                    offset,
+                    limit: limit.saturating_add(1),
+                    with_payload: with_payload.clone(),
+                    with_vector: with_vector.clone(),
+                };
+                (shard, read)
             })
+            .collect();
+        let mut records = Vec::new();
+        for answer in self.read_shards(&collection, reads).await? {
+            records.extend(answer.into_records()?);
+        }
+        let (points, next_page_offset) = merge::scroll(records, limit);
+        Ok(ScrollPage {
+            points,
+            next_page_offset,
         })
-        .await
     }
 
     pub async fn count_points(&self, collection: &str, filter: Option<Filter>) -> Result<usize> {
         let collection = self.collection(collection)?;
-        blocking(move || Ok(collection.count(filter.as_ref()))).await
+        let reads = collection
+            .shard_ids()
+            .map(|shard| {
+                let read = ShardRead::Count {
+                    filter: filter.clone(),
+                };
+                (shard, read)
+            })
+            .collect();
+        let mut total = 0;
+        for answer in self.read_shards(&collection, reads).await? {
+            total += answer.into_count()?;
+        }
+        Ok(total)
     }
 
-    /// Runs several queries against one collection; one blocking task for the batch.
+    /// Runs several queries against one collection, one after the other; each asks every
+    /// shard once.
     pub async fn query_points(
         &self,
         collection: &str,
         queries: Vec<Query>,
     ) -> Result<Vec<Vec<ScoredPoint>>> {
         let collection = self.collection(collection)?;
-        blocking(move || {
-            queries
-                .into_iter()
-                .map(|q| run_query(&collection, q))
-                .collect()
-        })
-        .await
-    }
-}
-
-fn run_query(collection: &Collection, query: Query) -> Result<Vec<ScoredPoint>> {
-    let (vector, exclude) = match query.target {
-        QueryTarget::Vector(v) => (v, None),
-        QueryTarget::Point(id) => {
-            let vectors = collection
-                .get_vectors(id)
-                .ok_or_else(|| Error::NotFound(format!("No point with id {id} found")))?;
-            (vector_named(vectors, &query.using, id)?, Some(id))
+        let mut answers = Vec::with_capacity(queries.len());
+        for query in queries {
+            answers.push(self.run_query(&collection, query).await?);
         }
-    };
-    // Ask for one more when the query point itself may come back, then drop it.
-    let extra = usize::from(exclude.is_some());
-    let params = SearchParams {
-        vector_name: query.using,
-        vector,
-        filter: query.filter,
-        limit: query.limit + extra,
-        offset: query.offset,
-        score_threshold: query.score_threshold,
-        exact: query.exact,
-        hnsw_ef: query.hnsw_ef,
-        with_payload: query.with_payload,
-        with_vector: query.with_vector,
-    };
-    let mut hits = collection.search(&params)?;
-    if let Some(id) = exclude {
-        hits.retain(|hit| hit.id != id);
+        Ok(answers)
     }
-    hits.truncate(query.limit);
-    Ok(hits)
+
+    async fn run_query(&self, collection: &Collection, query: Query) -> Result<Vec<ScoredPoint>> {
+        let (vector, exclude) = match query.target {
+            QueryTarget::Vector(v) => (v, None),
+            QueryTarget::Point(id) => {
+                let vectors = self
+                    .point_vectors(collection, id)
+                    .await?
+                    .ok_or_else(|| Error::NotFound(format!("No point with id {id} found")))?;
+                (vector_named(vectors, &query.using, id)?, Some(id))
+            }
+        };
+        // Ask for one more when the query point itself may come back, then drop it.
+        let extra = usize::from(exclude.is_some());
+        let params = SearchParams {
+            vector_name: query.using,
+            vector,
+            filter: query.filter,
+            limit: query.limit + extra,
+            offset: query.offset,
+            score_threshold: query.score_threshold,
+            exact: query.exact,
+            hnsw_ef: query.hnsw_ef,
+            with_payload: query.with_payload,
+            with_vector: query.with_vector,
+        };
+        let (request, distance) = collection.search_request(&params)?;
+        let spec = SearchSpec::from(request);
+        let reads = collection
+            .shard_ids()
+            .map(|shard| (shard, ShardRead::Search(spec.clone())))
+            .collect();
+        let mut hits = Vec::new();
+        for answer in self.read_shards(collection, reads).await? {
+            hits.extend(answer.into_hits()?);
+        }
+        let mut hits = merge::search(hits, distance, params.offset, params.limit);
+        if let Some(id) = exclude {
+            hits.retain(|hit| hit.id != id);
+        }
+        hits.truncate(query.limit);
+        Ok(hits)
+    }
+
+    /// Every stored vector of one point, from its shard.
+    async fn point_vectors(
+        &self,
+        collection: &Collection,
+        id: PointId,
+    ) -> Result<Option<NamedVectors>> {
+        let shard = collection.shard_of(&id);
+        self.read_shard(collection, shard, ShardRead::GetVectors { id })
+            .await?
+            .into_vectors()
+    }
 }
 
 fn vector_named(mut vectors: NamedVectors, name: &str, id: PointId) -> Result<Vec<f32>> {

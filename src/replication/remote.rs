@@ -1,0 +1,218 @@
+//! The client side of the peer service `Shards`: applies an op to, or reads from, a shard
+//! replica held by another peer.
+//!
+//! One tonic channel per peer URI is built lazily and kept (channels reconnect by
+//! themselves). Every call is bounded by `cluster.grpc_timeout_ms` and connecting by
+//! `cluster.connection_timeout_ms`, so a dead peer costs one timeout, never a hang.
+//! Failures come back as [`Error`]s: the remote peer's own error class where it answered
+//! (a user error stays a user error), [`Error::Unavailable`] naming the peer where it did
+//! not.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use tonic::transport::{Channel, Endpoint};
+use tonic::Code;
+
+use super::wire::{decode, encode, ShardRead, ShardReadResult};
+use crate::error::{Error, Result};
+use crate::shard::ops::ShardOp;
+use crate::transport::proto::shards_client::ShardsClient;
+use crate::transport::proto::{ShardOpRequest, ShardReadRequest};
+use crate::transport::{describe_status, MAX_PEER_MESSAGE_BYTES};
+use crate::types::{PeerId, ShardId};
+
+/// Timeouts of the calls to other peers' replicas.
+#[derive(Debug, Clone)]
+pub struct RemoteConfig {
+    pub call_timeout: Duration,
+    pub connect_timeout: Duration,
+}
+
+/// A replica on another peer: who it is and where to reach it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RemoteReplica {
+    pub peer: PeerId,
+    pub uri: String,
+    pub collection: String,
+    pub shard: ShardId,
+}
+
+/// Calls to other peers' replicas; see the module doc.
+pub struct ShardClients {
+    config: RemoteConfig,
+    channels: Mutex<HashMap<String, Channel>>,
+}
+
+impl ShardClients {
+    pub fn new(config: RemoteConfig) -> ShardClients {
+        ShardClients {
+            config,
+            channels: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Applies `op` (serde JSON bytes of a [`ShardOp`]) to the replica; returns the
+    /// replica's operation id.
+    pub async fn apply(
+        &self,
+        replica: &RemoteReplica,
+        op: &[u8],
+        wait: bool,
+        min_applied_index: u64,
+    ) -> Result<u64> {
+        let request = ShardOpRequest {
+            collection: replica.collection.clone(),
+            shard_id: replica.shard,
+            op: op.to_vec(),
+            wait,
+            min_applied_index,
+        };
+        let answer = self
+            .client(replica)?
+            .apply(request)
+            .await
+            .map_err(|status| error_of(replica, &status))?;
+        Ok(answer.into_inner().operation_id)
+    }
+
+    /// Runs `read` on the replica.
+    pub async fn read(
+        &self,
+        replica: &RemoteReplica,
+        read: &ShardRead,
+        min_applied_index: u64,
+    ) -> Result<ShardReadResult> {
+        let request = ShardReadRequest {
+            collection: replica.collection.clone(),
+            shard_id: replica.shard,
+            read: encode(read)?,
+            min_applied_index,
+        };
+        let answer = self
+            .client(replica)?
+            .read(request)
+            .await
+            .map_err(|status| error_of(replica, &status))?;
+        decode(&answer.into_inner().result, "shard read result")
+            .map_err(|e| Error::service(format!("peer {}: {e}", replica.peer)))
+    }
+
+    fn client(&self, replica: &RemoteReplica) -> Result<ShardsClient<Channel>> {
+        let channel = {
+            let mut channels = self.channels.lock();
+            match channels.get(&replica.uri) {
+                Some(channel) => channel.clone(),
+                None => {
+                    let channel = Endpoint::from_shared(replica.uri.clone())
+                        .map_err(|e| {
+                            Error::Unavailable(format!(
+                                "peer {} has an invalid URI `{}`: {e}",
+                                replica.peer, replica.uri
+                            ))
+                        })?
+                        .connect_timeout(self.config.connect_timeout)
+                        .timeout(self.config.call_timeout)
+                        .tcp_nodelay(true)
+                        .connect_lazy();
+                    channels.insert(replica.uri.clone(), channel.clone());
+                    channel
+                }
+            }
+        };
+        Ok(ShardsClient::new(channel)
+            .max_decoding_message_size(MAX_PEER_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_PEER_MESSAGE_BYTES))
+    }
+}
+
+/// Encodes an op for [`ShardClients::apply`] once, however many replicas it goes to.
+pub fn encode_op(op: &ShardOp) -> Result<Vec<u8>> {
+    encode(op)
+}
+
+/// The error a failed call stands for. A peer that answered keeps its error class (its
+/// message already carries the class prefix, which is stripped so it is not said twice);
+/// a peer that did not answer is unavailable.
+fn error_of(replica: &RemoteReplica, status: &tonic::Status) -> Error {
+    let message = status.message();
+    let reason = message
+        .split_once(": ")
+        .map_or(message, |(_, rest)| rest)
+        .to_string();
+    let at = format!("peer {}", replica.peer);
+    match status.code() {
+        Code::InvalidArgument => Error::BadInput(reason),
+        Code::FailedPrecondition => Error::BadRequest(reason),
+        Code::NotFound => Error::NotFound(format!("{at}: {reason}")),
+        Code::ResourceExhausted => Error::InsufficientStorage(format!("{at}: {reason}")),
+        Code::Internal => Error::Service(format!("{at}: {reason}")),
+        Code::DeadlineExceeded => Error::Unavailable(format!(
+            "{at} at {} did not answer in time: {}",
+            replica.uri,
+            describe_status(status)
+        )),
+        _ => Error::Unavailable(format!(
+            "{at} at {} is unreachable: {}",
+            replica.uri,
+            describe_status(status)
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn replica() -> RemoteReplica {
+        RemoteReplica {
+            peer: 9,
+            uri: "http://127.0.0.1:1".into(),
+            collection: "c".into(),
+            shard: 0,
+        }
+    }
+
+    #[test]
+    fn user_errors_keep_their_class_without_a_second_prefix() {
+        let status = tonic::Status::invalid_argument("Wrong input: bad vector");
+        let err = error_of(&replica(), &status);
+        assert_eq!(err.to_string(), "Wrong input: bad vector");
+    }
+
+    #[test]
+    fn silence_is_unavailable_and_names_the_peer() {
+        let status = tonic::Status::unavailable("tcp connect error");
+        let err = error_of(&replica(), &status);
+        assert!(matches!(err, Error::Unavailable(_)));
+        assert!(
+            err.to_string().contains("peer 9 at http://127.0.0.1:1"),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_dead_peer_costs_one_bounded_call() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let clients = ShardClients::new(RemoteConfig {
+            call_timeout: Duration::from_millis(500),
+            connect_timeout: Duration::from_millis(200),
+        });
+        let replica = RemoteReplica {
+            uri: format!("http://127.0.0.1:{port}"),
+            ..replica()
+        };
+        let started = std::time::Instant::now();
+        let err = clients
+            .read(&replica, &ShardRead::Count { filter: None }, 0)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::Unavailable(_)), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+}

@@ -1,0 +1,366 @@
+//! Point data in a real three-peer cluster on 127.0.0.1: shards placed over the peers with
+//! two replicas each, writes through one peer read back through the others, a killed peer's
+//! replicas marked Dead while writes go on, and a shard whose only Active replica is gone
+//! answering 503. Every wait is bounded.
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use support::cluster::{eventually, first_peer, joining_peer, peer_id, wait_for_agreement};
+use support::{vectors, TestNode};
+
+const NAME: &str = "replicated";
+const DIM: usize = 8;
+
+/// `(shard, peer) → state` from `GET /collections/{NAME}/cluster` on `node`.
+fn replicas(node: &TestNode) -> BTreeMap<(u64, u64), String> {
+    let info = node.ok(node.get(&format!("/collections/{NAME}/cluster")));
+    let me = info["peer_id"].as_u64().expect("peer_id");
+    let mut out = BTreeMap::new();
+    for local in info["local_shards"].as_array().expect("local_shards") {
+        let state = local["state"].as_str().unwrap().to_string();
+        out.insert((local["shard_id"].as_u64().unwrap(), me), state);
+    }
+    for remote in info["remote_shards"].as_array().expect("remote_shards") {
+        let state = remote["state"].as_str().unwrap().to_string();
+        let key = (
+            remote["shard_id"].as_u64().unwrap(),
+            remote["peer_id"].as_u64().unwrap(),
+        );
+        out.insert(key, state);
+    }
+    out
+}
+
+fn point(id: u64, vector: &[f32]) -> Value {
+    json!({"id": id, "vector": vector, "payload": {"n": id, "tag": format!("p{id}")}})
+}
+
+fn upsert(node: &TestNode, ids: std::ops::Range<u64>, all: &[Vec<f32>]) -> (u16, Value) {
+    let points: Vec<Value> = ids.map(|id| point(id, &all[id as usize])).collect();
+    node.put(
+        &format!("/collections/{NAME}/points?wait=true"),
+        &json!({ "points": points }),
+    )
+}
+
+fn exact_search(node: &TestNode, query: &[f32]) -> Value {
+    let body =
+        json!({"vector": query, "limit": 20, "params": {"exact": true}, "with_payload": true});
+    let hits = node.ok(node.post(&format!("/collections/{NAME}/points/search"), &body));
+    assert_eq!(hits.as_array().unwrap().len(), 20, "{hits}");
+    hits
+}
+
+/// Every point of `ids` read back through `node` (retrieve), with its payload and vector.
+fn check_retrieve(node: &TestNode, count: u64, all: &[Vec<f32>]) {
+    let ids: Vec<u64> = (0..count).collect();
+    let body = json!({"ids": ids, "with_payload": true, "with_vector": true});
+    let records = node.ok(node.post(&format!("/collections/{NAME}/points"), &body));
+    let records = records.as_array().expect("records");
+    assert_eq!(records.len() as u64, count);
+    for (record, id) in records.iter().zip(0..) {
+        assert_eq!(record["id"], id);
+        assert_eq!(record["payload"]["n"], id);
+        let vector: Vec<f32> = serde_json::from_value(record["vector"].clone()).unwrap();
+        assert_eq!(vector.len(), DIM);
+        // Dot keeps vectors as given.
+        assert_eq!(vector, all[id as usize], "point {id}");
+    }
+}
+
+#[test]
+fn three_peers_replicate_points_and_survive_losing_replicas() {
+    let p1 = first_peer();
+    let p2 = joining_peer(&p1);
+    let p3 = joining_peer(&p2);
+    let mut peers = [p1, p2, p3];
+    wait_for_agreement(&peers.iter().collect::<Vec<_>>(), 3);
+    let ids: Vec<u64> = peers.iter().map(peer_id).collect();
+
+    peers[0].create_collection(
+        NAME,
+        json!({
+            "vectors": {"size": DIM, "distance": "Dot"},
+            "shard_number": 3,
+            "replication_factor": 2,
+            "write_consistency_factor": 1
+        }),
+    );
+
+    // Placement: 6 replicas, two per peer, two distinct peers per shard, the same view
+    // everywhere (once each peer has applied the creation).
+    let placement = eventually("every peer shows the same placement", || {
+        let views: Vec<_> = peers
+            .iter()
+            .map(|n| (n.get(&format!("/collections/{NAME}/cluster")).0 == 200).then(|| replicas(n)))
+            .collect::<Option<Vec<_>>>()?;
+        views
+            .iter()
+            .all(|v| *v == views[0])
+            .then(|| views[0].clone())
+    });
+    assert_eq!(placement.len(), 6, "{placement:?}");
+    let info = peers[1].ok(peers[1].get(&format!("/collections/{NAME}/cluster")));
+    assert_eq!(info["shard_count"], 3, "{info}");
+    assert_eq!(info["shard_transfers"], json!([]), "{info}");
+    assert_eq!(info["local_shards"].as_array().unwrap().len(), 2, "{info}");
+    assert_eq!(info["remote_shards"].as_array().unwrap().len(), 4, "{info}");
+    assert!(placement.values().all(|s| s == "Active"), "{placement:?}");
+    for peer in &ids {
+        assert_eq!(
+            placement.keys().filter(|(_, p)| p == peer).count(),
+            2,
+            "{placement:?}"
+        );
+    }
+    for shard in 0..3 {
+        assert_eq!(
+            placement.keys().filter(|(s, _)| *s == shard).count(),
+            2,
+            "{placement:?}"
+        );
+    }
+
+    // 1000 points through the first peer, read back through the other two.
+    let all = vectors(1400, DIM, 11);
+    for start in (0..1000).step_by(100) {
+        peers[0].ok(upsert(&peers[0], start..start + 100, &all));
+    }
+    let query = vectors(1, DIM, 99).remove(0);
+    let reference = exact_search(&peers[0], &query);
+    for node in &peers[1..] {
+        check_retrieve(node, 1000, &all);
+        let scrolled = node.points(NAME);
+        let expected: BTreeSet<String> = (0..1000).map(|i| i.to_string()).collect();
+        assert_eq!(scrolled.keys().cloned().collect::<BTreeSet<_>>(), expected);
+        assert_eq!(node.count(NAME), 1000);
+        assert_eq!(exact_search(node, &query), reference);
+    }
+    // Each point is stored twice: once on each replica of its shard.
+    let stored: u64 = peers
+        .iter()
+        .map(|n| {
+            let info = n.ok(n.get(&format!("/collections/{NAME}/cluster")));
+            info["local_shards"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| s["points_count"].as_u64().unwrap())
+                .sum::<u64>()
+        })
+        .sum();
+    assert_eq!(stored, 2000);
+
+    // Kill the third peer: writes with write_consistency_factor=1 go on, and its replicas
+    // become Dead in the cluster state.
+    let killed = ids[2];
+    peers[2].kill9();
+    let started = Instant::now();
+    for start in (1000..1200).step_by(50) {
+        let entry = &peers[(start as usize / 50) % 2];
+        let answer = upsert(entry, start..start + 50, &all);
+        assert_eq!(answer.0, 200, "write with a peer down: {}", answer.1);
+    }
+    assert!(started.elapsed() < Duration::from_secs(120));
+    let states = eventually("the killed peer's replicas are Dead", || {
+        let states = replicas(&peers[0]);
+        let dead = states
+            .iter()
+            .filter(|((_, p), s)| *p == killed && *s == "Dead")
+            .count();
+        (dead == 2).then_some(states)
+    });
+    assert!(
+        states
+            .iter()
+            .filter(|((_, p), _)| *p != killed)
+            .all(|(_, s)| s == "Active"),
+        "{states:?}"
+    );
+    assert_eq!(replicas(&peers[1]), states, "both survivors agree");
+    for node in &peers[..2] {
+        assert_eq!(node.count(NAME), 1200);
+        check_retrieve(node, 1200, &all);
+    }
+
+    // Kill the second peer too: the shard it shared with the (Dead) third peer has no
+    // Active replica left anywhere reachable. Writes and reads of it answer 503 naming it.
+    let orphan = states
+        .keys()
+        .map(|(s, _)| *s)
+        .find(|s| states.contains_key(&(*s, ids[1])) && states.contains_key(&(*s, killed)))
+        .expect("a shard lives on the second and third peers");
+    peers[1].kill9();
+    let needle = format!("shard {orphan} of collection {NAME}");
+    let (status, body) = upsert(&peers[0], 1200..1400, &all);
+    assert_eq!(status, 503, "{body}");
+    let message = body["status"]["error"].as_str().unwrap_or_default();
+    assert!(
+        message.contains(&needle),
+        "`{message}` should name {needle}"
+    );
+    let (status, body) = peers[0].post(
+        &format!("/collections/{NAME}/points/count"),
+        &json!({"exact": true}),
+    );
+    assert_eq!(status, 503, "{body}");
+    let message = body["status"]["error"].as_str().unwrap_or_default();
+    assert!(
+        message.contains(&needle),
+        "`{message}` should name {needle}"
+    );
+}
+
+/// Points per shard replica from `GET /collections/{NAME}/cluster` of every node:
+/// `(shard, peer) → points_count`.
+fn stored_counts(nodes: &[&TestNode]) -> BTreeMap<(u64, u64), u64> {
+    let mut out = BTreeMap::new();
+    for node in nodes {
+        let info = node.ok(node.get(&format!("/collections/{NAME}/cluster")));
+        let me = info["peer_id"].as_u64().unwrap();
+        for local in info["local_shards"].as_array().unwrap() {
+            let key = (local["shard_id"].as_u64().unwrap(), me);
+            out.insert(key, local["points_count"].as_u64().unwrap());
+        }
+    }
+    out
+}
+
+#[test]
+fn a_restarted_peer_gets_its_dead_replicas_back() {
+    let p1 = first_peer();
+    let p2 = joining_peer(&p1);
+    let p3 = joining_peer(&p1);
+    let mut peers = [p1, p2, p3];
+    wait_for_agreement(&peers.iter().collect::<Vec<_>>(), 3);
+    let killed = peer_id(&peers[2]);
+    peers[0].create_collection(
+        NAME,
+        json!({"vectors": {"size": DIM, "distance": "Dot"}, "shard_number": 3, "replication_factor": 2}),
+    );
+    eventually("the third peer has the collection", || {
+        (peers[2].get(&format!("/collections/{NAME}/cluster")).0 == 200).then_some(())
+    });
+    let all = vectors(600, DIM, 5);
+    peers[0].ok(upsert(&peers[0], 0..300, &all));
+
+    // While the third peer is down: more points, and some deleted (they must not come
+    // back from its stale copy).
+    peers[2].kill9();
+    peers[0].ok(upsert(&peers[0], 300..600, &all));
+    let deleted: Vec<u64> = (0..100).collect();
+    peers[1].ok(peers[1].post(
+        &format!("/collections/{NAME}/points/delete?wait=true"),
+        &json!({ "points": deleted }),
+    ));
+    eventually("the third peer's replicas are Dead", || {
+        let states = replicas(&peers[0]);
+        let dead = states
+            .iter()
+            .filter(|((_, p), s)| *p == killed && *s == "Dead")
+            .count();
+        (dead == 2).then_some(())
+    });
+
+    // Back up: the sources stream their points into it and it turns Active again.
+    peers[2].restart_after_kill9();
+    eventually("every replica is Active again", || {
+        replicas(&peers[0])
+            .values()
+            .all(|s| s == "Active")
+            .then_some(())
+    });
+    let counts = stored_counts(&peers.iter().collect::<Vec<_>>());
+    assert_eq!(counts.len(), 6, "{counts:?}");
+    for shard in 0..3 {
+        let copies: BTreeSet<u64> = counts
+            .iter()
+            .filter(|((s, _), _)| *s == shard)
+            .map(|(_, c)| *c)
+            .collect();
+        assert_eq!(
+            copies.len(),
+            1,
+            "replicas of shard {shard} differ: {counts:?}"
+        );
+    }
+    assert_eq!(counts.values().sum::<u64>(), 1000, "{counts:?}");
+
+    // Reads through the recovered peer (its own replicas first) see everything.
+    assert_eq!(peers[2].count(NAME), 500);
+    let scrolled = peers[2].points(NAME);
+    let expected: BTreeSet<String> = (100..600).map(|i| i.to_string()).collect();
+    assert_eq!(scrolled.keys().cloned().collect::<BTreeSet<_>>(), expected);
+    // Same hits and scores; `version` (a replica's own operation number) may differ on a
+    // replica that was refilled by a transfer.
+    let query = vectors(1, DIM, 3).remove(0);
+    let without_versions = |hits: Value| -> Vec<Value> {
+        hits.as_array()
+            .unwrap()
+            .iter()
+            .map(|h| json!([h["id"], h["score"], h["payload"]]))
+            .collect()
+    };
+    assert_eq!(
+        without_versions(exact_search(&peers[2], &query)),
+        without_versions(exact_search(&peers[0], &query))
+    );
+}
+
+#[test]
+fn replicas_are_added_moved_and_dropped_on_request() {
+    let p1 = first_peer();
+    let p2 = joining_peer(&p1);
+    let p3 = joining_peer(&p1);
+    let peers = [p1, p2, p3];
+    wait_for_agreement(&peers.iter().collect::<Vec<_>>(), 3);
+    let ids: Vec<u64> = peers.iter().map(peer_id).collect();
+    // One shard, one replica: it lives on the peer that created the collection.
+    peers[0].create_collection(NAME, json!({"vectors": {"size": DIM, "distance": "Dot"}}));
+    let all = vectors(200, DIM, 8);
+    peers[0].ok(upsert(&peers[0], 0..200, &all));
+    let path = format!("/collections/{NAME}/cluster");
+    let wait_for = |what: &str, expected: BTreeMap<(u64, u64), String>| {
+        eventually(what, || (replicas(&peers[0]) == expected).then_some(()));
+    };
+    let active = |peers: &[u64]| -> BTreeMap<(u64, u64), String> {
+        peers
+            .iter()
+            .map(|p| ((0, *p), "Active".to_string()))
+            .collect()
+    };
+
+    let replicate =
+        json!({"replicate_shard": {"shard_id": 0, "from_peer_id": ids[0], "to_peer_id": ids[1]}});
+    assert_eq!(peers[0].ok(peers[0].post(&path, &replicate)), true);
+    wait_for("the new replica on p2 is Active", active(&ids[..2]));
+    assert_eq!(stored_counts(&[&peers[1]])[&(0, ids[1])], 200);
+
+    let drop = json!({"drop_replica": {"shard_id": 0, "peer_id": ids[0]}});
+    assert_eq!(peers[1].ok(peers[1].post(&path, &drop)), true);
+    wait_for("only p2 holds the shard", active(&ids[1..2]));
+    // p1 holds nothing now and still answers, from p2's replica.
+    assert_eq!(peers[0].count(NAME), 200);
+    let last = json!({"drop_replica": {"shard_id": 0, "peer_id": ids[1]}});
+    support::assert_error(peers[0].post(&path, &last), 400, "last active replica");
+
+    let mv = json!({"move_shard": {"shard_id": 0, "from_peer_id": ids[1], "to_peer_id": ids[2]}});
+    assert_eq!(peers[0].ok(peers[0].post(&path, &mv)), true);
+    wait_for("the shard moved to p3", active(&ids[2..3]));
+    assert_eq!(stored_counts(&[&peers[2]])[&(0, ids[2])], 200);
+    for node in &peers {
+        assert_eq!(node.count(NAME), 200);
+        check_retrieve(node, 200, &all);
+    }
+
+    let abort =
+        json!({"abort_transfer": {"shard_id": 0, "from_peer_id": ids[2], "to_peer_id": ids[0]}});
+    support::assert_error(peers[0].post(&path, &abort), 404, "no transfer");
+    let bad =
+        json!({"replicate_shard": {"shard_id": 0, "from_peer_id": ids[0], "to_peer_id": ids[1]}});
+    support::assert_error(peers[0].post(&path, &bad), 400, "holds no active replica");
+}
