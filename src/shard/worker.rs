@@ -155,8 +155,12 @@ fn run(inner: &Inner) {
             }
         }
         // A checkpoint may have persisted newly sealed segments, so always look for work.
-        while !inner.jobs.stopped() && index_one(inner, &mut skipped) {}
+        // Each step may have made segments mergeable; the merger picks them up (and this
+        // worker then leaves them to it) without waiting for the index backlog.
         inner.jobs.request_merge();
+        while !inner.jobs.stopped() && index_one(inner, &mut skipped) {
+            inner.jobs.request_merge();
+        }
     }
 }
 
