@@ -282,6 +282,19 @@ impl Inner {
         Ok(())
     }
 
+    /// Retires those of `files` that the manifest in force does not name (deleted now,
+    /// or when no frozen shard pins them any more).
+    pub fn retire_unnamed(&self, files: &[String]) {
+        let mut disk = self.disk.lock();
+        let named: HashSet<String> = disk.manifest.files().into_iter().collect();
+        let unnamed: Vec<String> = files
+            .iter()
+            .filter(|f| !named.contains(*f))
+            .cloned()
+            .collect();
+        disk.retire(unnamed);
+    }
+
     fn mark_persisted(&self, capture: Capture) {
         let mut state = self.state.write();
         for cap in capture.segments {

@@ -35,9 +35,11 @@
 //! `last_seq` and every deletion bitmap in it describe the same instant, so replaying
 //! the WAL from there is exact. A failed swap (sources gone) deletes the merged files.
 //!
-//! Memory: the merge holds the merged vectors and graph (at most the cap plus its
-//! graph) next to the sources until the swap; payloads are moved, never copied (copied
-//! only if something else still shares a source's rows).
+//! Memory: until the swap the merge holds its output next to the sources: the merged
+//! vectors (at most the cap), the graph being built (~0.28x that for 128-d, m = 16) and
+//! ids and versions, ~1.35x the cap in all. Payloads are moved at the swap, never
+//! copied (only if something else still shares a source's rows). After the swap the
+//! freed heap is handed back to the OS (`malloc_trim`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -131,6 +133,15 @@ fn build_and_swap(inner: &Inner, sources: Vec<Source>, before_swap: &dyn Fn()) -
 pub struct Candidate {
     pub live_bytes: usize,
     pub deleted_ratio: f64,
+}
+
+/// Whether a merge under the configured cap would find something to do.
+#[cfg(test)]
+pub fn has_work(state: &ShardState) -> bool {
+    let cap = state.config.merge_max_kb.saturating_mul(1024);
+    let candidates: Vec<Option<Candidate>> =
+        state.segments.iter().map(|s| candidate(s, cap)).collect();
+    cap > 0 && pick(&candidates, cap).is_some()
 }
 
 fn plan(inner: &Inner, cap: usize) -> Option<Vec<Source>> {
@@ -348,23 +359,30 @@ fn swap_in(inner: &Inner, merged: Merged) -> Result<bool> {
         };
         inner.checkpoint_with(Some(&mut swap))
     };
+    let done = swapped.is_some();
     match swapped {
         None => remove_files(inner, &files),
-        Some(source_indexes) => remove_unnamed(inner, &source_indexes),
+        Some(source_indexes) => {
+            // An index the worker attached to a source after the last checkpoint was
+            // never listed, so no manifest change retires it; retire it here (a file
+            // an older manifest named may still be pinned by a frozen shard). No later
+            // manifest can name these: their segments are gone.
+            inner.retire_unnamed(&source_indexes);
+            return_freed_memory();
+        }
     }
-    result.map(|()| true)
+    result.map(|()| done)
 }
 
-/// Removes those of `files` that the manifest in force does not name: an index the
-/// worker attached to a source after the last checkpoint was never listed, so no
-/// manifest change retires it. (No later manifest can name it: its segment is gone.)
-fn remove_unnamed(inner: &Inner, files: &[String]) {
-    let disk = inner.disk.lock();
-    let named = disk.manifest.files();
-    files
-        .iter()
-        .filter(|f| !named.contains(f))
-        .for_each(|f| remove_quietly(&inner.dir.join(f)));
+/// The sources' rows were many mid-sized allocations that glibc keeps as free heap
+/// after the swap; hand those pages back so the next merge's output does not come on
+/// top of them.
+fn return_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free memory of the allocator's own heaps.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 /// Replaces the sources with the merged segment in `state` and returns the sources'
