@@ -25,8 +25,14 @@ use crate::shard::ops::{PointSelector, ShardOp};
 use crate::shard::{LocalShard, SearchRequest, ShardConfig};
 use crate::types::{PointId, ShardId};
 
-/// Largest sealed segment (KB of vectors) when the collection does not set one.
+/// Largest sealed segment (KB of vectors) when indexing is off.
 const DEFAULT_SEGMENT_MAX_KB: usize = 64 * 1024;
+/// Merged segments grow to this many KB of live vectors when the collection sets no
+/// `max_segment_size`. A merge holds its output (vectors, graph, ids: ~1.35x this for
+/// 128-d) next to the segments it replaces until the swap, so this bounds the merge's
+/// extra memory. Measured on 500k x 128-d: 64 MiB (5 segments) searches as fast as
+/// 128 MiB (4 segments), ~215 vs ~205 q/s, with a ~90 MiB lower peak RSS.
+const DEFAULT_MERGE_MAX_KB: usize = 64 * 1024;
 /// Smallest automatic segment size, so tiny thresholds do not make thousands of files.
 const MIN_AUTO_SEGMENT_KB: usize = 1024;
 
@@ -270,16 +276,20 @@ fn with_selector(op: &ShardOp, selector: PointSelector) -> ShardOp {
     }
 }
 
+/// `max_segment_size` is the size merged segments grow to (default
+/// [`DEFAULT_MERGE_MAX_KB`]); the appendable segment is sealed earlier, as soon as it
+/// can be indexed (see [`auto_segment_kb`]), or at `max_segment_size` if that is smaller.
+/// 0 means never seal and never merge.
 fn shard_config(config: &CollectionConfig) -> ShardConfig {
     let indexing_threshold_kb = config.optimizer_config.indexing_threshold.unwrap_or(10_000);
+    let seal_kb = auto_segment_kb(indexing_threshold_kb);
+    let max_segment_kb = config.optimizer_config.max_segment_size;
     ShardConfig {
         vectors: config.params.vectors.by_name(),
         hnsw: config.hnsw_config.clone(),
         indexing_threshold_kb,
-        segment_max_kb: config
-            .optimizer_config
-            .max_segment_size
-            .unwrap_or_else(|| auto_segment_kb(indexing_threshold_kb)),
+        segment_max_kb: max_segment_kb.map_or(seal_kb, |max| max.min(seal_kb)),
+        merge_max_kb: max_segment_kb.unwrap_or(DEFAULT_MERGE_MAX_KB),
     }
 }
 

@@ -131,9 +131,19 @@ impl Inner {
     /// Persists the current state and drops the WAL before it. A no-op when nothing
     /// changed since the last checkpoint.
     pub fn checkpoint(&self) -> Result<()> {
+        self.checkpoint_with(None)
+    }
+
+    /// A checkpoint that first lets `swap` change the state, in the capture step (under
+    /// `wal` and `state`, so the change lands exactly between two ops). A swap that
+    /// reports `true` forces a new manifest; this is how a merge switches segments.
+    pub fn checkpoint_with(
+        &self,
+        swap: Option<&mut dyn FnMut(&mut ShardState) -> bool>,
+    ) -> Result<()> {
         let _one_at_a_time = self.checkpoint_lock.lock();
         let base_seq = self.disk.lock().manifest.last_seq;
-        let Some(capture) = self.capture(base_seq)? else {
+        let Some(capture) = self.capture(base_seq, swap)? else {
             return Ok(());
         };
         let written = self
@@ -154,9 +164,16 @@ impl Inner {
         Ok(())
     }
 
-    fn capture(&self, base_seq: u64) -> Result<Option<Capture>> {
+    fn capture(
+        &self,
+        base_seq: u64,
+        swap: Option<&mut dyn FnMut(&mut ShardState) -> bool>,
+    ) -> Result<Option<Capture>> {
         let mut wal = self.wal.lock();
         let mut state = self.state.write();
+        if swap.is_some_and(|swap| swap(&mut state)) {
+            state.index_dirty = true;
+        }
         if state.last_seq == base_seq && !state.index_dirty {
             return Ok(None);
         }
@@ -263,6 +280,19 @@ impl Inner {
         disk.manifest = manifest;
         disk.retire(superseded);
         Ok(())
+    }
+
+    /// Retires those of `files` that the manifest in force does not name (deleted now,
+    /// or when no frozen shard pins them any more).
+    pub fn retire_unnamed(&self, files: &[String]) {
+        let mut disk = self.disk.lock();
+        let named: HashSet<String> = disk.manifest.files().into_iter().collect();
+        let unnamed: Vec<String> = files
+            .iter()
+            .filter(|f| !named.contains(*f))
+            .cloned()
+            .collect();
+        disk.retire(unnamed);
     }
 
     fn mark_persisted(&self, capture: Capture) {

@@ -46,6 +46,8 @@ pub struct Inner {
     pub next_file: AtomicU64,
     pub builder: Arc<dyn IndexBuilder>,
     pub jobs: Jobs,
+    /// Ids of the segments the merge in progress takes (see `merge.rs`).
+    pub merging: Mutex<Vec<u64>>,
 }
 
 impl Inner {
@@ -85,6 +87,7 @@ impl Inner {
             state: RwLock::new(state),
             builder,
             jobs: Jobs::default(),
+            merging: Mutex::new(Vec::new()),
         })
     }
 

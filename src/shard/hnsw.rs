@@ -49,7 +49,7 @@
 use std::cmp::{Ordering, Reverse};
 use std::collections::BinaryHeap;
 use std::io::{self, Read, Write};
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering as AtomicOrdering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering as AtomicOrdering};
 
 use parking_lot::Mutex;
 use rand::{Rng, SeedableRng};
@@ -65,6 +65,8 @@ const MAX_LEVEL: usize = 32;
 const MAX_DIM: usize = 65_536;
 /// The first nodes are inserted by one thread so the early graph is well connected.
 const SEQUENTIAL_PREFIX: usize = 256;
+/// Build threads poll their stop condition once per this many insertions.
+const STOP_POLL: usize = 256;
 /// Idle search scratch spaces (each holds `2 * len()` bytes) kept for reuse.
 const MAX_POOLED_SCRATCH: usize = 16;
 /// Words per buffered write or read chunk.
@@ -116,6 +118,22 @@ impl HnswIndex {
         params: &HnswParams,
         threads: usize,
     ) -> HnswIndex {
+        match Self::build_until(vectors, dim, distance, params, threads, &|| false) {
+            Some(index) => index,
+            None => unreachable!("a build that is never stopped completes"),
+        }
+    }
+
+    /// [`HnswIndex::build`] that gives up (`None`) soon after `stop` returns true; it is
+    /// polled every few hundred insertions by each build thread.
+    pub fn build_until(
+        vectors: &[f32],
+        dim: usize,
+        distance: Distance,
+        params: &HnswParams,
+        threads: usize,
+        stop: &(dyn Fn() -> bool + Sync),
+    ) -> Option<HnswIndex> {
         let n = vectors.len().checked_div(dim).unwrap_or(0);
         assert!(n < u32::MAX as usize, "HNSW: too many vectors ({n})");
         let m = params.m.clamp(2, MAX_M);
@@ -136,8 +154,10 @@ impl HnswIndex {
             max_level,
             ef_construct,
         };
-        builder.insert_all(&order, threads.max(1));
-        HnswIndex {
+        if !builder.insert_all(&order, threads.max(1), stop) {
+            return None;
+        }
+        Some(HnswIndex {
             dim,
             distance,
             ef_construct,
@@ -145,7 +165,7 @@ impl HnswIndex {
             max_level,
             graph: builder.graph.into_plain(),
             scratch_pool: Mutex::new(Vec::new()),
-        }
+        })
     }
 
     /// Up to `k` `(offset, similarity)` pairs, best first. Only offsets with
@@ -703,16 +723,29 @@ struct Worker {
 
 impl Builder<'_> {
     /// Inserts `order[1..]` (`order[0]` is the entry point, which needs no links).
-    fn insert_all(&self, order: &[u32], threads: usize) {
+    /// Returns false if `stop` ended the build early.
+    fn insert_all(&self, order: &[u32], threads: usize, stop: &(dyn Fn() -> bool + Sync)) -> bool {
         let rest = order.get(1..).unwrap_or(&[]);
         let (head, tail) = rest.split_at(rest.len().min(SEQUENTIAL_PREFIX));
         let mut worker = self.worker();
         for &id in head {
             self.insert(id, &mut worker);
         }
+        let stopped = AtomicBool::new(false);
+        let should_stop = |i: usize| {
+            if i.is_multiple_of(STOP_POLL) && stop() {
+                stopped.store(true, AtomicOrdering::Relaxed);
+            }
+            stopped.load(AtomicOrdering::Relaxed)
+        };
         if threads == 1 {
-            tail.iter().for_each(|&id| self.insert(id, &mut worker));
-            return;
+            for (i, &id) in tail.iter().enumerate() {
+                if should_stop(i) {
+                    return false;
+                }
+                self.insert(id, &mut worker);
+            }
+            return true;
         }
         drop(worker);
         let next = AtomicUsize::new(0);
@@ -720,12 +753,18 @@ impl Builder<'_> {
             for _ in 0..threads {
                 scope.spawn(|| {
                     let mut worker = self.worker();
-                    while let Some(&id) = tail.get(next.fetch_add(1, AtomicOrdering::Relaxed)) {
+                    loop {
+                        let i = next.fetch_add(1, AtomicOrdering::Relaxed);
+                        let Some(&id) = tail.get(i) else { break };
+                        if should_stop(i) {
+                            break;
+                        }
                         self.insert(id, &mut worker);
                     }
                 });
             }
         });
+        !stopped.load(AtomicOrdering::Relaxed)
     }
 
     fn worker(&self) -> Worker {

@@ -48,13 +48,15 @@ pub struct BuildParams {
 
 /// Builds and loads indexes; swapped out in tests.
 pub trait IndexBuilder: Send + Sync {
-    /// `None` when this builder cannot index (no implementation available).
+    /// `None` when this builder cannot index (no implementation available) or gave up
+    /// because `stop` returned true (polled now and then during long builds).
     fn build(
         &self,
         vectors: &[f32],
         dim: usize,
         distance: Distance,
         params: &BuildParams,
+        stop: &(dyn Fn() -> bool + Sync),
     ) -> Option<Arc<dyn VectorIndex>>;
     fn read(&self, r: &mut dyn Read) -> io::Result<Arc<dyn VectorIndex>>;
 }
@@ -73,18 +75,14 @@ impl IndexBuilder for HnswBuilder {
         dim: usize,
         distance: Distance,
         params: &BuildParams,
+        stop: &(dyn Fn() -> bool + Sync),
     ) -> Option<Arc<dyn VectorIndex>> {
         let hnsw = HnswParams {
             m: params.m,
             ef_construct: params.ef_construct,
         };
-        Some(Arc::new(HnswIndex::build(
-            vectors,
-            dim,
-            distance,
-            &hnsw,
-            params.threads,
-        )))
+        let index = HnswIndex::build_until(vectors, dim, distance, &hnsw, params.threads, stop)?;
+        Some(Arc::new(index))
     }
 
     fn read(&self, r: &mut dyn Read) -> io::Result<Arc<dyn VectorIndex>> {
@@ -191,6 +189,7 @@ pub mod testing {
             dim: usize,
             distance: Distance,
             _: &BuildParams,
+            _: &(dyn Fn() -> bool + Sync),
         ) -> Option<Arc<dyn VectorIndex>> {
             Some(Arc::new(FlatIndex {
                 len: vectors.len() / dim,

@@ -16,13 +16,20 @@
 //! Module map: `ops` (operations and their WAL encoding), `wal`, `segment` (rows and
 //! their files), `state` (segments in memory and applying ops), `search`, `filter` and
 //! `json_path` (Qdrant filters), `engine` (locks, recovery, write path), `checkpoint`
-//! (checkpoints and freezing), `worker` (background checkpoints and indexing), `index`
+//! (checkpoints and freezing), `worker` (background checkpoints and indexing), `merge`
+//! (merging small sealed segments into larger ones, dropping deleted rows), `index`
 //! (the seam between segments and a vector index) and `hnsw` (the HNSW graph).
+//!
+//! Segment sizes: the appendable segment is sealed at `segment_max_kb` (so fresh data
+//! gets an index soon); the merge optimizer then merges neighbouring sealed segments up
+//! to `merge_max_kb`, building the merged segment's index before it swaps it in through
+//! a checkpoint (the new manifest is the switch point).
 //!
 //! Threading: [`LocalShard`] is `Send + Sync`; all methods take `&self`. Reads run in
 //! parallel with each other; a write holds the shard's write lock only while it appends
-//! to the WAL and updates memory. One background thread per shard does checkpoints and
-//! index builds; dropping the shard stops it (waiting for an index build in progress).
+//! to the WAL and updates memory. Two background threads per shard: the worker does
+//! checkpoints and index builds, the merger (at a lower CPU priority) one merge at a
+//! time. Dropping the shard stops both; a build in progress gives up at its next poll.
 
 pub mod binio;
 pub mod bitset;
@@ -35,6 +42,7 @@ pub mod hnsw;
 pub mod index;
 pub mod json_path;
 pub mod manifest;
+pub mod merge;
 pub mod ops;
 pub mod search;
 pub mod segment;
@@ -74,6 +82,10 @@ pub struct ShardConfig {
     pub indexing_threshold_kb: usize,
     /// The appendable segment is sealed once its vectors exceed this many KB; 0 = never.
     pub segment_max_kb: usize,
+    /// Neighbouring sealed segments are merged while their live vectors fit in this many
+    /// KB (see `merge.rs`); 0 = never merge.
+    #[serde(default)]
+    pub merge_max_kb: usize,
 }
 
 impl ShardConfig {
@@ -110,7 +122,7 @@ pub struct ShardInfo {
 
 pub struct LocalShard {
     inner: Arc<Inner>,
-    worker: Option<JoinHandle<()>>,
+    workers: Vec<JoinHandle<()>>,
 }
 
 impl LocalShard {
@@ -126,7 +138,7 @@ impl LocalShard {
         builder: Arc<dyn IndexBuilder>,
     ) -> Result<LocalShard> {
         let inner = Arc::new(Inner::open(dir, config, builder)?);
-        let worker =
+        let workers =
             worker::spawn(inner.clone()).map_err(|e| Error::io("starting shard worker", e))?;
         // Replaying the WAL may have sealed segments that no file holds yet.
         let unpersisted = inner
@@ -139,10 +151,7 @@ impl LocalShard {
             inner.jobs.request_checkpoint();
         }
         inner.jobs.request_indexing();
-        Ok(LocalShard {
-            inner,
-            worker: Some(worker),
-        })
+        Ok(LocalShard { inner, workers })
     }
 
     /// Replaces the configuration (e.g. a changed indexing threshold). Vector sizes and
@@ -283,7 +292,7 @@ impl LocalShard {
 impl Drop for LocalShard {
     fn drop(&mut self) {
         self.inner.jobs.stop();
-        if let Some(worker) = self.worker.take() {
+        for worker in self.workers.drain(..) {
             let _ = worker.join();
         }
     }

@@ -211,42 +211,44 @@ impl SegmentData {
 
     /// Writes the points file atomically.
     pub fn write_file(&self, path: &Path) -> io::Result<()> {
-        files::write_atomic(path, |w| {
-            let mut w = CrcWriter::new(w);
-            self.write_body(&mut w)?;
-            w.finish()
-        })
+        let payload = |off: usize| &self.payloads[off];
+        self.view(&payload).write_file(path)
     }
 
-    fn write_body(&self, w: &mut dyn Write) -> io::Result<()> {
-        let mut buf = Vec::with_capacity(1 << 16);
-        buf.extend_from_slice(POINTS_MAGIC);
-        binio::put_u32(&mut buf, FORMAT);
-        binio::put_u64(&mut buf, self.len() as u64);
-        binio::put_u32(&mut buf, self.columns.len() as u32);
-        for (name, col) in &self.columns {
-            binio::put_str(&mut buf, name);
-            binio::put_u32(&mut buf, col.dim as u32);
+    /// The rows as a [`PointsView`], each row's payload taken from `payload`.
+    pub fn view<'a>(&'a self, payload: &'a dyn Fn(usize) -> &'a Payload) -> PointsView<'a> {
+        PointsView {
+            ids: &self.ids,
+            versions: &self.versions,
+            columns: &self.columns,
+            payload,
         }
-        self.ids.iter().for_each(|id| binio::put_id(&mut buf, id));
-        self.versions
-            .iter()
-            .for_each(|&v| binio::put_u64(&mut buf, v));
-        w.write_all(&buf)?;
-        for col in self.columns.values() {
-            col.missing.write_to(w)?;
-            for chunk in col.data.chunks(16 * 1024) {
-                buf.clear();
-                binio::put_f32s_raw(&mut buf, chunk);
-                w.write_all(&buf)?;
+    }
+
+    /// Appends row `off` of `other` except its payload (a merge moves payloads in
+    /// later, see `merge.rs`); columns must have the same names and dims.
+    pub fn push_row_without_payload(&mut self, other: &SegmentData, off: usize) {
+        let offset = self.ids.len();
+        for (name, col) in &mut self.columns {
+            match other.columns.get(name).and_then(|c| c.get(off)) {
+                Some(v) if v.len() == col.dim => col.data.extend_from_slice(v),
+                _ => {
+                    col.data.resize(col.data.len() + col.dim, 0.0);
+                    col.missing.set(offset);
+                }
             }
         }
-        for payload in &self.payloads {
-            buf.clear();
-            ops::encode_payload(payload, &mut buf);
-            w.write_all(&buf)?;
+        self.ids.push(other.ids[off]);
+        self.versions.push(other.versions[off]);
+    }
+
+    /// Reserves room for `rows` more rows in ids, versions and vector columns.
+    pub fn reserve_exact(&mut self, rows: usize) {
+        self.ids.reserve_exact(rows);
+        self.versions.reserve_exact(rows);
+        for col in self.columns.values_mut() {
+            col.data.reserve_exact(rows * col.dim);
         }
-        Ok(())
     }
 
     /// Reads and verifies a points file.
@@ -298,6 +300,57 @@ impl SegmentData {
             data.payloads.push(payload);
         }
         Ok(data)
+    }
+}
+
+/// Borrowed rows in the points file layout, with payloads looked up per offset: lets a
+/// merge write its output while the payloads still live in the segments it merges.
+pub struct PointsView<'a> {
+    pub ids: &'a [PointId],
+    pub versions: &'a [u64],
+    pub columns: &'a BTreeMap<String, VectorColumn>,
+    pub payload: &'a dyn Fn(usize) -> &'a Payload,
+}
+
+impl PointsView<'_> {
+    /// Writes the points file atomically.
+    pub fn write_file(&self, path: &Path) -> io::Result<()> {
+        files::write_atomic(path, |w| {
+            let mut w = CrcWriter::new(w);
+            self.write_body(&mut w)?;
+            w.finish()
+        })
+    }
+
+    fn write_body(&self, w: &mut dyn Write) -> io::Result<()> {
+        let mut buf = Vec::with_capacity(1 << 16);
+        buf.extend_from_slice(POINTS_MAGIC);
+        binio::put_u32(&mut buf, FORMAT);
+        binio::put_u64(&mut buf, self.ids.len() as u64);
+        binio::put_u32(&mut buf, self.columns.len() as u32);
+        for (name, col) in self.columns {
+            binio::put_str(&mut buf, name);
+            binio::put_u32(&mut buf, col.dim as u32);
+        }
+        self.ids.iter().for_each(|id| binio::put_id(&mut buf, id));
+        self.versions
+            .iter()
+            .for_each(|&v| binio::put_u64(&mut buf, v));
+        w.write_all(&buf)?;
+        for col in self.columns.values() {
+            col.missing.write_to(w)?;
+            for chunk in col.data.chunks(16 * 1024) {
+                buf.clear();
+                binio::put_f32s_raw(&mut buf, chunk);
+                w.write_all(&buf)?;
+            }
+        }
+        for off in 0..self.ids.len() {
+            buf.clear();
+            ops::encode_payload((self.payload)(off), &mut buf);
+            w.write_all(&buf)?;
+        }
+        Ok(())
     }
 }
 

@@ -112,7 +112,8 @@ impl Segment {
 
 pub struct ShardState {
     pub config: ShardConfig,
-    /// Ordered by creation; positions never change (segments are never removed).
+    /// Ordered by creation. Positions change only when a merge swaps neighbouring
+    /// sealed segments for one (`merge.rs`), which remaps `ids` in the same step.
     pub segments: Vec<Segment>,
     pub ids: BTreeMap<PointId, Loc>,
     pub last_seq: u64,

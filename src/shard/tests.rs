@@ -29,6 +29,7 @@ fn config(
         hnsw: HnswConfig::default(),
         indexing_threshold_kb,
         segment_max_kb,
+        merge_max_kb: 0,
     }
 }
 
@@ -778,4 +779,317 @@ fn measure_apply_throughput() {
         start.elapsed().as_secs_f64(),
         shard.info()
     );
+}
+
+// ------------------------------------------------------------------ merging
+
+/// 8-d Dot vectors (32 bytes): 1 KB segments seal at 33 points. No background merges;
+/// tests drive them with `merge::merge_with_cap`.
+fn merge_config() -> ShardConfig {
+    config(8, Distance::Dot, 1, 1)
+}
+
+fn open_flat(dir: &Path, cfg: ShardConfig) -> LocalShard {
+    let builder: Arc<dyn IndexBuilder> = Arc::new(index::testing::FlatBuilder);
+    LocalShard::open_with_builder(dir, cfg, builder).unwrap()
+}
+
+/// Merges until nothing is left to merge under `cap_kb`; returns how many merges ran.
+fn merge_all(shard: &LocalShard, cap_kb: usize) -> usize {
+    let mut merges = 0;
+    while merge::merge_with_cap(&shard.inner, cap_kb, &|| {}).unwrap() {
+        merges += 1;
+    }
+    merges
+}
+
+fn exact_results(shard: &LocalShard) -> Vec<Vec<(PointId, u64, f32)>> {
+    (0..5)
+        .map(|q| {
+            let query: Vec<f32> = (0..8).map(|i| ((i * 3 + q) as f32 * 0.7).sin()).collect();
+            let mut req = search_req(query, 20);
+            req.exact = true;
+            let hits = shard.search(&req).unwrap();
+            hits.iter().map(|h| (h.id, h.version, h.score)).collect()
+        })
+        .collect()
+}
+
+fn sealed_rows(shard: &LocalShard) -> (usize, usize) {
+    let state = shard.inner.state.read();
+    let sealed = state.segments.iter().filter(|s| s.is_sealed());
+    let rows: usize = sealed.clone().map(|s| s.data().len()).sum();
+    let live: usize = sealed
+        .map(|s| s.data().len() - s.deleted.count_ones())
+        .sum();
+    (rows, live)
+}
+
+/// Every file under `segments/` is named by the manifest in force, once the index
+/// worker has attached (or dropped) what it is building.
+fn assert_no_stray_files(dir: &Path) {
+    let listed = || {
+        let manifest = manifest::Manifest::load(dir).unwrap().unwrap();
+        let mut listed: Vec<String> = manifest
+            .files()
+            .iter()
+            .map(|f| f.trim_start_matches("segments/").to_string())
+            .collect();
+        listed.sort();
+        listed
+    };
+    for _ in 0..2000 {
+        if segment_files(dir) == listed() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    assert_eq!(segment_files(dir), listed());
+}
+
+#[test]
+fn merging_a_series_of_seals_leaves_fewer_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let shard = open_flat(dir.path(), merge_config());
+    for p in random_points(330, 8, 20) {
+        shard.apply(ShardOp::Upsert(vec![p]), false).unwrap();
+    }
+    shard.flush().unwrap();
+    assert_eq!(shard.info().segments_count, 11, "10 sealed + appendable");
+    // 5 KB holds four 1056-byte segments: 4 + 4 + 2, then nothing fits.
+    assert_eq!(merge_all(&shard, 5), 3);
+    assert_eq!(shard.info().segments_count, 4);
+    let sizes: Vec<usize> = {
+        let state = shard.inner.state.read();
+        state.segments.iter().map(|s| s.data().len()).collect()
+    };
+    assert_eq!(sizes, vec![132, 132, 66, 0]);
+    assert_eq!(shard.info().indexed_vectors_count, 330);
+    assert_no_stray_files(dir.path());
+}
+
+#[test]
+fn merge_keeps_results_and_vacuums_deleted_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = merge_config();
+    let shard = open_flat(dir.path(), cfg.clone());
+    let mut points = random_points(300, 8, 21);
+    points[7].vectors.clear(); // a point without a vector
+    upsert_in_batches(&shard, points, 1);
+    shard.flush().unwrap();
+    shard
+        .apply(ShardOp::Delete(PointSelector::Ids(ids(0..40))), false)
+        .unwrap();
+    let set = ShardOp::SetPayload {
+        selector: PointSelector::Ids(ids(100..110)),
+        payload: payload(json!({"u": 1})),
+        key: None,
+    };
+    shard.apply(set, false).unwrap();
+    shard.flush().unwrap();
+    let before = (all(&shard), exact_results(&shard), shard.count(None));
+    let segments_before = shard.info().segments_count;
+
+    assert!(merge_all(&shard, 64) >= 1);
+    assert!(shard.info().segments_count < segments_before);
+    assert_eq!(
+        (all(&shard), exact_results(&shard), shard.count(None)),
+        before
+    );
+    let (rows, live) = sealed_rows(&shard);
+    assert_eq!(rows, live, "merged segments hold no deleted rows");
+    assert_eq!(shard.info().indexed_vectors_count, rows);
+    assert_eq!(shard.info().points_count, 260);
+    assert_no_stray_files(dir.path());
+
+    drop(shard);
+    let shard = open_flat(dir.path(), cfg);
+    assert_eq!(
+        (all(&shard), exact_results(&shard), shard.count(None)),
+        before,
+        "reopened after the merge"
+    );
+    assert!(shard
+        .retrieve(
+            &ids(0..40),
+            &WithPayload::Enable(true),
+            &WithVector::Enable(true)
+        )
+        .is_empty());
+    assert_eq!(shard.info().indexed_vectors_count, sealed_rows(&shard).0);
+}
+
+#[test]
+fn writes_during_a_merge_are_neither_lost_nor_resurrected() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = merge_config();
+    let shard = open_flat(dir.path(), cfg.clone());
+    upsert_in_batches(&shard, random_points(200, 8, 22), 1);
+    shard.flush().unwrap();
+    let race = || {
+        // Runs after the merge copied the rows, before it swaps them in.
+        shard
+            .apply(ShardOp::Delete(PointSelector::Ids(ids(0..10))), false)
+            .unwrap();
+        let set = ShardOp::SetPayload {
+            selector: PointSelector::Ids(ids(50..55)),
+            payload: payload(json!({"during": true})),
+            key: None,
+        };
+        shard.apply(set, false).unwrap();
+        let moved = point(60, vec![9.0; 8], json!({"moved": 1}));
+        shard.apply(ShardOp::Upsert(vec![moved]), false).unwrap();
+        let fresh = point(1000, vec![1.0; 8], json!({"new": 1}));
+        shard.apply(ShardOp::Upsert(vec![fresh]), false).unwrap();
+    };
+    assert!(merge::merge_with_cap(&shard.inner, 64, &race).unwrap());
+    let check = |shard: &LocalShard| {
+        assert_eq!(shard.count(None), 191);
+        assert!(shard
+            .retrieve(
+                &ids(0..10),
+                &WithPayload::Enable(false),
+                &WithVector::Enable(false)
+            )
+            .is_empty());
+        assert_eq!(get_payload(shard, 52)["during"], json!(true));
+        assert_eq!(get_payload(shard, 60), json!({"moved": 1}));
+        assert_eq!(
+            shard.get_vectors(PointId::Num(60)).unwrap()[""],
+            vec![9.0; 8]
+        );
+        assert_eq!(get_payload(shard, 1000), json!({"new": 1}));
+        let top = shard.search(&search_req(vec![1.0; 8], 1)).unwrap();
+        assert_eq!(top[0].id, PointId::Num(60), "its old row is not searchable");
+        let (rows, live) = sealed_rows(shard);
+        assert_eq!(rows - live, 16, "rows deleted or updated during the merge");
+    };
+    check(&shard);
+    let expected = all(&shard);
+    // More ops after the merge, only in the WAL.
+    shard
+        .apply(ShardOp::Delete(PointSelector::Ids(ids(10..12))), false)
+        .unwrap();
+    let expected_after: Vec<Record> = expected
+        .into_iter()
+        .filter(|r| r.id != PointId::Num(10) && r.id != PointId::Num(11))
+        .collect();
+    drop(shard);
+    let shard = open_flat(dir.path(), cfg.clone());
+    assert_eq!(all(&shard), expected_after, "manifest of the swap + WAL");
+    shard.flush().unwrap();
+    drop(shard);
+    let shard = open_flat(dir.path(), cfg);
+    assert_eq!(all(&shard), expected_after, "after a checkpoint");
+}
+
+#[test]
+fn a_crash_before_the_swap_keeps_the_old_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let crashed = tempfile::tempdir().unwrap();
+    // No indexing: the reopened shard then writes no files whose names (from the old
+    // manifest's counter) could coincide with the merge's.
+    let mut cfg = merge_config();
+    cfg.indexing_threshold_kb = 0;
+    let shard = open_flat(dir.path(), cfg.clone());
+    upsert_in_batches(&shard, random_points(200, 8, 23), 1);
+    shard.flush().unwrap();
+    let before = all(&shard);
+    let old_files = segment_files(dir.path());
+    let crash_copy = || {
+        // What a kill -9 here would leave: the merged files exist, the manifest is old.
+        assert!(segment_files(dir.path()).len() > old_files.len());
+        for rel in ["manifest.json"]
+            .into_iter()
+            .map(String::from)
+            .chain(
+                segment_files(dir.path())
+                    .iter()
+                    .map(|f| format!("segments/{f}")),
+            )
+            .chain(
+                std::fs::read_dir(dir.path().join("wal"))
+                    .unwrap()
+                    .map(|e| format!("wal/{}", e.unwrap().file_name().to_string_lossy())),
+            )
+        {
+            let dest = crashed.path().join(&rel);
+            std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+            std::fs::copy(dir.path().join(&rel), dest).unwrap();
+        }
+    };
+    assert!(merge::merge_with_cap(&shard.inner, 64, &crash_copy).unwrap());
+    let merge_files: Vec<String> = segment_files(crashed.path())
+        .into_iter()
+        .filter(|f| !old_files.contains(f))
+        .collect();
+    assert!(!merge_files.is_empty());
+    let restored = open_flat(crashed.path(), cfg);
+    assert_eq!(all(&restored), before);
+    let left = segment_files(crashed.path());
+    assert!(
+        merge_files.iter().all(|f| !left.contains(f)),
+        "unnamed merge files are removed on open: {left:?}"
+    );
+    assert_eq!(all(&shard), before);
+}
+
+#[test]
+fn freeze_during_a_merge_still_reproduces_the_shard() {
+    let dir = tempfile::tempdir().unwrap();
+    let copy = tempfile::tempdir().unwrap();
+    let cfg = merge_config();
+    let shard = open_flat(dir.path(), cfg.clone());
+    upsert_in_batches(&shard, random_points(200, 8, 24), 1);
+    shard.flush().unwrap();
+    shard
+        .apply(ShardOp::Delete(PointSelector::Ids(ids(0..5))), false)
+        .unwrap();
+    let frozen = parking_lot::Mutex::new(None);
+    let at_freeze = all(&shard);
+    let freeze = || *frozen.lock() = Some(shard.freeze().unwrap());
+    assert!(merge::merge_with_cap(&shard.inner, 64, &freeze).unwrap());
+    let frozen = frozen.into_inner().unwrap();
+    shard
+        .apply(ShardOp::Delete(PointSelector::Ids(ids(5..10))), false)
+        .unwrap();
+    shard.flush().unwrap();
+    for f in frozen.files() {
+        assert!(dir.path().join(&f).exists(), "pinned file {f} was deleted");
+    }
+    frozen.copy_to(copy.path()).unwrap();
+    drop(frozen);
+    assert_no_stray_files(dir.path());
+    let restored = open_flat(copy.path(), cfg);
+    assert_eq!(all(&restored), at_freeze);
+}
+
+#[test]
+fn background_merges_settle_with_every_segment_indexed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = merge_config();
+    cfg.merge_max_kb = 8;
+    let shard = open_flat(dir.path(), cfg.clone());
+    let points = random_points(1000, 8, 25);
+    upsert_in_batches(&shard, points.clone(), 10);
+    shard.flush().unwrap();
+    let settled = || {
+        let (rows, _) = sealed_rows(&shard);
+        let idle = shard.inner.merging.lock().is_empty();
+        let done = !merge::has_work(&shard.inner.state.read());
+        idle && done && shard.info().indexed_vectors_count == rows
+    };
+    wait_for(settled);
+    // 25 seals of 40 points (batches of 10 pass 1 KB at 40); 1000 x 32 bytes = 31.25 KB
+    // in segments of at most 8 KB: at least 4 sealed, and far fewer than 25.
+    let sealed_after = shard.info().segments_count - 1;
+    assert!((4..=12).contains(&sealed_after), "{sealed_after}");
+    let query = vec![0.3; 8];
+    let got = shard.search(&search_req(query.clone(), 10)).unwrap();
+    let want = brute_force(&points, Distance::Dot, &query, 10);
+    assert_eq!(
+        got.iter().map(|h| h.id).collect::<Vec<_>>(),
+        want.iter().map(|w| w.0).collect::<Vec<_>>()
+    );
+    assert_eq!(shard.count(None), 1000);
 }

@@ -1,11 +1,17 @@
-//! The shard's background thread: checkpoints requested by the write path (after a
-//! seal, or when the WAL grows) and building vector indexes for sealed segments.
+//! The shard's background threads.
 //!
-//! Index builds run without any lock, over the sealed segment's shared rows; the index
-//! is written as its own immutable file, attached to the segment if the segment still
-//! has the same layout, and listed in the manifest by the checkpoint that follows.
-//! A segment is searched exactly until its index is attached. Stopping waits for the
-//! build in progress, if any, to finish.
+//! The *worker* does checkpoints requested by the write path (after a seal, or when the
+//! WAL grows) and builds vector indexes for sealed segments. Index builds run without
+//! any lock, over the sealed segment's shared rows; the index is written as its own
+//! immutable file, attached to the segment if the segment still has the same layout,
+//! and listed in the manifest by the checkpoint that follows. A segment is searched
+//! exactly until its index is attached. Segments taken by the merge in progress are not
+//! indexed (the merge builds one index over all of them).
+//!
+//! The *merger* runs merges (`merge.rs`) one at a time, at a lower CPU priority (nice
+//! 10), whenever the worker has finished a round of checkpoints and index builds.
+//!
+//! Stopping wakes both; a build in progress gives up at its next stop poll.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -17,7 +23,9 @@ use crate::collection::config::Distance;
 use crate::shard::engine::{remove_quietly, Inner};
 use crate::shard::index::{self, BuildParams};
 use crate::shard::manifest::segment_file;
+use crate::shard::merge;
 use crate::shard::segment::SegmentData;
+use crate::shard::ShardConfig;
 
 #[derive(Default)]
 pub struct Jobs {
@@ -29,26 +37,32 @@ pub struct Jobs {
 struct Flags {
     checkpoint: bool,
     index: bool,
+    merge: bool,
     stop: bool,
 }
 
 impl Jobs {
     pub fn request_checkpoint(&self) {
         self.flags.lock().checkpoint = true;
-        self.wake.notify_one();
+        self.wake.notify_all();
     }
 
     pub fn request_indexing(&self) {
         self.flags.lock().index = true;
-        self.wake.notify_one();
+        self.wake.notify_all();
+    }
+
+    pub fn request_merge(&self) {
+        self.flags.lock().merge = true;
+        self.wake.notify_all();
     }
 
     pub fn stop(&self) {
         self.flags.lock().stop = true;
-        self.wake.notify_one();
+        self.wake.notify_all();
     }
 
-    fn stopped(&self) -> bool {
+    pub fn stopped(&self) -> bool {
         self.flags.lock().stop
     }
 
@@ -66,12 +80,69 @@ impl Jobs {
         f.index = false;
         Some(job)
     }
+
+    /// Blocks until a merge is requested; false when asked to stop.
+    fn next_merge(&self) -> bool {
+        let mut f = self.flags.lock();
+        while !f.stop && !f.merge {
+            self.wake.wait(&mut f);
+        }
+        let go = !f.stop;
+        f.merge = false;
+        go
+    }
 }
 
-pub fn spawn(inner: Arc<Inner>) -> std::io::Result<JoinHandle<()>> {
-    std::thread::Builder::new()
+/// Starts the worker and the merger.
+pub fn spawn(inner: Arc<Inner>) -> std::io::Result<Vec<JoinHandle<()>>> {
+    let merger = inner.clone();
+    let worker = std::thread::Builder::new()
         .name("shard-worker".into())
-        .spawn(move || run(&inner))
+        .spawn(move || run(&inner))?;
+    let jobs = merger.clone();
+    let merger = std::thread::Builder::new()
+        .name("shard-merge".into())
+        .spawn(move || run_merges(&merger));
+    match merger {
+        Ok(merger) => Ok(vec![worker, merger]),
+        Err(e) => {
+            jobs.jobs.stop();
+            let _ = worker.join();
+            Err(e)
+        }
+    }
+}
+
+fn run_merges(inner: &Inner) {
+    lower_thread_priority();
+    while inner.jobs.next_merge() {
+        loop {
+            match merge::merge_once(inner, &|| {}) {
+                Ok(true) if !inner.jobs.stopped() => continue,
+                Ok(_) => break,
+                Err(e) => {
+                    tracing::warn!(dir = %inner.dir.display(), error = %e, "segment merge failed");
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// Merges yield the CPU to writes, searches, checkpoints and fresh indexes: nice 10 for
+/// this thread (and the index build threads it starts, which inherit it).
+fn lower_thread_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: plain syscalls on the calling thread; no memory is shared.
+        let rc = unsafe {
+            let tid = libc::gettid();
+            libc::setpriority(libc::PRIO_PROCESS as _, tid as libc::id_t, 10)
+        };
+        if rc != 0 {
+            tracing::debug!("could not lower the merge thread's priority");
+        }
+    }
 }
 
 fn run(inner: &Inner) {
@@ -84,7 +155,12 @@ fn run(inner: &Inner) {
             }
         }
         // A checkpoint may have persisted newly sealed segments, so always look for work.
-        while !inner.jobs.stopped() && index_one(inner, &mut skipped) {}
+        // Each step may have made segments mergeable; the merger picks them up (and this
+        // worker then leaves them to it) without waiting for the index backlog.
+        inner.jobs.request_merge();
+        while !inner.jobs.stopped() && index_one(inner, &mut skipped) {
+            inner.jobs.request_merge();
+        }
     }
 }
 
@@ -109,7 +185,9 @@ fn index_one(inner: &Inner, skipped: &mut HashSet<(u64, u64, String)>) -> bool {
     };
     let Some(built) = inner
         .builder
-        .build(&col.data, col.dim, job.distance, &job.params)
+        .build(&col.data, col.dim, job.distance, &job.params, &|| {
+            inner.jobs.stopped()
+        })
     else {
         skipped.insert(key);
         return true;
@@ -152,6 +230,7 @@ fn find_job(inner: &Inner, skipped: &HashSet<(u64, u64, String)>) -> Option<Inde
     if threshold == 0 {
         return None;
     }
+    let merging = inner.merging.lock().clone();
     for seg in &state.segments {
         let crate::shard::state::Rows::Sealed(rows) = &seg.rows else {
             continue;
@@ -160,36 +239,49 @@ fn find_job(inner: &Inner, skipped: &HashSet<(u64, u64, String)>) -> Option<Inde
         if !persisted || rows.is_empty() || rows.vector_bytes() < threshold {
             continue;
         }
-        for (name, params) in &state.config.vectors {
+        if merging.contains(&seg.id) {
+            continue;
+        }
+        for name in state.config.vectors.keys() {
             if seg.indexes.contains_key(name)
                 || skipped.contains(&(seg.id, seg.epoch, name.clone()))
             {
                 continue;
             }
-            let mut hnsw = state.config.hnsw.clone();
-            if let Some(diff) = &params.hnsw_config {
-                diff.apply_to(&mut hnsw);
-            }
-            let threads = match hnsw.max_indexing_threads {
-                0 => std::thread::available_parallelism()
-                    .map_or(1, |n| n.get())
-                    .saturating_sub(1)
-                    .max(1),
-                n => n,
+            let Some((distance, params)) = build_params(&state.config, name) else {
+                continue;
             };
             return Some(IndexJob {
                 seg_id: seg.id,
                 epoch: seg.epoch,
                 name: name.clone(),
                 rows: rows.clone(),
-                distance: params.distance,
-                params: BuildParams {
-                    m: hnsw.m,
-                    ef_construct: hnsw.ef_construct,
-                    threads,
-                },
+                distance,
+                params,
             });
         }
     }
     None
+}
+
+/// The metric and build parameters of vector `name` (its HNSW diff applied).
+pub fn build_params(config: &ShardConfig, name: &str) -> Option<(Distance, BuildParams)> {
+    let params = config.vectors.get(name)?;
+    let mut hnsw = config.hnsw.clone();
+    if let Some(diff) = &params.hnsw_config {
+        diff.apply_to(&mut hnsw);
+    }
+    let threads = match hnsw.max_indexing_threads {
+        0 => std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .saturating_sub(1)
+            .max(1),
+        n => n,
+    };
+    let build = BuildParams {
+        m: hnsw.m,
+        ef_construct: hnsw.ef_construct,
+        threads,
+    };
+    Some((params.distance, build))
 }

@@ -1,0 +1,589 @@
+//! The merge optimizer: rewrites neighbouring small sealed segments as one segment,
+//! dropping their deleted rows (vacuum), so a search visits a few large HNSW graphs
+//! instead of many small ones.
+//!
+//! Sealing still happens at `segment_max_kb` (the indexing threshold), so fresh data is
+//! indexed quickly; merging then grows segments up to `merge_max_kb` of live vectors.
+//!
+//! **Choosing.** Candidates are sealed segments that are persisted and hold less than
+//! the cap. Among runs of adjacent candidates whose live vectors sum to at most the cap,
+//! the run with the most segments wins (ties: the smaller one), provided its largest
+//! segment is at most [`MAX_SIZE_RATIO`] times the rest (so a big segment is not
+//! rewritten to absorb a sliver). Failing that, a lone candidate with at least
+//! [`VACUUM_RATIO`] of its rows deleted is rewritten on its own. Only neighbours are
+//! merged, so segment order (creation order) is kept.
+//!
+//! **Steps**, one merge at a time on the shard's merge thread:
+//! 1. *plan*, under the state read lock: note each source's `(id, epoch)`, share its
+//!    rows (`Arc`) and list its live offsets as of now; the index worker leaves these
+//!    segments alone from now on (`Inner::merging`);
+//! 2. *copy and build*, without locks: copy the live rows' ids, versions and vectors
+//!    into the merged rows (payloads stay where they are), write the points file with
+//!    the payloads read from the sources, build an HNSW per vector name and write it;
+//!    every file is a fresh name from the manifest's counter, written temp + fsync +
+//!    rename. Searches meanwhile use the sources and their own indexes;
+//! 3. *swap*, inside a checkpoint's capture step (holding `wal` and `state`): the
+//!    sources must still be in place; rows deleted in a source since step 1 (deletes,
+//!    and updates, which delete the old row) are marked deleted in the merged segment,
+//!    payloads are moved over, the sources are replaced by the merged segment and every
+//!    id's location is remapped. The checkpoint then writes the merged segment's
+//!    deletion file and a new manifest: that manifest is the switch point. Files it
+//!    no longer names are retired as usual (kept while a frozen shard pins them).
+//!
+//! Crash safety: before the manifest is replaced the merged files are unnamed and
+//! opening deletes them; after, the sources' files are the unnamed ones. The manifest's
+//! `last_seq` and every deletion bitmap in it describe the same instant, so replaying
+//! the WAL from there is exact. A failed swap (sources gone) deletes the merged files.
+//!
+//! Memory: until the swap the merge holds its output next to the sources: the merged
+//! vectors (at most the cap), the graph being built (~0.28x that for 128-d, m = 16) and
+//! ids and versions, ~1.35x the cap in all. Payloads are moved at the swap, never
+//! copied (only if something else still shares a source's rows). After the swap the
+//! freed heap is handed back to the OS (`malloc_trim`).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::collection::point::Payload;
+use crate::error::{Error, Result};
+use crate::shard::bitset::BitSet;
+use crate::shard::engine::{remove_quietly, Inner};
+use crate::shard::index::{self, VectorIndex};
+use crate::shard::manifest::segment_file;
+use crate::shard::segment::SegmentData;
+use crate::shard::state::{OnDisk, Rows, Segment, ShardState};
+use crate::shard::worker::build_params;
+use crate::shard::ShardConfig;
+
+/// A lone segment is rewritten once at least this fraction of its rows is deleted.
+pub const VACUUM_RATIO: f64 = 0.2;
+/// A run is not merged if its largest segment exceeds this many times the others.
+pub const MAX_SIZE_RATIO: usize = 4;
+/// Offset map entry of a row that was not copied.
+const DROPPED: u32 = u32::MAX;
+
+/// One segment taken into a merge.
+struct Source {
+    id: u64,
+    epoch: u64,
+    rows: Arc<SegmentData>,
+    /// Offsets live at the plan, ascending; the k-th lands at `base + k`.
+    copied: Vec<u32>,
+}
+
+/// A merged segment, written and indexed, waiting for its swap.
+struct Merged {
+    sources: Vec<Source>,
+    /// The merged rows without payloads (moved in at the swap).
+    data: SegmentData,
+    points_file: Option<String>,
+    indexes: BTreeMap<String, (Arc<dyn VectorIndex>, String)>,
+}
+
+impl Merged {
+    fn files(&self) -> Vec<String> {
+        let indexes = self.indexes.values().map(|(_, f)| f.clone());
+        self.points_file.iter().cloned().chain(indexes).collect()
+    }
+}
+
+/// Runs one merge if one is worth doing under the configured cap; true if a merged
+/// segment was swapped in. `before_swap` runs between building and swapping (a hook
+/// for tests that race writes against a merge).
+pub fn merge_once(inner: &Inner, before_swap: &dyn Fn()) -> Result<bool> {
+    let cap_kb = inner.state.read().config.merge_max_kb;
+    merge_with_cap(inner, cap_kb, before_swap)
+}
+
+/// [`merge_once`] with an explicit cap in KB (0: nothing to do).
+pub fn merge_with_cap(inner: &Inner, cap_kb: usize, before_swap: &dyn Fn()) -> Result<bool> {
+    let Some(sources) = plan(inner, cap_kb.saturating_mul(1024)) else {
+        return Ok(false);
+    };
+    {
+        let mut merging = inner.merging.lock();
+        if !merging.is_empty() {
+            return Ok(false); // another merge is running
+        }
+        merging.extend(sources.iter().map(|s| s.id));
+    }
+    let result = build_and_swap(inner, sources, before_swap);
+    inner.merging.lock().clear();
+    result
+}
+
+fn build_and_swap(inner: &Inner, sources: Vec<Source>, before_swap: &dyn Fn()) -> Result<bool> {
+    let segments = sources.len();
+    let Some(merged) = prepare(inner, sources)? else {
+        return Ok(false);
+    };
+    let rows = merged.data.len();
+    before_swap();
+    let swapped = swap_in(inner, merged)?;
+    if swapped {
+        tracing::debug!(dir = %inner.dir.display(), segments, rows, "segments merged");
+    }
+    Ok(swapped)
+}
+
+// ------------------------------------------------------------------ choosing
+
+/// Size facts of a segment that may be merged.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Candidate {
+    pub live_bytes: usize,
+    pub deleted_ratio: f64,
+}
+
+/// Whether a merge under the configured cap would find something to do.
+#[cfg(test)]
+pub fn has_work(state: &ShardState) -> bool {
+    let cap = state.config.merge_max_kb.saturating_mul(1024);
+    let candidates: Vec<Option<Candidate>> =
+        state.segments.iter().map(|s| candidate(s, cap)).collect();
+    cap > 0 && pick(&candidates, cap).is_some()
+}
+
+fn plan(inner: &Inner, cap: usize) -> Option<Vec<Source>> {
+    if cap == 0 {
+        return None;
+    }
+    let state = inner.state.read();
+    let candidates: Vec<Option<Candidate>> =
+        state.segments.iter().map(|s| candidate(s, cap)).collect();
+    let range = pick(&candidates, cap)?;
+    state.segments[range].iter().map(source).collect()
+}
+
+/// The segment's sizes if it may be merged: sealed, persisted, below the cap.
+fn candidate(seg: &Segment, cap: usize) -> Option<Candidate> {
+    let Rows::Sealed(rows) = &seg.rows else {
+        return None;
+    };
+    if seg.disk.epoch != seg.epoch || seg.disk.points.is_empty() {
+        return None;
+    }
+    let len = rows.len();
+    let deleted = seg.deleted.count_ones().min(len);
+    let live_bytes = match len {
+        0 => 0,
+        _ => rows.vector_bytes() / len * (len - deleted),
+    };
+    let deleted_ratio = match len {
+        0 => 1.0,
+        _ => deleted as f64 / len as f64,
+    };
+    (live_bytes < cap).then_some(Candidate {
+        live_bytes,
+        deleted_ratio,
+    })
+}
+
+/// The positions to merge (see the module doc), or `None`.
+pub fn pick(candidates: &[Option<Candidate>], cap: usize) -> Option<std::ops::Range<usize>> {
+    let mut best: Option<(std::ops::Range<usize>, usize)> = None;
+    for start in 0..candidates.len() {
+        let (mut sum, mut largest) = (0usize, 0usize);
+        for (end, c) in candidates.iter().enumerate().skip(start) {
+            let Some(c) = c else { break };
+            sum += c.live_bytes;
+            largest = largest.max(c.live_bytes);
+            if sum > cap {
+                break;
+            }
+            let count = end + 1 - start;
+            let balanced = largest <= MAX_SIZE_RATIO.saturating_mul(sum - largest);
+            let better = best.as_ref().is_none_or(|(r, best_sum)| {
+                count > r.len() || (count == r.len() && sum < *best_sum)
+            });
+            if count >= 2 && balanced && better {
+                best = Some((start..end + 1, sum));
+            }
+        }
+    }
+    best.map(|(r, _)| r).or_else(|| {
+        let lone = candidates
+            .iter()
+            .position(|c| c.is_some_and(|c| c.deleted_ratio >= VACUUM_RATIO))?;
+        Some(lone..lone + 1)
+    })
+}
+
+fn source(seg: &Segment) -> Option<Source> {
+    let Rows::Sealed(rows) = &seg.rows else {
+        return None;
+    };
+    let copied = (0..rows.len() as u32)
+        .filter(|&off| !seg.deleted.get(off as usize))
+        .collect();
+    Some(Source {
+        id: seg.id,
+        epoch: seg.epoch,
+        rows: rows.clone(),
+        copied,
+    })
+}
+
+// ------------------------------------------------------------------ copying and building
+
+/// Copies, writes and indexes the merged segment; `None` if the shard is stopping.
+/// Files written by a merge that does not get that far are removed.
+fn prepare(inner: &Inner, sources: Vec<Source>) -> Result<Option<Merged>> {
+    let config = inner.state.read().config.clone();
+    let data = copy_rows(&sources, &config);
+    let mut merged = Merged {
+        sources,
+        data,
+        points_file: None,
+        indexes: BTreeMap::new(),
+    };
+    match write_and_index(inner, &config, &mut merged) {
+        Ok(true) => Ok(Some(merged)),
+        Ok(false) => {
+            remove_files(inner, &merged.files());
+            Ok(None)
+        }
+        Err(e) => {
+            remove_files(inner, &merged.files());
+            Err(e)
+        }
+    }
+}
+
+fn copy_rows(sources: &[Source], config: &ShardConfig) -> SegmentData {
+    let mut data = SegmentData::new(&config.dims());
+    data.reserve_exact(sources.iter().map(|s| s.copied.len()).sum());
+    for src in sources {
+        for &off in &src.copied {
+            data.push_row_without_payload(&src.rows, off as usize);
+        }
+    }
+    data
+}
+
+/// Writes the points file and builds and writes the indexes; false if stopped.
+fn write_and_index(inner: &Inner, config: &ShardConfig, merged: &mut Merged) -> Result<bool> {
+    if merged.data.is_empty() {
+        return Ok(true);
+    }
+    let file = segment_file(inner.alloc_file(), "points");
+    merged.points_file = Some(file.clone());
+    write_points(inner, merged, &file)?;
+    let threshold = config.indexing_threshold_kb.saturating_mul(1024);
+    if threshold == 0 || merged.data.vector_bytes() < threshold {
+        return Ok(true);
+    }
+    for name in config.vectors.keys() {
+        if !build_index(inner, config, name, merged)? {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+fn write_points(inner: &Inner, merged: &Merged, file: &str) -> Result<()> {
+    let bases = bases(&merged.sources);
+    let payload = |off: usize| -> &Payload {
+        let s = bases.partition_point(|&b| b <= off) - 1;
+        let src = &merged.sources[s];
+        &src.rows.payloads[src.copied[off - bases[s]] as usize]
+    };
+    merged
+        .data
+        .view(&payload)
+        .write_file(&inner.dir.join(file))
+        .map_err(|e| Error::io(format!("writing {file}"), e))
+}
+
+/// Builds and writes the index of one vector name; false if stopped. A builder that
+/// declines leaves the name to the index worker.
+fn build_index(
+    inner: &Inner,
+    config: &ShardConfig,
+    name: &str,
+    merged: &mut Merged,
+) -> Result<bool> {
+    let (Some((distance, params)), Some(col)) =
+        (build_params(config, name), merged.data.columns.get(name))
+    else {
+        return Ok(true);
+    };
+    let stop = || inner.jobs.stopped();
+    let Some(built) = inner
+        .builder
+        .build(&col.data, col.dim, distance, &params, &stop)
+    else {
+        return Ok(!inner.jobs.stopped());
+    };
+    let file = segment_file(inner.alloc_file(), "hnsw");
+    merged
+        .indexes
+        .insert(name.to_string(), (built.clone(), file.clone()));
+    index::write_index_file(&inner.dir.join(&file), built.as_ref())
+        .map_err(|e| Error::io(format!("writing {file}"), e))?;
+    Ok(true)
+}
+
+/// Merged offset of each source's first copied row.
+fn bases(sources: &[Source]) -> Vec<usize> {
+    let mut next = 0;
+    sources
+        .iter()
+        .map(|s| {
+            let base = next;
+            next += s.copied.len();
+            base
+        })
+        .collect()
+}
+
+fn remove_files(inner: &Inner, files: &[String]) {
+    files
+        .iter()
+        .for_each(|f| remove_quietly(&inner.dir.join(f)));
+}
+
+// ------------------------------------------------------------------ swapping
+
+/// Swaps the merged segment in through a checkpoint; false (and its files removed) if
+/// the sources changed. If the checkpoint fails after the swap, the swap stands in
+/// memory and the next checkpoint writes it.
+fn swap_in(inner: &Inner, merged: Merged) -> Result<bool> {
+    let files = merged.files();
+    let mut pending = Some(merged);
+    let mut swapped: Option<Vec<String>> = None;
+    let result = {
+        let mut swap = |state: &mut ShardState| {
+            swapped = pending.take().and_then(|m| apply_swap(state, m));
+            swapped.is_some()
+        };
+        inner.checkpoint_with(Some(&mut swap))
+    };
+    let done = swapped.is_some();
+    match swapped {
+        None => remove_files(inner, &files),
+        Some(source_indexes) => {
+            // An index the worker attached to a source after the last checkpoint was
+            // never listed, so no manifest change retires it; retire it here (a file
+            // an older manifest named may still be pinned by a frozen shard). No later
+            // manifest can name these: their segments are gone.
+            inner.retire_unnamed(&source_indexes);
+            return_freed_memory();
+        }
+    }
+    result.map(|()| done)
+}
+
+/// The sources' rows were many mid-sized allocations that glibc keeps as free heap
+/// after the swap; hand those pages back so the next merge's output does not come on
+/// top of them.
+fn return_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free memory of the allocator's own heaps.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+/// Replaces the sources with the merged segment in `state` and returns the sources'
+/// index files; `None` if they are not where the plan found them (nothing changes).
+fn apply_swap(state: &mut ShardState, merged: Merged) -> Option<Vec<String>> {
+    let Merged {
+        sources,
+        mut data,
+        points_file,
+        indexes,
+    } = merged;
+    let Some(start) = locate(state, &sources) else {
+        tracing::warn!("merge sources changed before the swap; merge dropped");
+        return None;
+    };
+    let count = sources.len();
+    let maps = offset_maps(&sources);
+    if !all_live_copied(state, start, &maps) {
+        tracing::error!("a live row of a merge source was not copied; merge dropped");
+        return None;
+    }
+    let deleted = deleted_since_plan(state, start, &sources);
+    let copied: Vec<Vec<u32>> = sources.into_iter().map(|s| s.copied).collect();
+    let removed: Vec<Segment> = state.segments.drain(start..start + count).collect();
+    let source_indexes = removed
+        .iter()
+        .flat_map(|s| s.index_files.values().cloned())
+        .collect();
+    data.payloads = take_payloads(removed, &copied);
+    let kept = !data.is_empty();
+    if kept {
+        let seg = merged_segment(state.next_segment, data, deleted, points_file, indexes);
+        state.segments.insert(start, seg);
+        state.next_segment += 1;
+    }
+    remap_ids(state, start, count, usize::from(kept), &maps);
+    Some(source_indexes)
+}
+
+/// Position of the first source, if the sources are still adjacent and unchanged.
+fn locate(state: &ShardState, sources: &[Source]) -> Option<usize> {
+    let first = sources.first()?;
+    let start = state
+        .segments
+        .iter()
+        .position(|s| s.id == first.id && s.epoch == first.epoch)?;
+    let same = |(seg, src): (&Segment, &Source)| {
+        seg.id == src.id && seg.epoch == src.epoch && seg.is_sealed()
+    };
+    let in_place = state.segments.get(start..start + sources.len())?;
+    in_place.iter().zip(sources).all(same).then_some(start)
+}
+
+/// Per source, old offset → merged offset ([`DROPPED`] for rows not copied).
+fn offset_maps(sources: &[Source]) -> Vec<Vec<u32>> {
+    let bases = bases(sources);
+    sources
+        .iter()
+        .zip(bases)
+        .map(|(src, base)| {
+            let mut map = vec![DROPPED; src.rows.len()];
+            for (k, &off) in src.copied.iter().enumerate() {
+                map[off as usize] = (base + k) as u32;
+            }
+            map
+        })
+        .collect()
+}
+
+/// Every live id in the sources points at a copied row (rows not copied were deleted
+/// at the plan, and deletions are permanent, so this always holds; checked anyway
+/// because a miss would lose the point).
+fn all_live_copied(state: &ShardState, start: usize, maps: &[Vec<u32>]) -> bool {
+    state.ids.values().all(|loc| {
+        let seg = loc.seg as usize;
+        match seg.checked_sub(start).and_then(|s| maps.get(s)) {
+            Some(map) => map.get(loc.off as usize).is_some_and(|&o| o != DROPPED),
+            None => true,
+        }
+    })
+}
+
+/// Merged offsets of copied rows that their source has deleted since the plan.
+fn deleted_since_plan(state: &ShardState, start: usize, sources: &[Source]) -> BitSet {
+    let mut deleted = BitSet::default();
+    for ((src, base), seg) in sources
+        .iter()
+        .zip(bases(sources))
+        .zip(&state.segments[start..])
+    {
+        for (k, &off) in src.copied.iter().enumerate() {
+            if seg.deleted.get(off as usize) {
+                deleted.set(base + k);
+            }
+        }
+    }
+    deleted
+}
+
+/// The copied rows' payloads, moved out of the removed sources (cloned if their rows
+/// are still shared, e.g. by an index build in progress).
+fn take_payloads(removed: Vec<Segment>, copied: &[Vec<u32>]) -> Vec<Payload> {
+    let mut out = Vec::with_capacity(copied.iter().map(Vec::len).sum());
+    for (seg, offsets) in removed.into_iter().zip(copied) {
+        let Rows::Sealed(rows) = seg.rows else {
+            continue; // `locate` checked that every source is sealed
+        };
+        match Arc::try_unwrap(rows) {
+            Ok(mut rows) => offsets
+                .iter()
+                .for_each(|&o| out.push(std::mem::take(&mut rows.payloads[o as usize]))),
+            Err(shared) => offsets
+                .iter()
+                .for_each(|&o| out.push(shared.payloads[o as usize].clone())),
+        }
+    }
+    out
+}
+
+fn merged_segment(
+    id: u64,
+    data: SegmentData,
+    deleted: BitSet,
+    points_file: Option<String>,
+    indexes: BTreeMap<String, (Arc<dyn VectorIndex>, String)>,
+) -> Segment {
+    let len = data.len();
+    let mut seg = Segment::with_rows(id, Rows::Sealed(Arc::new(data)));
+    seg.deletions = deleted.count_ones() as u64;
+    seg.deleted = deleted;
+    seg.frozen_len = len;
+    seg.disk = OnDisk {
+        epoch: seg.epoch,
+        points: points_file.into_iter().collect(),
+        persisted_len: len,
+        deleted: None,
+        deletions: 0,
+    };
+    for (name, (index, file)) in indexes {
+        seg.indexes.insert(name.clone(), index);
+        seg.index_files.insert(name, file);
+    }
+    seg
+}
+
+/// Points ids into the merged segment, and shifts the segments after the sources.
+fn remap_ids(state: &mut ShardState, start: usize, count: usize, kept: usize, maps: &[Vec<u32>]) {
+    for loc in state.ids.values_mut() {
+        let seg = loc.seg as usize;
+        if seg < start {
+            continue;
+        }
+        if seg < start + count {
+            loc.off = maps[seg - start][loc.off as usize];
+            loc.seg = start as u32;
+        } else {
+            loc.seg = (seg - count + kept) as u32;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn c(mb: usize) -> Option<Candidate> {
+        Some(Candidate {
+            live_bytes: mb << 20,
+            deleted_ratio: 0.0,
+        })
+    }
+
+    #[test]
+    fn pick_takes_the_longest_run_that_fits() {
+        let cap = 128 << 20;
+        let ten = vec![c(10); 25];
+        assert_eq!(pick(&ten, cap), Some(0..12), "12 x 10 MiB fit, 13 do not");
+        let gap = vec![c(10), c(10), None, c(10), c(10), c(10)];
+        assert_eq!(
+            pick(&gap, cap),
+            Some(3..6),
+            "the appendable or a big segment splits runs"
+        );
+        let big = vec![c(10), None, c(90), c(10), c(10), c(10)];
+        assert_eq!(
+            pick(&big, cap),
+            Some(2..6),
+            "90 + 3 x 10: the big one absorbs its neighbours"
+        );
+        assert_eq!(pick(&[c(100), c(10), None], cap), None, "too lopsided");
+        assert_eq!(pick(&[c(10)], cap), None);
+    }
+
+    #[test]
+    fn pick_vacuums_a_lone_segment_with_many_deletions() {
+        let cap = 128 << 20;
+        let holey = Some(Candidate {
+            live_bytes: 8 << 20,
+            deleted_ratio: 0.25,
+        });
+        assert_eq!(pick(&[c(100), holey, None], cap), Some(1..2));
+        assert_eq!(pick(&[c(100), c(8), None], cap), None);
+    }
+}
