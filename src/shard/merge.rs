@@ -18,14 +18,14 @@
 //!    rows (`Arc`) and list its live offsets as of now; the index worker leaves these
 //!    segments alone from now on (`Inner::merging`);
 //! 2. *copy and build*, without locks: copy the live rows' ids, versions and vectors
-//!    into the merged rows (payloads stay where they are), write the points file with
-//!    the payloads read from the sources, build an HNSW per vector name and write it;
+//!    and payload text into the merged rows, write the points file, build an HNSW per
+//!    vector name and write it;
 //!    every file is a fresh name from the manifest's counter, written temp + fsync +
 //!    rename. Searches meanwhile use the sources and their own indexes;
 //! 3. *swap*, inside a checkpoint's capture step (holding `wal` and `state`): the
 //!    sources must still be in place; rows deleted in a source since step 1 (deletes,
 //!    and updates, which delete the old row) are marked deleted in the merged segment,
-//!    payloads are moved over, the sources are replaced by the merged segment and every
+//!    the sources are replaced by the merged segment and every
 //!    id's location is remapped. The checkpoint then writes the merged segment's
 //!    deletion file and a new manifest: that manifest is the switch point. Files it
 //!    no longer names are retired as usual (kept while a frozen shard pins them).
@@ -37,14 +37,12 @@
 //!
 //! Memory: until the swap the merge holds its output next to the sources: the merged
 //! vectors (at most the cap), the graph being built (~0.28x that for 128-d, m = 16) and
-//! ids and versions, ~1.35x the cap in all. Payloads are moved at the swap, never
-//! copied (only if something else still shares a source's rows). After the swap the
-//! freed heap is handed back to the OS (`malloc_trim`).
+//! ids, versions and payload text (JSON, a few bytes a row), ~1.35x the cap in all.
+//! After the swap the freed heap is handed back to the OS (`malloc_trim`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::collection::point::Payload;
 use crate::error::{Error, Result};
 use crate::shard::bitset::BitSet;
 use crate::shard::engine::{remove_quietly, Inner};
@@ -74,7 +72,7 @@ struct Source {
 /// A merged segment, written and indexed, waiting for its swap.
 struct Merged {
     sources: Vec<Source>,
-    /// The merged rows without payloads (moved in at the swap).
+    /// The merged rows.
     data: SegmentData,
     points_file: Option<String>,
     indexes: BTreeMap<String, (Arc<dyn VectorIndex>, String)>,
@@ -136,7 +134,6 @@ pub struct Candidate {
 }
 
 /// Whether a merge under the configured cap would find something to do.
-#[cfg(test)]
 pub fn has_work(state: &ShardState) -> bool {
     let cap = state.config.merge_max_kb.saturating_mul(1024);
     let candidates: Vec<Option<Candidate>> =
@@ -252,10 +249,19 @@ fn prepare(inner: &Inner, sources: Vec<Source>) -> Result<Option<Merged>> {
 
 fn copy_rows(sources: &[Source], config: &ShardConfig) -> SegmentData {
     let mut data = SegmentData::new(&config.dims());
-    data.reserve_exact(sources.iter().map(|s| s.copied.len()).sum());
+    let rows = sources.iter().map(|s| s.copied.len()).sum();
+    let payload_bytes = sources
+        .iter()
+        .flat_map(|s| {
+            s.copied
+                .iter()
+                .map(|&o| s.rows.payloads.text(o as usize).len())
+        })
+        .sum();
+    data.reserve_exact(rows, payload_bytes);
     for src in sources {
         for &off in &src.copied {
-            data.push_row_without_payload(&src.rows, off as usize);
+            data.push_row(&src.rows, off as usize);
         }
     }
     data
@@ -282,15 +288,8 @@ fn write_and_index(inner: &Inner, config: &ShardConfig, merged: &mut Merged) -> 
 }
 
 fn write_points(inner: &Inner, merged: &Merged, file: &str) -> Result<()> {
-    let bases = bases(&merged.sources);
-    let payload = |off: usize| -> &Payload {
-        let s = bases.partition_point(|&b| b <= off) - 1;
-        let src = &merged.sources[s];
-        &src.rows.payloads[src.copied[off - bases[s]] as usize]
-    };
     merged
         .data
-        .view(&payload)
         .write_file(&inner.dir.join(file))
         .map_err(|e| Error::io(format!("writing {file}"), e))
 }
@@ -390,7 +389,7 @@ fn return_freed_memory() {
 fn apply_swap(state: &mut ShardState, merged: Merged) -> Option<Vec<String>> {
     let Merged {
         sources,
-        mut data,
+        data,
         points_file,
         indexes,
     } = merged;
@@ -405,13 +404,13 @@ fn apply_swap(state: &mut ShardState, merged: Merged) -> Option<Vec<String>> {
         return None;
     }
     let deleted = deleted_since_plan(state, start, &sources);
-    let copied: Vec<Vec<u32>> = sources.into_iter().map(|s| s.copied).collect();
+    drop(sources);
     let removed: Vec<Segment> = state.segments.drain(start..start + count).collect();
     let source_indexes = removed
         .iter()
         .flat_map(|s| s.index_files.values().cloned())
         .collect();
-    data.payloads = take_payloads(removed, &copied);
+    drop(removed);
     let kept = !data.is_empty();
     if kept {
         let seg = merged_segment(state.next_segment, data, deleted, points_file, indexes);
@@ -480,26 +479,6 @@ fn deleted_since_plan(state: &ShardState, start: usize, sources: &[Source]) -> B
         }
     }
     deleted
-}
-
-/// The copied rows' payloads, moved out of the removed sources (cloned if their rows
-/// are still shared, e.g. by an index build in progress).
-fn take_payloads(removed: Vec<Segment>, copied: &[Vec<u32>]) -> Vec<Payload> {
-    let mut out = Vec::with_capacity(copied.iter().map(Vec::len).sum());
-    for (seg, offsets) in removed.into_iter().zip(copied) {
-        let Rows::Sealed(rows) = seg.rows else {
-            continue; // `locate` checked that every source is sealed
-        };
-        match Arc::try_unwrap(rows) {
-            Ok(mut rows) => offsets
-                .iter()
-                .for_each(|&o| out.push(std::mem::take(&mut rows.payloads[o as usize]))),
-            Err(shared) => offsets
-                .iter()
-                .for_each(|&o| out.push(shared.payloads[o as usize].clone())),
-        }
-    }
-    out
 }
 
 fn merged_segment(

@@ -4,9 +4,11 @@
 //!
 //! Usage: `cargo run --release --bin shoal-bench -- [--points N] [--dim D] [--batch B]
 //! [--queries Q] [--clients C] [--server PATH] [--url URL] [--data embedding|uniform]
-//! [--hnsw-ef EF]`. Without `--url` it starts
-//! `target/release/shoal` (or `--server`) on loopback ports with a temporary storage
-//! directory, so the figures include nothing but shoal and the loopback network.
+//! [--hnsw-ef EF] [--max-wait SECONDS] [--mode search|snapshot]`. Without `--url` it
+//! starts `target/release/shoal` (or `--server`) on loopback ports with a temporary
+//! storage directory, so the figures include nothing but shoal and the loopback
+//! network. Searches are measured once the collection's status is green (no index
+//! build or segment merge due or running), waiting at most `--max-wait` (default 1800 s).
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -33,6 +35,8 @@ struct Options {
     /// `search` (default): load, then search figures; `snapshot`: load (no index), then
     /// snapshot create and recover figures.
     mode: String,
+    /// Longest wait for the collection to turn green before searching.
+    max_wait_secs: u64,
 }
 
 fn parse_options() -> Result<Options> {
@@ -47,6 +51,7 @@ fn parse_options() -> Result<Options> {
         data: "embedding".to_string(),
         hnsw_ef: 128,
         mode: "search".to_string(),
+        max_wait_secs: 1800,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -62,6 +67,7 @@ fn parse_options() -> Result<Options> {
             "--data" => o.data = value()?,
             "--hnsw-ef" => o.hnsw_ef = value()?.parse()?,
             "--mode" => o.mode = value()?,
+            "--max-wait" => o.max_wait_secs = value()?.parse()?,
             other => bail!("unknown flag {other}"),
         }
     }
@@ -263,11 +269,20 @@ async fn search(
     Ok((started.elapsed(), results))
 }
 
-/// Waits (bounded) until index building has finished.
-async fn wait_indexed(http: &reqwest::Client, base: &str) -> Result<(Duration, u64)> {
+/// What the wait for background optimizations saw.
+struct Settled {
+    waited: Duration,
+    green: bool,
+    indexed: u64,
+    segments: u64,
+}
+
+/// Waits (bounded: at most `max_wait`) until the collection reports status `green`: no
+/// index build or segment merge due or running, so searches measure the settled
+/// collection.
+async fn wait_green(http: &reqwest::Client, base: &str, max_wait: Duration) -> Result<Settled> {
     let started = Instant::now();
-    let (mut last, mut stable) = (0, 0);
-    for _ in 0..3_600 {
+    loop {
         let info = call(
             http,
             reqwest::Method::GET,
@@ -275,17 +290,17 @@ async fn wait_indexed(http: &reqwest::Client, base: &str) -> Result<(Duration, u
             &Value::Null,
         )
         .await?;
-        // Sealed segments get indexed; the appendable tail stays exact. Done when the
-        // count has not moved for five seconds.
-        let indexed = info["indexed_vectors_count"].as_u64().unwrap_or(0);
-        stable = if indexed == last { stable + 1 } else { 0 };
-        if indexed > 0 && stable >= 5 {
-            return Ok((started.elapsed(), indexed));
+        let green = info["status"] == "green";
+        if green || started.elapsed() >= max_wait {
+            return Ok(Settled {
+                waited: started.elapsed(),
+                green,
+                indexed: info["indexed_vectors_count"].as_u64().unwrap_or(0),
+                segments: info["segments_count"].as_u64().unwrap_or(0),
+            });
         }
-        last = indexed;
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    Ok((started.elapsed(), last))
 }
 
 /// The benchmark collection; the snapshot mode turns indexing off so that no index
@@ -352,12 +367,19 @@ async fn main() -> Result<()> {
     let mut rng = Rng(42);
     let data = DataGen::new(&o.data, o.dim)?;
     let queries: Vec<Vec<f32>> = (0..o.queries).map(|_| data.vector(&mut rng)).collect();
-    // Index building runs in the background; measure searches only once it is done,
-    // so both figures see an idle machine.
-    let (index_wait, indexed) = wait_indexed(&http, &base).await?;
+    // Index builds and merges run in the background; measure searches only once the
+    // collection is green, so both figures see the settled collection on an idle machine.
+    let settled = wait_green(&http, &base, Duration::from_secs(o.max_wait_secs)).await?;
     println!(
-        "indexing: {indexed} vectors indexed, waited {:.1} s after the load",
-        index_wait.as_secs_f64()
+        "optimizations: {} after {:.1} s ({} vectors indexed, {} segments)",
+        if settled.green {
+            "green"
+        } else {
+            "STILL YELLOW (figures below are taken mid-optimization)"
+        },
+        settled.waited.as_secs_f64(),
+        settled.indexed,
+        settled.segments
     );
     let (exact_took, exact) = search(&http, &base, &queries, true, o.hnsw_ef).await?;
     println!(
