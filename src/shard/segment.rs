@@ -216,22 +216,54 @@ impl SegmentData {
 
     /// Writes the points file atomically.
     pub fn write_file(&self, path: &Path) -> io::Result<()> {
+        let vectors = self
+            .columns
+            .iter()
+            .map(|(name, col)| {
+                (
+                    name.clone(),
+                    crate::shard::index::rows_of(&col.data, col.dim),
+                )
+            })
+            .collect();
+        self.write_file_with(path, &vectors)
+    }
+
+    /// Writes the points file atomically with each column's rows taken from `vectors`
+    /// (`rows` of them per column, `dim` floats each) instead of the columns' own data:
+    /// a merge writes its output before it copies the vectors together.
+    pub fn write_file_with(
+        &self,
+        path: &Path,
+        vectors: &BTreeMap<String, Vec<&[f32]>>,
+    ) -> io::Result<()> {
+        let complete = self.columns.iter().all(|(name, col)| {
+            vectors.get(name).is_some_and(|rows| {
+                rows.len() == self.len() && rows.iter().all(|r| r.len() == col.dim)
+            })
+        });
+        if !complete {
+            return Err(io::Error::other(
+                "points file: vector rows do not match the columns",
+            ));
+        }
         files::write_atomic(path, |w| {
             let mut w = CrcWriter::new(w);
-            self.write_body(&mut w)?;
+            self.write_body(&mut w, vectors)?;
             w.finish()
         })
     }
 
-    /// Appends row `off` of `other` (a merge copying its sources' live rows); columns
-    /// must have the same names and dims.
-    pub fn push_row(&mut self, other: &SegmentData, off: usize) {
+    /// Appends row `off` of `other` but its vectors (a merge copying its sources' live
+    /// rows; see `merge.rs`): a vector `other` lacks is marked missing here, the others
+    /// are appended to the columns later, in row order. Columns must have the same
+    /// names and dims.
+    pub fn push_row_without_vectors(&mut self, other: &SegmentData, off: usize) {
         let offset = self.ids.len();
         for (name, col) in &mut self.columns {
             match other.columns.get(name).and_then(|c| c.get(off)) {
-                Some(v) if v.len() == col.dim => col.data.extend_from_slice(v),
+                Some(v) if v.len() == col.dim => {}
                 _ => {
-                    col.data.resize(col.data.len() + col.dim, 0.0);
                     col.missing.set(offset);
                 }
             }
@@ -322,7 +354,11 @@ impl SegmentData {
 }
 
 impl SegmentData {
-    fn write_body(&self, w: &mut dyn Write) -> io::Result<()> {
+    fn write_body(
+        &self,
+        w: &mut dyn Write,
+        vectors: &BTreeMap<String, Vec<&[f32]>>,
+    ) -> io::Result<()> {
         let mut buf = Vec::with_capacity(1 << 16);
         buf.extend_from_slice(POINTS_MAGIC);
         binio::put_u32(&mut buf, FORMAT);
@@ -337,13 +373,18 @@ impl SegmentData {
             .iter()
             .for_each(|&v| binio::put_u64(&mut buf, v));
         w.write_all(&buf)?;
-        for col in self.columns.values() {
+        for (name, col) in &self.columns {
             col.missing.write_to(w)?;
-            for chunk in col.data.chunks(16 * 1024) {
-                buf.clear();
-                binio::put_f32s_raw(&mut buf, chunk);
-                w.write_all(&buf)?;
+            let rows = vectors.get(name).map_or(&[][..], Vec::as_slice);
+            buf.clear();
+            for row in rows {
+                binio::put_f32s_raw(&mut buf, row);
+                if buf.len() >= 1 << 16 {
+                    w.write_all(&buf)?;
+                    buf.clear();
+                }
             }
+            w.write_all(&buf)?;
         }
         buf.clear();
         for off in 0..self.ids.len() {

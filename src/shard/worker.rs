@@ -188,12 +188,13 @@ fn index_one(inner: &Inner) -> bool {
         skip(key);
         return true;
     };
-    let Some(built) = inner
-        .builder
-        .build(&col.data, col.dim, job.distance, &job.params, &|| {
-            inner.jobs.stopped()
-        })
-    else {
+    let Some(built) = inner.builder.build(
+        &index::rows_of(&col.data, col.dim),
+        col.dim,
+        job.distance,
+        &job.params,
+        &|| inner.jobs.stopped(),
+    ) else {
         skip(key);
         return true;
     };
