@@ -21,7 +21,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{self, BufReader, Write};
+use std::io::{self, BufReader, Read, Write};
 use std::ops::Range;
 use std::path::Path;
 
@@ -286,8 +286,15 @@ impl SegmentData {
     /// Reads and verifies a points file: one read, the checksum over the whole buffer,
     /// then decoding from memory.
     pub fn read_file(path: &Path) -> io::Result<SegmentData> {
-        let bytes = std::fs::read(path)?;
-        let body = files::checked_body(&bytes)?;
+        Self::read_file_with(path, &mut Vec::new())
+    }
+
+    /// [`SegmentData::read_file`] reading into `buf` (reused across files: fresh memory
+    /// costs a page fault per 4 KiB, which was a good part of loading a segment).
+    pub fn read_file_with(path: &Path, buf: &mut Vec<u8>) -> io::Result<SegmentData> {
+        buf.clear();
+        File::open(path)?.read_to_end(buf)?;
+        let body = files::checked_body(buf)?;
         let mut d = Dec::new(body);
         let data = Self::decode(&mut d).map_err(|e| files::corrupt(e.0))?;
         if !d.is_empty() {
