@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::effect::Effect;
 use super::op::{AliasAction, ClusterOp};
+use super::transfer::ShardTransfer;
 use crate::collection::config::CollectionConfig;
 use crate::error::{Error, Result};
 use crate::types::{PeerId, ShardId};
@@ -38,6 +39,9 @@ pub struct CollectionState {
     pub config: CollectionConfig,
     /// Replicas of every shard: peer → state.
     pub shards: BTreeMap<ShardId, BTreeMap<PeerId, ReplicaState>>,
+    /// Transfers in progress (see `transfer.rs`).
+    #[serde(default)]
+    pub transfers: Vec<ShardTransfer>,
 }
 
 impl CollectionState {
@@ -101,6 +105,7 @@ impl ClusterState {
                 state,
             } => {
                 self.set_replica_state(collection, *shard, *peer, *state)?;
+                self.settle_transfers(collection, *shard);
                 Ok(Vec::new())
             }
             ClusterOp::AddReplica {
@@ -112,11 +117,30 @@ impl ClusterState {
                 collection,
                 shard,
                 peer,
-            } => self.remove_replica(collection, *shard, *peer),
+            } => {
+                let effects = self.remove_replica(collection, *shard, *peer)?;
+                self.settle_transfers(collection, *shard);
+                Ok(effects)
+            }
+            ClusterOp::StartTransfer {
+                collection,
+                transfer,
+            } => self.start_transfer(collection, transfer),
+            ClusterOp::FinishTransfer {
+                collection,
+                shard,
+                to,
+            } => self.finish_transfer(collection, *shard, *to),
+            ClusterOp::AbortTransfer {
+                collection,
+                shard,
+                to,
+                drop_target,
+            } => self.abort_transfer(collection, *shard, *to, *drop_target),
         }
     }
 
-    fn shard_mut(
+    pub(super) fn shard_mut(
         &mut self,
         collection: &str,
         shard: ShardId,
@@ -283,6 +307,7 @@ impl ClusterState {
             CollectionState {
                 config: config.clone(),
                 shards,
+                transfers: Vec::new(),
             },
         );
         Ok(vec![Effect::CollectionCreated {
