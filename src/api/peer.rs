@@ -15,14 +15,14 @@ use tonic::{Code, Request, Response, Status};
 
 use crate::error::Error;
 use crate::node::Node;
+use crate::replication::remote::STREAM_WINDOW;
+use crate::snapshot::upload::ChannelReader;
 use crate::transport::proto::raft_server::{Raft, RaftServer};
 use crate::transport::proto::shards_server::{Shards, ShardsServer};
 use crate::transport::proto::{
     Empty, InstallSnapshotResponse, JoinRequest, JoinResponse, RaftMessage, ShardOpRequest,
     ShardOpResponse, ShardReadRequest, ShardReadResponse, SnapshotChunk,
 };
-use crate::replication::remote::STREAM_WINDOW;
-use crate::snapshot::upload::ChannelReader;
 use crate::transport::MAX_PEER_MESSAGE_BYTES;
 
 /// Binds the peer port; separate from [`serve`] so that a taken port stops start-up early.
@@ -177,13 +177,7 @@ impl Shards for ShardService {
         };
         let points = self
             .node
-            .install_transferred_snapshot(
-                &collection,
-                shard,
-                min_applied_index,
-                reader,
-                pump,
-            )
+            .install_transferred_snapshot(&collection, shard, min_applied_index, reader, pump)
             .await
             .map_err(status_of)?;
         Ok(Response::new(InstallSnapshotResponse { points }))

@@ -18,8 +18,8 @@ mod recovery;
 mod replicas;
 pub mod shard_snapshots;
 mod snapshot_transfer;
-mod stream_records;
 pub mod snapshots;
+mod stream_records;
 pub mod tasks;
 pub mod transfers;
 

@@ -63,7 +63,10 @@ struct Running<'a> {
 impl RunningTransfers {
     fn claim(&self, collection: &str, shard: ShardId, to: PeerId) -> Option<Running<'_>> {
         let key = (collection.to_string(), shard, to);
-        self.running.lock().insert(key.clone()).then_some(Running { set: self, key })
+        self.running
+            .lock()
+            .insert(key.clone())
+            .then_some(Running { set: self, key })
     }
 }
 
@@ -131,9 +134,7 @@ impl Node {
             .collections
             .iter()
             .flat_map(|(name, c)| c.transfers.iter().map(move |t| (name.clone(), *t)))
-            .filter(|(name, t)| {
-                t.from == me && !running.contains(&(name.clone(), t.shard, t.to))
-            })
+            .filter(|(name, t)| t.from == me && !running.contains(&(name.clone(), t.shard, t.to)))
             .collect()
     }
 
@@ -155,7 +156,12 @@ impl Node {
         let replica = self.remote_replica(&set, target)?;
         let index = self.consensus.raft_info().applied;
         let count = ShardRead::Count { filter: None };
-        if self.shard_clients.read(&replica, &count, index).await.is_err() {
+        if self
+            .shard_clients
+            .read(&replica, &count, index)
+            .await
+            .is_err()
+        {
             return Ok(()); // Still down: next round.
         }
         if set.replicas.get(&target) == Some(&ReplicaState::Partial) {
@@ -205,7 +211,15 @@ impl Node {
             shard, from, to, ..
         } = transfer;
         let method = transfer.method.name();
-        tracing::info!(collection, shard, from, to, method, sync = transfer.sync, "shard transfer started");
+        tracing::info!(
+            collection,
+            shard,
+            from,
+            to,
+            method,
+            sync = transfer.sync,
+            "shard transfer started"
+        );
         let started = std::time::Instant::now();
         tokio::time::sleep(PARTIAL_SETTLE).await;
         let copied = match transfer.method {
@@ -226,7 +240,16 @@ impl Node {
         match outcome {
             Ok(points) => {
                 let seconds = started.elapsed().as_secs_f64();
-                tracing::info!(collection, shard, from, to, method, points, seconds, "shard transfer finished")
+                tracing::info!(
+                    collection,
+                    shard,
+                    from,
+                    to,
+                    method,
+                    points,
+                    seconds,
+                    "shard transfer finished"
+                )
             }
             Err(err) => {
                 tracing::warn!(collection, shard, from, to, method, %err, "shard transfer failed; aborting it");

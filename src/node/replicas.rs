@@ -80,9 +80,9 @@ impl Node {
             let targets = set.write_targets()?;
             parts.push((set, targets, op));
         }
-        let writes = parts.into_iter().map(|(set, targets, op)| {
-            self.write_shard(set, targets, op, wait, wcf, index)
-        });
+        let writes = parts
+            .into_iter()
+            .map(|(set, targets, op)| self.write_shard(set, targets, op, wait, wcf, index));
         let outcomes = join_all(writes).await;
         let marked = self.mark_dead(&outcomes).await;
         let mut operation_id = 0;
