@@ -46,14 +46,18 @@ use crate::snapshot::{checksum, layout};
 use crate::transport::proto::SnapshotChunk;
 use crate::types::ShardId;
 
+/// The writes taken for one shard since its snapshot transfer started (or since the
+/// last install).
+type Recorder = Arc<Mutex<Vec<ShardOp>>>;
+
 /// The writes a target took for each shard it receives a snapshot of.
 #[derive(Default)]
 pub(crate) struct WriteRecorders {
-    shards: Mutex<HashMap<(String, ShardId), Arc<Mutex<Vec<ShardOp>>>>>,
+    shards: Mutex<HashMap<(String, ShardId), Recorder>>,
 }
 
 impl WriteRecorders {
-    fn recorder(&self, collection: &str, shard: ShardId) -> Arc<Mutex<Vec<ShardOp>>> {
+    fn recorder(&self, collection: &str, shard: ShardId) -> Recorder {
         self.shards
             .lock()
             .entry((collection.to_string(), shard))
