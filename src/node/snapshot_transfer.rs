@@ -183,11 +183,15 @@ impl Node {
         let dir = self
             .collections
             .recovery_dir(&format!("{collection}-shard-{shard}"))?;
+        let started = std::time::Instant::now();
+        let received = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let outcome = async {
             let (actual, expected) = tokio::join!(
-                self.unpack_into(&dir, Source::Stream(archive), None, Arc::default()),
+                self.unpack_into(&dir, Source::Stream(archive), None, received.clone()),
                 sha256
             );
+            let unpacked = started.elapsed().as_secs_f64();
+            let bytes = received.load(std::sync::atomic::Ordering::Relaxed);
             let actual = actual?;
             let expected = expected.ok_or_else(|| {
                 Error::BadInput("the snapshot stream ended without its sha256 (cut short)".into())
@@ -212,7 +216,8 @@ impl Node {
                     }
                 }
                 local.flush()?;
-                tracing::info!(collection = %name, shard, replayed, "installed a transferred shard snapshot");
+                let seconds = started.elapsed().as_secs_f64();
+                tracing::info!(collection = %name, shard, bytes, unpacked, seconds, replayed, "installed a transferred shard snapshot");
                 Ok(local.count(None) as u64)
             })
             .await

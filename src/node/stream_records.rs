@@ -13,8 +13,8 @@ use crate::error::{Error, Result};
 use crate::replication::remote::encode_op;
 use crate::shard::ops::ShardOp;
 
-/// Points per upsert sent to the target.
-const BATCH: usize = 256;
+/// Points per upsert sent to the target (each one fsynced there before the next is sent).
+const BATCH: usize = 1024;
 
 impl Node {
     /// Upserts every point of this peer's replica into the transfer's target, batch by

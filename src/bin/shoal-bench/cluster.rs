@@ -133,7 +133,10 @@ async fn transfers(o: &Options, http: &reqwest::Client, peers: &[Peer]) -> Resul
         let points = wait_active(http, target).await?;
         let took = started.elapsed();
         if points != o.points as u64 {
-            bail!("{method}: the new replica holds {points} points, not {}", o.points);
+            bail!(
+                "{method}: the new replica holds {points} points, not {}",
+                o.points
+            );
         }
         println!(
             "transfer by {method}: {:.2} s = {:.0} MiB/s of vectors (request to Active)",
@@ -147,7 +150,11 @@ async fn transfers(o: &Options, http: &reqwest::Client, peers: &[Peer]) -> Resul
 /// Peers holding a replica of shard 0 in a `GET /collections/{c}/cluster` answer.
 fn replica_peers(info: &Value) -> Result<Vec<u64>> {
     let mut peers = Vec::new();
-    if !info["local_shards"].as_array().context("local_shards")?.is_empty() {
+    if !info["local_shards"]
+        .as_array()
+        .context("local_shards")?
+        .is_empty()
+    {
         peers.push(info["peer_id"].as_u64().context("peer_id")?);
     }
     for remote in info["remote_shards"].as_array().context("remote_shards")? {
@@ -174,7 +181,10 @@ async fn wait_active(http: &reqwest::Client, target: &Peer) -> Result<u64> {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    bail!("the new replica on peer {} did not become Active in 600 s", target.id)
+    bail!(
+        "the new replica on peer {} did not become Active in 600 s",
+        target.id
+    )
 }
 
 /// Starts three peers (the first founds the cluster, the others join through it) and
@@ -193,8 +203,13 @@ async fn start_cluster(o: &Options, http: &reqwest::Client) -> Result<Vec<Peer>>
         let (server, base) = start_peer(&o.server, p2p, &env, &args)?;
         wait_ready(http, &base).await?;
         first_uri.get_or_insert(uri);
-        let view = call(http, reqwest::Method::GET, format!("{base}/cluster"), &Value::Null)
-            .await?;
+        let view = call(
+            http,
+            reqwest::Method::GET,
+            format!("{base}/cluster"),
+            &Value::Null,
+        )
+        .await?;
         let id = view["peer_id"].as_u64().context("peer_id")?;
         peers.push(Peer {
             _server: server,
@@ -205,9 +220,13 @@ async fn start_cluster(o: &Options, http: &reqwest::Client) -> Result<Vec<Peer>>
     for _ in 0..600 {
         let mut agreed = true;
         for peer in &peers {
-            let view =
-                call(http, reqwest::Method::GET, format!("{}/cluster", peer.base), &Value::Null)
-                    .await?;
+            let view = call(
+                http,
+                reqwest::Method::GET,
+                format!("{}/cluster", peer.base),
+                &Value::Null,
+            )
+            .await?;
             agreed &= view["peers"].as_object().map(|p| p.len()) == Some(3)
                 && view["raft_info"]["leader"].as_u64().is_some()
                 && view["raft_info"]["is_voter"] == true;
