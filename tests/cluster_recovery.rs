@@ -1,7 +1,7 @@
 //! Snapshot recovery on a real three-peer cluster on 127.0.0.1: the priority matrix
 //! (`snapshot`, `replica`, `no_sync`) on an existing collection and on a new one, shard
-//! recovery, and the faults (a snapshot that does not fit, a recovery on a peer cut off
-//! from the majority). Every wait is bounded.
+//! recovery, the start-up flags on a cluster peer, and the faults (a snapshot that does not
+//! fit, a recovery on a peer cut off from the majority). Every wait is bounded.
 //!
 //! The collections have 2 shards × 2 replicas on 3 peers, created through the first peer,
 //! so that peer holds a replica of both shards and its collection snapshot covers the
@@ -14,8 +14,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{json, Value};
 use support::cluster::{
-    eventually, first_peer, joining_peer, peer_id, replica_states, stored_counts, wait_converged,
-    wait_for_agreement,
+    clustered, eventually, first_peer, joining_peer, peer_id, peer_uri, replica_states,
+    stored_counts, wait_converged, wait_for_agreement,
 };
 use support::{assert_error, vectors, TestNode};
 
@@ -306,4 +306,85 @@ fn a_recovery_cut_off_from_the_majority_fails_and_changes_nothing() {
     for peer in &mut peers {
         assert_eq!(peer.count("cut"), FILLED);
     }
+}
+
+#[test]
+fn startup_flags_register_the_restored_collections_and_aliases_through_consensus() {
+    // Snapshots made on a single node: a collection snapshot and a full one with an alias.
+    let single = TestNode::start();
+    single.create_collection(
+        "flagged",
+        json!({"vectors": {"size": DIM, "distance": "Dot"}, "shard_number": 2}),
+    );
+    upsert(&single, "flagged", 0..FILLED);
+    single.create_collection(
+        "whole",
+        json!({"vectors": {"size": DIM, "distance": "Dot"}}),
+    );
+    upsert(&single, "whole", 0..50);
+    single.ok(single.post(
+        "/collections/aliases",
+        &json!({"actions": [{"create_alias": {"collection_name": "whole", "alias_name": "everything"}}]}),
+    ));
+    let snapshot = single.ok(single.post("/collections/flagged/snapshots", &json!({})));
+    let collection_file = single.dir().join("flagged.snapshot");
+    let bytes = single.download(&format!(
+        "/collections/flagged/snapshots/{}",
+        snapshot["name"].as_str().unwrap()
+    ));
+    std::fs::write(&collection_file, bytes).unwrap();
+    single.ok(single.delete("/collections/flagged"));
+    let full = single.ok(single.post("/snapshots", &json!({})));
+    let full_file = single.dir().join("full.snapshot");
+    std::fs::write(
+        &full_file,
+        single.download(&format!("/snapshots/{}", full["name"].as_str().unwrap())),
+    )
+    .unwrap();
+
+    // The founding peer restores the collection snapshot at start, a joining peer the
+    // full one: both end up in the cluster state every peer sees.
+    let mut p1 = clustered();
+    p1.launch(&[
+        "--uri".to_string(),
+        peer_uri(&p1),
+        "--snapshot".to_string(),
+        format!("{}:flagged", collection_file.display()),
+    ]);
+    let mut p2 = clustered();
+    p2.launch(&[
+        "--uri".to_string(),
+        peer_uri(&p2),
+        "--bootstrap".to_string(),
+        peer_uri(&p1),
+        "--storage-snapshot".to_string(),
+        full_file.display().to_string(),
+    ]);
+    let p3 = joining_peer(&p1);
+    let peers = [p1, p2, p3];
+    wait_for_agreement(&all(&peers), 3);
+    for peer in &peers {
+        eventually("the restored collections are visible on every peer", || {
+            (peer.get("/collections/flagged").0 == 200
+                && peer.get("/collections/everything").0 == 200)
+                .then_some(())
+        });
+        assert_eq!(peer.count("flagged"), FILLED);
+        assert_eq!(peer.count("everything"), 50);
+        let aliases = peer.ok(peer.get("/aliases"));
+        assert_eq!(
+            aliases["aliases"],
+            json!([{"alias_name": "everything", "collection_name": "whole"}])
+        );
+    }
+    // The restored shards are registered on the peer that restored them, Active.
+    let states = replica_states(&peers[2], "flagged");
+    let p1_id = peer_id(&peers[0]);
+    assert_eq!(states.len(), 2, "{states:?}");
+    assert!(
+        states
+            .iter()
+            .all(|((_, p), s)| *p == p1_id && s == "Active"),
+        "{states:?}"
+    );
 }

@@ -399,7 +399,15 @@ impl Node {
             };
             match self.propose(create).await {
                 Ok(()) => created = true,
-                // Created meanwhile (by a concurrent recovery on another peer): check it.
+                // Created meanwhile: a start-up flag without force must not replace it.
+                Err(Error::AlreadyExists(_))
+                    if requester == (Requester::StartUp { force: false }) =>
+                {
+                    return Err(Error::AlreadyExists(format!(
+                        "Collection {name} already exists. Use --force-snapshot to overwrite it."
+                    )))
+                }
+                // Created meanwhile by a recovery on another peer: check it like any other.
                 Err(Error::AlreadyExists(_)) => {}
                 Err(err) => return Err(err),
             }
