@@ -170,6 +170,38 @@ fn recovery_priorities_on_an_existing_collection() {
     assert_eq!(shards_of(&counts, p1), after_change, "{counts:?}");
     // Reads through the second peer use its own (recovered) replicas first.
     assert_eq!(ids(&peers[1], "diverged"), snapshot_ids);
+
+    // Two recoveries of one collection at once on two peers: serialised or refused with
+    // 409, never interleaved; the collection ends up whole either way.
+    let url = snapshot_url(&peers[0], "wins");
+    let answers: Vec<(u16, Value)> = std::thread::scope(|scope| {
+        let calls: Vec<_> = [&peers[1], &peers[2]]
+            .into_iter()
+            .map(|peer| {
+                let url = url.clone();
+                scope.spawn(move || {
+                    peer.put(
+                        "/collections/wins/snapshots/recover?wait=true",
+                        &json!({"location": url, "priority": "snapshot"}),
+                    )
+                })
+            })
+            .collect();
+        calls.into_iter().map(|c| c.join().unwrap()).collect()
+    });
+    for (status, body) in &answers {
+        assert!(
+            *status == 200 || *status == 409,
+            "{status} {body}\n{}\n{}",
+            peers[1].log(),
+            peers[2].log()
+        );
+    }
+    assert!(answers.iter().any(|(s, _)| *s == 200), "{answers:?}");
+    wait_converged(&all(&peers), "wins");
+    for peer in &peers {
+        assert_eq!(ids(peer, "wins"), snapshot_ids);
+    }
 }
 
 #[test]
