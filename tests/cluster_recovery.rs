@@ -420,3 +420,50 @@ fn startup_flags_register_the_restored_collections_and_aliases_through_consensus
         "{states:?}"
     );
 }
+
+#[test]
+fn a_peer_killed_during_a_recovery_leaves_the_cluster_data_intact() {
+    let mut peers = start_cluster();
+    filled_collection(&peers, "killed");
+    upsert(&peers[0], "killed", FILLED..3000);
+    let url = snapshot_url(&peers[0], "killed");
+    change_after_snapshot(&peers[0], "killed");
+    let expected = ids(&peers[0], "killed");
+
+    // With `replica` priority the cluster's data wins whenever the recovering peer dies:
+    // while unpacking, between `BeginRecovery` and its finish (the restarted peer aborts
+    // its own unfinished recovery), or after it. (Measured on a debug build: the first
+    // delays land before and inside the recovery, the last after it; the outcome must be
+    // the same in every case, whatever the machine's speed.)
+    for delay_ms in [100, 200, 300, 450] {
+        let url = url.clone();
+        let port = peers[1].http_port;
+        let call = std::thread::spawn(move || {
+            reqwest::blocking::Client::new()
+                .put(format!(
+                    "http://127.0.0.1:{port}/collections/killed/snapshots/recover?wait=true"
+                ))
+                .json(&json!({"location": url, "priority": "replica"}))
+                .send()
+                .map(|r| r.status().as_u16())
+        });
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        peers[1].kill9();
+        let _ = call.join();
+        peers[1].restart_after_kill9();
+        eventually("no replica is left in ManualRecovery", || {
+            replica_states(&peers[0], "killed")
+                .values()
+                .all(|s| s == "Active")
+                .then_some(())
+        });
+        wait_converged(&all(&peers), "killed");
+        for peer in &peers {
+            assert_eq!(
+                ids(peer, "killed"),
+                expected,
+                "after a kill at {delay_ms} ms"
+            );
+        }
+    }
+}
