@@ -16,6 +16,7 @@ pub mod points;
 mod recovery;
 mod replicas;
 pub mod shard_snapshots;
+mod snapshot_jobs;
 pub mod snapshots;
 pub mod tasks;
 pub mod transfers;
