@@ -31,6 +31,9 @@ pub enum ReplicaState {
     Initializing,
     /// Receives writes, never serves reads.
     Listener,
+    /// Holds a copy being replaced by a snapshot recovery: serves nothing, takes no
+    /// writes, and is left alone by automatic recovery (see `consensus/recovery.rs`).
+    ManualRecovery,
 }
 
 /// A collection as the cluster knows it.
@@ -42,6 +45,18 @@ pub struct CollectionState {
     /// Transfers in progress (see `transfer.rs`).
     #[serde(default)]
     pub transfers: Vec<ShardTransfer>,
+    /// The snapshot recovery of this collection in progress, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovering: Option<RecoveryMark>,
+}
+
+/// A snapshot recovery between `BeginRecovery` and its finish or abort.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecoveryMark {
+    /// The peer running it.
+    pub peer: PeerId,
+    /// Shards it made this peer a replica of: an abort removes those replicas again.
+    pub added: Vec<ShardId>,
 }
 
 impl CollectionState {
@@ -137,6 +152,31 @@ impl ClusterState {
                 to,
                 drop_target,
             } => self.abort_transfer(collection, *shard, *to, *drop_target),
+            ClusterOp::BeginRecovery {
+                collection,
+                peer,
+                shards,
+            } => {
+                let effects = self.begin_recovery(collection, *peer, shards)?;
+                self.settle_all_transfers(collection);
+                Ok(effects)
+            }
+            ClusterOp::FinishRecovery {
+                collection,
+                peer,
+                shards,
+                priority,
+                scope,
+            } => {
+                let effects = self.finish_recovery(collection, *peer, shards, *priority, *scope)?;
+                self.settle_all_transfers(collection);
+                Ok(effects)
+            }
+            ClusterOp::AbortRecovery { collection, peer } => {
+                let effects = self.abort_recovery(collection, *peer)?;
+                self.settle_all_transfers(collection);
+                Ok(effects)
+            }
         }
     }
 
@@ -308,6 +348,7 @@ impl ClusterState {
                 config: config.clone(),
                 shards,
                 transfers: Vec::new(),
+                recovering: None,
             },
         );
         Ok(vec![Effect::CollectionCreated {

@@ -205,6 +205,19 @@ impl ClusterState {
         });
     }
 
+    /// [`Self::settle_transfers`] for every shard of a collection (after a snapshot
+    /// recovery changed its replicas).
+    pub(super) fn settle_all_transfers(&mut self, collection: &str) {
+        let shards: Vec<ShardId> = self
+            .collections
+            .get(collection)
+            .map(|c| c.shards.keys().copied().collect())
+            .unwrap_or_default();
+        for shard in shards {
+            self.settle_transfers(collection, shard);
+        }
+    }
+
     fn take_transfer(
         &mut self,
         collection: &str,

@@ -17,6 +17,8 @@ pub mod points;
 mod recovery;
 mod replicas;
 pub mod shard_snapshots;
+pub mod snapshot_install;
+mod snapshot_jobs;
 mod snapshot_transfer;
 pub mod snapshots;
 mod stream_records;
@@ -130,6 +132,7 @@ impl Node {
             write_recorders: Default::default(),
             running_transfers: Default::default(),
         });
+        tokio::spawn(snapshot_install::watch_stale_recoveries(node.clone()));
         if let Some((restarted, this_uri)) = background {
             cluster::start_background(&node, restarted, this_uri);
         }

@@ -4,7 +4,7 @@
 //!
 //! Usage: `cargo run --release --bin shoal-bench -- [--points N] [--dim D] [--batch B]
 //! [--queries Q] [--clients C] [--server PATH] [--url URL] [--data embedding|uniform]
-//! [--hnsw-ef EF]`. Without `--url` it starts
+//! [--hnsw-ef EF] [--mode search|snapshot|grpc] [--grpc-url URL]`. Without `--url` it starts
 //! `target/release/shoal` (or `--server`) on loopback ports with a temporary storage
 //! directory, so the figures include nothing but shoal and the loopback network.
 
@@ -16,6 +16,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use serde_json::{json, Value};
 
 mod cluster;
+mod grpc;
 mod snapshots;
 
 struct Options {
@@ -32,9 +33,12 @@ struct Options {
     data: String,
     hnsw_ef: usize,
     /// `search` (default): load, then search figures; `snapshot`: load (no index), then
-    /// snapshot create and recover figures; `cluster`: load, then the same on a 3-peer
-    /// cluster (metadata commit latency, replicated writes, shard transfers).
+    /// snapshot create and recover figures; `grpc`: the same upserts and searches over
+    /// REST and over the public gRPC API, side by side; `cluster`: load, then the same on
+    /// a 3-peer cluster (metadata commit latency, replicated writes, shard transfers).
     mode: String,
+    /// gRPC address for `--mode grpc` with `--url` (default: the started server's port).
+    grpc_url: Option<String>,
 }
 
 fn parse_options() -> Result<Options> {
@@ -49,6 +53,7 @@ fn parse_options() -> Result<Options> {
         data: "embedding".to_string(),
         hnsw_ef: 128,
         mode: "search".to_string(),
+        grpc_url: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -64,6 +69,7 @@ fn parse_options() -> Result<Options> {
             "--data" => o.data = value()?,
             "--hnsw-ef" => o.hnsw_ef = value()?.parse()?,
             "--mode" => o.mode = value()?,
+            "--grpc-url" => o.grpc_url = Some(value()?),
             other => bail!("unknown flag {other}"),
         }
     }
@@ -124,6 +130,8 @@ impl DataGen {
 struct Server {
     child: Child,
     dir: tempfile::TempDir,
+    /// The public gRPC port the server was started with.
+    grpc_port: u16,
 }
 
 impl Drop for Server {
@@ -152,13 +160,14 @@ fn start_peer(
 ) -> Result<(Server, String)> {
     let dir = tempfile::tempdir()?;
     let port = free_port()?;
+    let grpc_port = free_port()?;
     let child = Command::new(binary)
         .args(args)
         .envs(env.iter().copied())
         .current_dir(dir.path())
         .env("QDRANT__SERVICE__HOST", "127.0.0.1")
         .env("QDRANT__SERVICE__HTTP_PORT", port.to_string())
-        .env("QDRANT__SERVICE__GRPC_PORT", free_port()?.to_string())
+        .env("QDRANT__SERVICE__GRPC_PORT", grpc_port.to_string())
         .env("QDRANT__CLUSTER__P2P__PORT", p2p_port.to_string())
         .env("QDRANT__STORAGE__STORAGE_PATH", dir.path().join("storage"))
         .env(
@@ -178,7 +187,14 @@ fn start_peer(
                 binary.display()
             )
         })?;
-    Ok((Server { child, dir }, format!("http://127.0.0.1:{port}")))
+    Ok((
+        Server {
+            child,
+            dir,
+            grpc_port,
+        },
+        format!("http://127.0.0.1:{port}"),
+    ))
 }
 
 /// Peak resident set (VmHWM) of a process, in bytes.
@@ -350,6 +366,15 @@ async fn main() -> Result<()> {
         .timeout(Duration::from_secs(600))
         .build()?;
     wait_ready(&http, &base).await?;
+
+    if o.mode == "grpc" {
+        let grpc_url = match (&o.grpc_url, &server) {
+            (Some(url), _) => url.clone(),
+            (None, Some((s, _))) => format!("http://127.0.0.1:{}", s.grpc_port),
+            (None, None) => bail!("--mode grpc with --url needs --grpc-url"),
+        };
+        return grpc::run(&o, &http, &base, &grpc_url).await;
+    }
 
     let _ = call(
         &http,
