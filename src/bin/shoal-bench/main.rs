@@ -4,7 +4,7 @@
 //!
 //! Usage: `cargo run --release --bin shoal-bench -- [--points N] [--dim D] [--batch B]
 //! [--queries Q] [--clients C] [--server PATH] [--url URL] [--data embedding|uniform]
-//! [--hnsw-ef EF] [--mode search|snapshot|grpc] [--grpc-url URL]`. Without `--url` it starts
+//! [--hnsw-ef EF] [--mode search|snapshot|grpc|cluster|cluster-recover] [--grpc-url URL]`. Without `--url` it starts
 //! `target/release/shoal` (or `--server`) on loopback ports with a temporary storage
 //! directory, so the figures include nothing but shoal and the loopback network.
 
@@ -16,6 +16,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use serde_json::{json, Value};
 
 mod cluster;
+mod cluster_recover;
 mod grpc;
 mod snapshots;
 
@@ -341,7 +342,9 @@ async fn wait_indexed_of(
 /// The benchmark collection; the snapshot mode turns indexing off so that no index
 /// build competes with the measured snapshot work.
 fn collection_body(o: &Options) -> Value {
-    if o.mode == "snapshot" {
+    if o.mode == "cluster-recover" {
+        json!({"vectors": {"size": o.dim, "distance": "Cosine"}, "shard_number": 3, "replication_factor": 2})
+    } else if o.mode == "snapshot" {
         json!({"vectors": {"size": o.dim, "distance": "Cosine"}, "optimizers_config": {"indexing_threshold": 0}})
     } else {
         json!({"vectors": {"size": o.dim, "distance": "Cosine"}})
@@ -404,6 +407,12 @@ async fn main() -> Result<()> {
     if o.mode == "cluster" {
         drop(server);
         return cluster::run(&o, &http, o.points as f64 / took.as_secs_f64()).await;
+    }
+    if o.mode == "cluster-recover" {
+        let (server, _) = server
+            .as_ref()
+            .context("--mode cluster-recover starts its own servers; drop --url")?;
+        return cluster_recover::run(&o, &http, &base, server).await;
     }
     if o.mode == "snapshot" {
         let (server, _) = server
