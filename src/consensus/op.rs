@@ -9,7 +9,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::recovery::{RecoveryScope, SnapshotPriority};
 use super::state::ReplicaState;
+use super::transfer::ShardTransfer;
 use crate::collection::config::{CollectionConfig, UpdateCollection};
 use crate::types::{PeerId, ShardId};
 
@@ -53,6 +55,43 @@ pub enum ClusterOp {
         shard: ShardId,
         peer: PeerId,
     },
+    /// Record a shard transfer and make its target Partial (added if the peer held no
+    /// replica). Refused unless the source holds an Active replica.
+    StartTransfer {
+        collection: String,
+        transfer: ShardTransfer,
+    },
+    /// A transfer's copy is complete: its target becomes Active and, for a move, the
+    /// source's replica is removed in the same step.
+    FinishTransfer {
+        collection: String,
+        shard: ShardId,
+        to: PeerId,
+    },
+    /// Forget a transfer; its target is removed (`drop_target`) or left Dead.
+    AbortTransfer {
+        collection: String,
+        shard: ShardId,
+        to: PeerId,
+        drop_target: bool,
+    },
+    /// A snapshot recovery on `peer` is about to replace its copies of `shards`
+    /// (see `consensus/recovery.rs`). Refused while another peer recovers the collection.
+    BeginRecovery {
+        collection: String,
+        peer: PeerId,
+        shards: Vec<ShardId>,
+    },
+    /// The recovered copies are in place: settle every shard's replica states by priority.
+    FinishRecovery {
+        collection: String,
+        peer: PeerId,
+        shards: Vec<ShardId>,
+        priority: SnapshotPriority,
+        scope: RecoveryScope,
+    },
+    /// A recovery on `peer` failed or died: its out-of-service replicas are re-synced.
+    AbortRecovery { collection: String, peer: PeerId },
 }
 
 /// One action of `POST /collections/aliases`, in Qdrant's JSON shape.

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::effect::Effect;
 use super::op::{AliasAction, ClusterOp};
+use super::transfer::ShardTransfer;
 use crate::collection::config::CollectionConfig;
 use crate::error::{Error, Result};
 use crate::types::{PeerId, ShardId};
@@ -30,6 +31,9 @@ pub enum ReplicaState {
     Initializing,
     /// Receives writes, never serves reads.
     Listener,
+    /// Holds a copy being replaced by a snapshot recovery: serves nothing, takes no
+    /// writes, and is left alone by automatic recovery (see `consensus/recovery.rs`).
+    ManualRecovery,
 }
 
 /// A collection as the cluster knows it.
@@ -38,6 +42,21 @@ pub struct CollectionState {
     pub config: CollectionConfig,
     /// Replicas of every shard: peer → state.
     pub shards: BTreeMap<ShardId, BTreeMap<PeerId, ReplicaState>>,
+    /// Transfers in progress (see `transfer.rs`).
+    #[serde(default)]
+    pub transfers: Vec<ShardTransfer>,
+    /// The snapshot recovery of this collection in progress, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovering: Option<RecoveryMark>,
+}
+
+/// A snapshot recovery between `BeginRecovery` and its finish or abort.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecoveryMark {
+    /// The peer running it.
+    pub peer: PeerId,
+    /// Shards it made this peer a replica of: an abort removes those replicas again.
+    pub added: Vec<ShardId>,
 }
 
 impl CollectionState {
@@ -101,6 +120,7 @@ impl ClusterState {
                 state,
             } => {
                 self.set_replica_state(collection, *shard, *peer, *state)?;
+                self.settle_transfers(collection, *shard);
                 Ok(Vec::new())
             }
             ClusterOp::AddReplica {
@@ -112,11 +132,55 @@ impl ClusterState {
                 collection,
                 shard,
                 peer,
-            } => self.remove_replica(collection, *shard, *peer),
+            } => {
+                let effects = self.remove_replica(collection, *shard, *peer)?;
+                self.settle_transfers(collection, *shard);
+                Ok(effects)
+            }
+            ClusterOp::StartTransfer {
+                collection,
+                transfer,
+            } => self.start_transfer(collection, transfer),
+            ClusterOp::FinishTransfer {
+                collection,
+                shard,
+                to,
+            } => self.finish_transfer(collection, *shard, *to),
+            ClusterOp::AbortTransfer {
+                collection,
+                shard,
+                to,
+                drop_target,
+            } => self.abort_transfer(collection, *shard, *to, *drop_target),
+            ClusterOp::BeginRecovery {
+                collection,
+                peer,
+                shards,
+            } => {
+                let effects = self.begin_recovery(collection, *peer, shards)?;
+                self.settle_all_transfers(collection);
+                Ok(effects)
+            }
+            ClusterOp::FinishRecovery {
+                collection,
+                peer,
+                shards,
+                priority,
+                scope,
+            } => {
+                let effects = self.finish_recovery(collection, *peer, shards, *priority, *scope)?;
+                self.settle_all_transfers(collection);
+                Ok(effects)
+            }
+            ClusterOp::AbortRecovery { collection, peer } => {
+                let effects = self.abort_recovery(collection, *peer)?;
+                self.settle_all_transfers(collection);
+                Ok(effects)
+            }
         }
     }
 
-    fn shard_mut(
+    pub(super) fn shard_mut(
         &mut self,
         collection: &str,
         shard: ShardId,
@@ -283,6 +347,8 @@ impl ClusterState {
             CollectionState {
                 config: config.clone(),
                 shards,
+                transfers: Vec::new(),
+                recovering: None,
             },
         );
         Ok(vec![Effect::CollectionCreated {

@@ -4,11 +4,12 @@
 //!
 //! Usage: `cargo run --release --bin shoal-bench -- [--points N] [--dim D] [--batch B]
 //! [--queries Q] [--clients C] [--server PATH] [--url URL] [--data embedding|uniform]
-//! [--hnsw-ef EF] [--max-wait SECONDS] [--mode search|snapshot]`. Without `--url` it
-//! starts `target/release/shoal` (or `--server`) on loopback ports with a temporary
-//! storage directory, so the figures include nothing but shoal and the loopback
-//! network. Searches are measured once the collection's status is green (no index
-//! build or segment merge due or running), waiting at most `--max-wait` (default 1800 s).
+//! [--hnsw-ef EF] [--mode search|snapshot|grpc|cluster|cluster-recover] [--grpc-url URL]
+//! [--max-wait SECONDS]`. Without `--url` it starts `target/release/shoal` (or
+//! `--server`) on loopback ports with a temporary storage directory, so the figures
+//! include nothing but shoal and the loopback network. Searches are measured once the
+//! collection's status is green (no index build or segment merge due or running),
+//! waiting at most `--max-wait` (default 1800 s).
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -17,6 +18,9 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::{json, Value};
 
+mod cluster;
+mod cluster_recover;
+mod grpc;
 mod snapshots;
 
 struct Options {
@@ -33,8 +37,12 @@ struct Options {
     data: String,
     hnsw_ef: usize,
     /// `search` (default): load, then search figures; `snapshot`: load (no index), then
-    /// snapshot create and recover figures.
+    /// snapshot create and recover figures; `grpc`: the same upserts and searches over
+    /// REST and over the public gRPC API, side by side; `cluster`: load, then the same on
+    /// a 3-peer cluster (metadata commit latency, replicated writes, shard transfers).
     mode: String,
+    /// gRPC address for `--mode grpc` with `--url` (default: the started server's port).
+    grpc_url: Option<String>,
     /// Longest wait for the collection to turn green before searching.
     max_wait_secs: u64,
 }
@@ -51,6 +59,7 @@ fn parse_options() -> Result<Options> {
         data: "embedding".to_string(),
         hnsw_ef: 128,
         mode: "search".to_string(),
+        grpc_url: None,
         max_wait_secs: 1800,
     };
     let mut args = std::env::args().skip(1);
@@ -67,6 +76,7 @@ fn parse_options() -> Result<Options> {
             "--data" => o.data = value()?,
             "--hnsw-ef" => o.hnsw_ef = value()?.parse()?,
             "--mode" => o.mode = value()?,
+            "--grpc-url" => o.grpc_url = Some(value()?),
             "--max-wait" => o.max_wait_secs = value()?.parse()?,
             other => bail!("unknown flag {other}"),
         }
@@ -128,6 +138,8 @@ impl DataGen {
 struct Server {
     child: Child,
     dir: tempfile::TempDir,
+    /// The public gRPC port the server was started with.
+    grpc_port: u16,
 }
 
 impl Drop for Server {
@@ -144,14 +156,27 @@ fn free_port() -> Result<u16> {
 }
 
 fn start_server(binary: &PathBuf) -> Result<(Server, String)> {
+    start_peer(binary, free_port()?, &[], &[])
+}
+
+/// A server with `p2p_port` as its peer port, extra environment and arguments.
+fn start_peer(
+    binary: &PathBuf,
+    p2p_port: u16,
+    env: &[(&str, &str)],
+    args: &[String],
+) -> Result<(Server, String)> {
     let dir = tempfile::tempdir()?;
     let port = free_port()?;
+    let grpc_port = free_port()?;
     let child = Command::new(binary)
+        .args(args)
+        .envs(env.iter().copied())
         .current_dir(dir.path())
         .env("QDRANT__SERVICE__HOST", "127.0.0.1")
         .env("QDRANT__SERVICE__HTTP_PORT", port.to_string())
-        .env("QDRANT__SERVICE__GRPC_PORT", free_port()?.to_string())
-        .env("QDRANT__CLUSTER__P2P__PORT", free_port()?.to_string())
+        .env("QDRANT__SERVICE__GRPC_PORT", grpc_port.to_string())
+        .env("QDRANT__CLUSTER__P2P__PORT", p2p_port.to_string())
         .env("QDRANT__STORAGE__STORAGE_PATH", dir.path().join("storage"))
         .env(
             "QDRANT__STORAGE__SNAPSHOTS_PATH",
@@ -170,7 +195,14 @@ fn start_server(binary: &PathBuf) -> Result<(Server, String)> {
                 binary.display()
             )
         })?;
-    Ok((Server { child, dir }, format!("http://127.0.0.1:{port}")))
+    Ok((
+        Server {
+            child,
+            dir,
+            grpc_port,
+        },
+        format!("http://127.0.0.1:{port}"),
+    ))
 }
 
 /// Peak resident set (VmHWM) of a process, in bytes.
@@ -209,6 +241,16 @@ async fn wait_ready(http: &reqwest::Client, base: &str) -> Result<()> {
 }
 
 async fn upsert_all(http: &reqwest::Client, base: &str, o: &Options) -> Result<Duration> {
+    upsert_into(http, base, "bench", o).await
+}
+
+/// Loads `o.points` points into `collection` with `o.clients` concurrent clients.
+async fn upsert_into(
+    http: &reqwest::Client,
+    base: &str,
+    collection: &str,
+    o: &Options,
+) -> Result<Duration> {
     let started = Instant::now();
     let batches: Vec<usize> = (0..o.points).step_by(o.batch).collect();
     let mut tasks = Vec::new();
@@ -220,6 +262,7 @@ async fn upsert_all(http: &reqwest::Client, base: &str, o: &Options) -> Result<D
             .step_by(o.clients)
             .collect();
         let (http, base, batch, total) = (http.clone(), base.to_string(), o.batch, o.points);
+        let url = format!("{base}/collections/{collection}/points?wait=true");
         let data = DataGen::new(&o.data, o.dim)?;
         tasks.push(tokio::spawn(async move {
             for start in mine {
@@ -228,7 +271,7 @@ async fn upsert_all(http: &reqwest::Client, base: &str, o: &Options) -> Result<D
                 let points: Vec<Value> = (start..end)
                     .map(|id| json!({"id": id, "vector": data.vector(&mut rng), "payload": {"n": id % 100}}))
                     .collect();
-                call(&http, reqwest::Method::PUT, format!("{base}/collections/bench/points?wait=true"), &json!({"points": points}))
+                call(&http, reqwest::Method::PUT, url.clone(), &json!({"points": points}))
                     .await?;
             }
             Ok::<_, anyhow::Error>(())
@@ -269,6 +312,21 @@ async fn search(
     Ok((started.elapsed(), results))
 }
 
+/// Waits (bounded) until the bench collection is green; the wait and the indexed count.
+async fn wait_indexed(http: &reqwest::Client, base: &str) -> Result<(Duration, u64)> {
+    wait_indexed_of(http, base, "bench").await
+}
+
+/// [`wait_indexed`] for any collection.
+async fn wait_indexed_of(
+    http: &reqwest::Client,
+    base: &str,
+    collection: &str,
+) -> Result<(Duration, u64)> {
+    let settled = wait_green(http, base, collection, Duration::from_secs(1800)).await?;
+    Ok((settled.waited, settled.indexed))
+}
+
 /// What the wait for background optimizations saw.
 struct Settled {
     waited: Duration,
@@ -277,16 +335,21 @@ struct Settled {
     segments: u64,
 }
 
-/// Waits (bounded: at most `max_wait`) until the collection reports status `green`: no
+/// Waits (bounded: at most `max_wait`) until `collection` reports status `green`: no
 /// index build or segment merge due or running, so searches measure the settled
 /// collection.
-async fn wait_green(http: &reqwest::Client, base: &str, max_wait: Duration) -> Result<Settled> {
+async fn wait_green(
+    http: &reqwest::Client,
+    base: &str,
+    collection: &str,
+    max_wait: Duration,
+) -> Result<Settled> {
     let started = Instant::now();
     loop {
         let info = call(
             http,
             reqwest::Method::GET,
-            format!("{base}/collections/bench"),
+            format!("{base}/collections/{collection}"),
             &Value::Null,
         )
         .await?;
@@ -306,7 +369,9 @@ async fn wait_green(http: &reqwest::Client, base: &str, max_wait: Duration) -> R
 /// The benchmark collection; the snapshot mode turns indexing off so that no index
 /// build competes with the measured snapshot work.
 fn collection_body(o: &Options) -> Value {
-    if o.mode == "snapshot" {
+    if o.mode == "cluster-recover" {
+        json!({"vectors": {"size": o.dim, "distance": "Cosine"}, "shard_number": 3, "replication_factor": 2})
+    } else if o.mode == "snapshot" {
         json!({"vectors": {"size": o.dim, "distance": "Cosine"}, "optimizers_config": {"indexing_threshold": 0}})
     } else {
         json!({"vectors": {"size": o.dim, "distance": "Cosine"}})
@@ -331,6 +396,15 @@ async fn main() -> Result<()> {
         .timeout(Duration::from_secs(600))
         .build()?;
     wait_ready(&http, &base).await?;
+
+    if o.mode == "grpc" {
+        let grpc_url = match (&o.grpc_url, &server) {
+            (Some(url), _) => url.clone(),
+            (None, Some((s, _))) => format!("http://127.0.0.1:{}", s.grpc_port),
+            (None, None) => bail!("--mode grpc with --url needs --grpc-url"),
+        };
+        return grpc::run(&o, &http, &base, &grpc_url).await;
+    }
 
     let _ = call(
         &http,
@@ -357,6 +431,16 @@ async fn main() -> Result<()> {
         o.points as f64 / took.as_secs_f64(),
         took.as_secs_f64()
     );
+    if o.mode == "cluster" {
+        drop(server);
+        return cluster::run(&o, &http, o.points as f64 / took.as_secs_f64()).await;
+    }
+    if o.mode == "cluster-recover" {
+        let (server, _) = server
+            .as_ref()
+            .context("--mode cluster-recover starts its own servers; drop --url")?;
+        return cluster_recover::run(&o, &http, &base, server).await;
+    }
     if o.mode == "snapshot" {
         let (server, _) = server
             .as_ref()
@@ -369,7 +453,7 @@ async fn main() -> Result<()> {
     let queries: Vec<Vec<f32>> = (0..o.queries).map(|_| data.vector(&mut rng)).collect();
     // Index builds and merges run in the background; measure searches only once the
     // collection is green, so both figures see the settled collection on an idle machine.
-    let settled = wait_green(&http, &base, Duration::from_secs(o.max_wait_secs)).await?;
+    let settled = wait_green(&http, &base, "bench", Duration::from_secs(o.max_wait_secs)).await?;
     println!(
         "optimizations: {} after {:.1} s ({} vectors indexed, {} segments)",
         if settled.green {
