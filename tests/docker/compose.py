@@ -103,9 +103,16 @@ class ComposeCluster:
     # ------------------------------------------------------------ containers
 
     def container(self, node: str) -> str:
-        cid = self.compose("ps", "-q", node).strip()
-        assert cid, f"{self.project}: no container for {node}"
-        return cid
+        """The container of service `node`, running or not (found by compose's labels,
+        the same with Compose v1 and v2)."""
+        out = run([
+            "docker", "ps", "-a", "-q",
+            "--filter", f"label=com.docker.compose.project={self.project}",
+            "--filter", f"label=com.docker.compose.service={node}",
+        ])
+        ids = out.split()
+        assert len(ids) == 1, f"{self.project}: containers of {node}: {ids}"
+        return ids[0]
 
     def network(self) -> str:
         """The project's network (the one docker-compose.yml calls `shoal`)."""

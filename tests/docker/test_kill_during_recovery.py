@@ -13,6 +13,7 @@ from cluster_data import (
     payload,
     result,
     scroll_all,
+    vector,
     wait_converged,
     wait_for,
 )
@@ -30,8 +31,6 @@ def big_payload(i: int) -> dict:
 
 
 def fill(url: str) -> None:
-    from cluster_data import vector
-
     for start in range(0, N, 2 * BATCH):
         points = [
             {"id": i, "vector": vector(i), "payload": big_payload(i)}

@@ -7,7 +7,6 @@ from cluster_data import (
     create_collection,
     delete,
     payload,
-    replicas,
     result,
     set_gen,
     upsert,
