@@ -44,6 +44,7 @@ cleanup() {
     done
 }
 trap cleanup EXIT
+trap 'exit 130' INT TERM
 
 args=("$@")
 if [ ${#args[@]} -eq 0 ] || [[ "${args[0]}" == -* ]]; then
