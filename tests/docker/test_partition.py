@@ -28,6 +28,7 @@ def test_cut_off_node_converges_after_reconnect(cluster):
     wait_converged(cluster, NAME, data, SHARDS)
     leader_before = cluster.wait_formed()
 
+    # (While node3 is off the network its published ports answer nothing either.)
     cluster.disconnect("node3")
     try:
         # The majority (node1, node2) still has a leader and takes writes; replicas on
