@@ -1,12 +1,25 @@
 //! Compiles proto/ into Rust with protox (a pure-Rust protobuf compiler), so building
-//! shoal never needs a system `protoc`.
+//! shoal never needs a system `protoc`: the peer service (`proto/peer.proto`) and
+//! Qdrant's public API (`proto/qdrant/`). The public API's descriptors are also written
+//! to `$OUT_DIR/qdrant_descriptor.bin` for gRPC reflection.
+
+use std::path::PathBuf;
+
+use prost::Message;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let protos = ["proto/peer.proto"];
-    for proto in protos {
-        println!("cargo:rerun-if-changed={proto}");
-    }
-    let descriptors = protox::compile(protos, ["proto"])?;
-    tonic_prost_build::configure().compile_fds(descriptors)?;
+    println!("cargo:rerun-if-changed=proto");
+    let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
+
+    let peer = protox::compile(["proto/peer.proto"], ["proto"])?;
+    tonic_prost_build::configure().compile_fds(peer)?;
+
+    let public = protox::compile(["qdrant.proto"], ["proto/qdrant"])?;
+    std::fs::write(
+        out_dir.join("qdrant_descriptor.bin"),
+        public.encode_to_vec(),
+    )?;
+    // The client half is used by shoal-bench.
+    tonic_prost_build::configure().compile_fds(public)?;
     Ok(())
 }

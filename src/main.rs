@@ -61,6 +61,16 @@ async fn run(settings: Settings, cli: Cli) -> anyhow::Result<()> {
     } else {
         None
     };
+    // The public gRPC port too: a taken port stops start-up.
+    let grpc_listener = match settings.service.grpc_port {
+        Some(port) => {
+            let addr = SocketAddr::new(host, port);
+            let incoming = shoal::api::grpc::bind(addr)
+                .map_err(|e| anyhow::anyhow!("gRPC port {addr} (service.grpc_port): {e}"))?;
+            Some((addr, incoming))
+        }
+        None => None,
+    };
     let args = ClusterArgs {
         uri: cli.uri.clone(),
         bootstrap: cli.bootstrap.clone(),
@@ -86,6 +96,17 @@ async fn run(settings: Settings, cli: Cli) -> anyhow::Result<()> {
         return Err(err);
     }
 
+    if let Some((addr, incoming)) = grpc_listener {
+        tracing::info!(%addr, tls = node.settings.service.enable_tls, "public gRPC API listening");
+        let serving = shoal::api::grpc::serve(node.clone(), incoming, shutdown.clone());
+        let stop_all = shutdown.clone();
+        tokio::spawn(async move {
+            if let Err(err) = serving.await {
+                tracing::error!(err = %format!("{err:#}"), "public gRPC API stopped; shutting down");
+                stop_all.cancel();
+            }
+        });
+    }
     tokio::spawn(cancel_on_signal(shutdown.clone()));
     let served = shoal::api::rest::serve(node.clone(), rest_addr, shutdown.clone()).await;
     node.shutdown().await;

@@ -19,6 +19,7 @@ pub struct Settings {
     pub service: ServiceSettings,
     pub storage: StorageSettings,
     pub cluster: ClusterSettings,
+    pub tls: TlsSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -32,6 +33,12 @@ pub struct ServiceSettings {
     pub max_request_size_mb: usize,
     pub enable_cors: bool,
     pub enable_snapshot_url_recovery: bool,
+    /// Key that grants every operation (REST and gRPC); `None`: no authentication.
+    pub api_key: Option<String>,
+    /// Key that grants reads only (list, get, search, query, scroll, count, download).
+    pub read_only_api_key: Option<String>,
+    /// Serve REST and gRPC over TLS with `tls.cert` / `tls.key`.
+    pub enable_tls: bool,
 }
 
 impl Default for ServiceSettings {
@@ -43,6 +50,9 @@ impl Default for ServiceSettings {
             max_request_size_mb: 32,
             enable_cors: true,
             enable_snapshot_url_recovery: true,
+            api_key: None,
+            read_only_api_key: None,
+            enable_tls: false,
         }
     }
 }
@@ -231,6 +241,14 @@ impl Default for ConsensusSettings {
     }
 }
 
+/// Certificate and key of the public ports when `service.enable_tls` is on (PEM files).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct TlsSettings {
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+}
+
 /// Why settings could not be loaded; the message names the file or key at fault.
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
@@ -303,6 +321,20 @@ impl Settings {
                 "cluster.grpc_timeout_ms / cluster.connection_timeout_ms",
                 "must be 1 or more",
             );
+        }
+        if self.service.enable_tls && (self.tls.cert.is_none() || self.tls.key.is_none()) {
+            return invalid(
+                "service.enable_tls",
+                "needs tls.cert and tls.key (PEM files)",
+            );
+        }
+        for (key, value) in [
+            ("service.api_key", &self.service.api_key),
+            ("service.read_only_api_key", &self.service.read_only_api_key),
+        ] {
+            if value.as_deref() == Some("") {
+                return invalid(key, "must not be empty (leave it out to disable keys)");
+            }
         }
         if self.service.max_request_size_mb == 0 {
             return invalid("service.max_request_size_mb", "must be 1 or more");
@@ -407,6 +439,33 @@ mod tests {
         assert_eq!(s.service.http_port, 7100);
         assert_eq!(s.storage.snapshots_path, PathBuf::from("/from/file"));
         assert_eq!(s.storage.temp_dir(), PathBuf::from("/t/tmp"));
+    }
+
+    #[test]
+    fn api_keys_and_tls_come_from_the_environment() {
+        let s = Settings::load_from(
+            Path::new("/nonexistent/config"),
+            None,
+            env(&[
+                ("QDRANT__SERVICE__API_KEY", "secret-full"),
+                ("QDRANT__SERVICE__READ_ONLY_API_KEY", "secret-read"),
+                ("QDRANT__SERVICE__ENABLE_TLS", "true"),
+                ("QDRANT__TLS__CERT", "/c.pem"),
+                ("QDRANT__TLS__KEY", "/k.pem"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.service.api_key.as_deref(), Some("secret-full"));
+        assert_eq!(s.service.read_only_api_key.as_deref(), Some("secret-read"));
+        assert!(s.service.enable_tls);
+        assert_eq!(s.tls.key, Some(PathBuf::from("/k.pem")));
+        let err = Settings::load_from(
+            Path::new("/nonexistent/config"),
+            None,
+            env(&[("QDRANT__SERVICE__ENABLE_TLS", "true")]),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("tls.cert"), "{err}");
     }
 
     #[test]

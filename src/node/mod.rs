@@ -17,6 +17,7 @@ mod recovery;
 mod replicas;
 pub mod shard_snapshots;
 pub mod snapshot_install;
+mod snapshot_jobs;
 pub mod snapshots;
 pub mod tasks;
 pub mod transfers;

@@ -15,6 +15,9 @@ use crate::shard::filter::Filter;
 use crate::shard::ops::{PointSelector, ShardOp};
 use crate::types::PointId;
 
+/// `limit` of a query or scroll that leaves it out (Qdrant's default).
+pub const DEFAULT_LIMIT: usize = 10;
+
 /// Result of a write, in Qdrant's `UpdateResult` shape.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct UpdateResult {
@@ -116,15 +119,20 @@ impl Node {
         Ok(merge::retrieve(&ids, found))
     }
 
+    /// One page of points in id order; `limit` defaults to [`DEFAULT_LIMIT`].
     pub async fn scroll_points(
         &self,
         collection: &str,
         filter: Option<Filter>,
         offset: Option<PointId>,
-        limit: usize,
+        limit: Option<usize>,
         with_payload: WithPayload,
         with_vector: WithVector,
     ) -> Result<ScrollPage> {
+        let limit = limit.unwrap_or(DEFAULT_LIMIT);
+        if limit == 0 {
+            return Err(Error::BadInput("limit: must be 1 or more".into()));
+        }
         let collection = self.collection(collection)?;
         let reads = collection
             .shard_ids()
@@ -250,6 +258,20 @@ fn update_result(operation_id: u64, wait: bool) -> UpdateResult {
         operation_id,
         status: if wait { "completed" } else { "acknowledged" },
     }
+}
+
+/// The op of an overwrite-payload request; Qdrant's `key` is not allowed with it.
+pub fn overwrite_payload_op(
+    selector: PointSelector,
+    payload: crate::collection::point::Payload,
+    key: Option<String>,
+) -> Result<ShardOp> {
+    if key.is_some() {
+        return Err(Error::BadInput(
+            "`key` is not allowed when overwriting a payload".into(),
+        ));
+    }
+    Ok(ShardOp::OverwritePayload { selector, payload })
 }
 
 /// Builds the selector of a points op from Qdrant's `points` / `filter` alternatives.

@@ -1,4 +1,5 @@
-//! The one mapping from [`crate::error::Error`] to HTTP statuses and the error envelope.
+//! REST errors: the error envelope with the status from the one table in
+//! `api/errors.rs`.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -16,20 +17,9 @@ impl From<Error> for ApiError {
     }
 }
 
+/// The HTTP status of an error (from the one table in `api/errors.rs`).
 pub fn status_of(err: &Error) -> StatusCode {
-    match err {
-        Error::BadInput(_) | Error::BadRequest(_) | Error::ChecksumMismatch { .. } => {
-            StatusCode::BAD_REQUEST
-        }
-        Error::NotFound(_) => StatusCode::NOT_FOUND,
-        Error::AlreadyExists(_) | Error::Conflict(_) => StatusCode::CONFLICT,
-        Error::Forbidden(_) => StatusCode::FORBIDDEN,
-        Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-        Error::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
-        Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-        Error::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
-        Error::Service(_) => StatusCode::INTERNAL_SERVER_ERROR,
-    }
+    crate::api::errors::http_status(err)
 }
 
 impl IntoResponse for ApiError {

@@ -4,6 +4,7 @@
 //! `error.rs` is the single map from errors to statuses, `extract.rs` turns bad input
 //! into Qdrant-shaped 400s.
 
+mod auth;
 mod cluster;
 mod collections;
 mod envelope;
@@ -23,6 +24,7 @@ use axum::http::StatusCode;
 use axum::Router;
 use tokio_util::sync::CancellationToken;
 
+use crate::api::auth::ApiKeys;
 use crate::node::Node;
 
 /// Builds the router with every route and the shared layers.
@@ -39,8 +41,14 @@ pub fn router(node: Arc<Node>) -> Router {
         .fallback(|| async {
             envelope::error_response(StatusCode::NOT_FOUND, "Not found: no such route")
         })
-        .layer(DefaultBodyLimit::max(body_limit))
-        .layer(axum::middleware::from_fn(envelope::track_time));
+        .layer(DefaultBodyLimit::max(body_limit));
+    if let Some(keys) = ApiKeys::from_settings(&node.settings.service) {
+        app = app.layer(axum::middleware::from_fn_with_state(
+            Arc::new(keys),
+            auth::require_key,
+        ));
+    }
+    app = app.layer(axum::middleware::from_fn(envelope::track_time));
     if node.settings.service.enable_cors {
         app = app.layer(tower_http::cors::CorsLayer::permissive());
     }
@@ -54,8 +62,18 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
+    let app = router(node.clone());
+    if node.settings.service.enable_tls {
+        let config = crate::api::tls::server_config(&node.settings.tls)
+            .map_err(|e| std::io::Error::other(format!("{e:#}")))?;
+        tracing::info!(%addr, "REST API listening (TLS)");
+        let listener = crate::api::tls::TlsListener::new(listener, config)?;
+        return axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown.cancelled_owned())
+            .await;
+    }
     tracing::info!(%addr, "REST API listening");
-    axum::serve(listener, router(node))
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await
 }

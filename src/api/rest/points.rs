@@ -17,7 +17,7 @@ use crate::collection::point::{
     Payload, PointRecord, PointStruct, Record, WithPayload, WithVector,
 };
 use crate::error::Error;
-use crate::node::points::{selector, ScrollPage, UpdateResult};
+use crate::node::points::{overwrite_payload_op, selector, ScrollPage, UpdateResult};
 use crate::node::Node;
 use crate::shard::filter::Filter;
 use crate::shard::ops::ShardOp;
@@ -228,15 +228,7 @@ async fn overwrite_payload(
     Query(q): Query<WaitParam>,
     Json(body): Json<SetPayloadBody>,
 ) -> ApiResult<Success<UpdateResult>> {
-    if body.key.is_some() {
-        return Err(
-            Error::BadInput("`key` is not allowed when overwriting a payload".into()).into(),
-        );
-    }
-    let op = ShardOp::OverwritePayload {
-        selector: selector(body.points, body.filter)?,
-        payload: body.payload,
-    };
+    let op = overwrite_payload_op(selector(body.points, body.filter)?, body.payload, body.key)?;
     Ok(Success(node.update_points(&name, op, q.wait).await?))
 }
 
@@ -288,16 +280,12 @@ async fn scroll(
     Path(name): Path<String>,
     Json(body): Json<ScrollBody>,
 ) -> ApiResult<Success<ScrollPage>> {
-    let limit = body.limit.unwrap_or(10);
-    if limit == 0 {
-        return Err(Error::BadInput("limit: must be 1 or more".into()).into());
-    }
     let page = node
         .scroll_points(
             &name,
             body.filter,
             body.offset,
-            limit,
+            body.limit,
             body.with_payload,
             body.with_vector,
         )

@@ -15,7 +15,7 @@ use super::error::ApiResult;
 use super::extract::{Json, Path};
 use crate::collection::point::{ScoredPoint, WithPayload, WithVector};
 use crate::error::{Error, Result};
-use crate::node::points::{Query, QueryTarget};
+use crate::node::points::{Query, QueryTarget, DEFAULT_LIMIT};
 use crate::node::Node;
 use crate::shard::filter::Filter;
 use crate::types::{PointId, DEFAULT_VECTOR};
@@ -147,7 +147,7 @@ impl QueryBody {
                 "`query` is required: a vector, a point id, or {\"nearest\": ...}".into(),
             )
         })?;
-        let limit = self.limit.unwrap_or(10);
+        let limit = self.limit.unwrap_or(DEFAULT_LIMIT);
         let params = self.params.unwrap_or_default();
         Ok(Query {
             target: parse_target(query)?,

@@ -20,7 +20,7 @@ pub fn routes() -> Router<Arc<Node>> {
 
 async fn root(State(_node): State<Arc<Node>>) -> Json<Value> {
     Json(json!({
-        "title": "shoal - vector search engine (Qdrant API compatible)",
+        "title": crate::api::TITLE,
         "version": QDRANT_API_VERSION,
         "shoal_version": env!("CARGO_PKG_VERSION"),
     }))

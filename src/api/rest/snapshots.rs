@@ -59,17 +59,7 @@ async fn create(
     Path(name): Path<String>,
     Query(q): Query<WaitParam>,
 ) -> ApiResult<Response> {
-    // Fail fast on a missing collection, whatever `wait` says.
-    node.collection(&name)?;
-    let outcome = node
-        .run_task(
-            "create_snapshot",
-            &name.clone(),
-            q.wait,
-            |node, task| async move { node.create_collection_snapshot(&name, &task).await },
-        )
-        .await?;
-    Ok(task_answer(outcome))
+    Ok(task_answer(node.snapshot_collection(&name, q.wait).await?))
 }
 
 async fn delete(
@@ -77,14 +67,10 @@ async fn delete(
     Path((name, snapshot)): Path<(String, String)>,
     Query(q): Query<WaitParam>,
 ) -> ApiResult<Response> {
-    let target = format!("{name}/{snapshot}");
-    let outcome = node
-        .run_task("delete_snapshot", &target, q.wait, |node, _| async move {
-            node.delete_collection_snapshot(&name, &snapshot)
-                .map(|()| true)
-        })
-        .await?;
-    Ok(task_answer(outcome))
+    Ok(task_answer(
+        node.remove_collection_snapshot(&name, &snapshot, q.wait)
+            .await?,
+    ))
 }
 
 async fn download(
@@ -256,15 +242,7 @@ async fn create_full(
     State(node): State<Arc<Node>>,
     Query(q): Query<WaitParam>,
 ) -> ApiResult<Response> {
-    let outcome = node
-        .run_task(
-            "create_full_snapshot",
-            "*",
-            q.wait,
-            |node, task| async move { node.create_full_snapshot(&task).await },
-        )
-        .await?;
-    Ok(task_answer(outcome))
+    Ok(task_answer(node.snapshot_storage(q.wait).await?))
 }
 
 async fn delete_full(
@@ -272,15 +250,9 @@ async fn delete_full(
     Path(snapshot): Path<String>,
     Query(q): Query<WaitParam>,
 ) -> ApiResult<Response> {
-    let outcome = node
-        .run_task(
-            "delete_full_snapshot",
-            &snapshot.clone(),
-            q.wait,
-            |node, _| async move { node.delete_full_snapshot(&snapshot).map(|()| true) },
-        )
-        .await?;
-    Ok(task_answer(outcome))
+    Ok(task_answer(
+        node.remove_full_snapshot(&snapshot, q.wait).await?,
+    ))
 }
 
 async fn download_full(

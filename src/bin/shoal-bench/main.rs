@@ -4,7 +4,7 @@
 //!
 //! Usage: `cargo run --release --bin shoal-bench -- [--points N] [--dim D] [--batch B]
 //! [--queries Q] [--clients C] [--server PATH] [--url URL] [--data embedding|uniform]
-//! [--hnsw-ef EF]`. Without `--url` it starts
+//! [--hnsw-ef EF] [--mode search|snapshot|grpc] [--grpc-url URL]`. Without `--url` it starts
 //! `target/release/shoal` (or `--server`) on loopback ports with a temporary storage
 //! directory, so the figures include nothing but shoal and the loopback network.
 
@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::{json, Value};
 
+mod grpc;
 mod snapshots;
 
 struct Options {
@@ -31,8 +32,11 @@ struct Options {
     data: String,
     hnsw_ef: usize,
     /// `search` (default): load, then search figures; `snapshot`: load (no index), then
-    /// snapshot create and recover figures.
+    /// snapshot create and recover figures; `grpc`: the same upserts and searches over
+    /// REST and over the public gRPC API, side by side.
     mode: String,
+    /// gRPC address for `--mode grpc` with `--url` (default: the started server's port).
+    grpc_url: Option<String>,
 }
 
 fn parse_options() -> Result<Options> {
@@ -47,6 +51,7 @@ fn parse_options() -> Result<Options> {
         data: "embedding".to_string(),
         hnsw_ef: 128,
         mode: "search".to_string(),
+        grpc_url: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -62,6 +67,7 @@ fn parse_options() -> Result<Options> {
             "--data" => o.data = value()?,
             "--hnsw-ef" => o.hnsw_ef = value()?.parse()?,
             "--mode" => o.mode = value()?,
+            "--grpc-url" => o.grpc_url = Some(value()?),
             other => bail!("unknown flag {other}"),
         }
     }
@@ -122,6 +128,8 @@ impl DataGen {
 struct Server {
     child: Child,
     dir: tempfile::TempDir,
+    /// The public gRPC port the server was started with.
+    grpc_port: u16,
 }
 
 impl Drop for Server {
@@ -140,11 +148,12 @@ fn free_port() -> Result<u16> {
 fn start_server(binary: &PathBuf) -> Result<(Server, String)> {
     let dir = tempfile::tempdir()?;
     let port = free_port()?;
+    let grpc_port = free_port()?;
     let child = Command::new(binary)
         .current_dir(dir.path())
         .env("QDRANT__SERVICE__HOST", "127.0.0.1")
         .env("QDRANT__SERVICE__HTTP_PORT", port.to_string())
-        .env("QDRANT__SERVICE__GRPC_PORT", free_port()?.to_string())
+        .env("QDRANT__SERVICE__GRPC_PORT", grpc_port.to_string())
         .env("QDRANT__CLUSTER__P2P__PORT", free_port()?.to_string())
         .env("QDRANT__STORAGE__STORAGE_PATH", dir.path().join("storage"))
         .env(
@@ -164,7 +173,14 @@ fn start_server(binary: &PathBuf) -> Result<(Server, String)> {
                 binary.display()
             )
         })?;
-    Ok((Server { child, dir }, format!("http://127.0.0.1:{port}")))
+    Ok((
+        Server {
+            child,
+            dir,
+            grpc_port,
+        },
+        format!("http://127.0.0.1:{port}"),
+    ))
 }
 
 /// Peak resident set (VmHWM) of a process, in bytes.
@@ -316,6 +332,15 @@ async fn main() -> Result<()> {
         .timeout(Duration::from_secs(600))
         .build()?;
     wait_ready(&http, &base).await?;
+
+    if o.mode == "grpc" {
+        let grpc_url = match (&o.grpc_url, &server) {
+            (Some(url), _) => url.clone(),
+            (None, Some((s, _))) => format!("http://127.0.0.1:{}", s.grpc_port),
+            (None, None) => bail!("--mode grpc with --url needs --grpc-url"),
+        };
+        return grpc::run(&o, &http, &base, &grpc_url).await;
+    }
 
     let _ = call(
         &http,

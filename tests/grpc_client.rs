@@ -1,0 +1,453 @@
+//! The official Rust `qdrant-client` (gRPC, gzip on) against a real shoal node:
+//! collections and aliases, points and payloads, search, query, scroll and count,
+//! collection and full snapshots, and the error codes of bad requests.
+
+mod support;
+
+use std::collections::HashMap;
+
+use qdrant_client::qdrant::{
+    Condition, CountPointsBuilder, CreateAliasBuilder, CreateCollectionBuilder,
+    DeletePayloadPointsBuilder, DeletePointsBuilder, DeleteSnapshotRequestBuilder, Distance,
+    Filter, GetPointsBuilder, PointId, PointStruct, PointsIdsList, QueryPointsBuilder,
+    ScrollPointsBuilder, SearchBatchPointsBuilder, SearchPointsBuilder, SetPayloadPointsBuilder,
+    UpsertPointsBuilder, VectorParamsBuilder,
+};
+use qdrant_client::{Payload, Qdrant, QdrantError};
+use serde_json::json;
+use support::TestNode;
+use tonic::Code;
+
+fn client(node: &TestNode) -> Qdrant {
+    Qdrant::from_url(&format!("http://127.0.0.1:{}", node.grpc_port))
+        .compression(Some(qdrant_client::config::CompressionEncoding::Gzip))
+        .skip_compatibility_check()
+        .build()
+        .expect("client")
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn code_of(err: QdrantError) -> Code {
+    match err {
+        QdrantError::ResponseError { status } => status.code(),
+        other => panic!("expected a gRPC status, got {other:?}"),
+    }
+}
+
+fn payload(value: serde_json::Value) -> Payload {
+    Payload::try_from(value).unwrap()
+}
+
+fn points() -> Vec<PointStruct> {
+    vec![
+        PointStruct::new(
+            1,
+            vec![1.0, 0.0, 0.0, 0.0],
+            payload(json!({"city": "Berlin", "n": 1})),
+        ),
+        PointStruct::new(
+            2,
+            vec![0.9, 0.1, 0.0, 0.0],
+            payload(json!({"city": "London", "n": 2})),
+        ),
+        PointStruct::new(
+            3,
+            vec![0.0, 1.0, 0.0, 0.0],
+            payload(json!({"city": "Berlin", "n": 3})),
+        ),
+        PointStruct::new(
+            "5c56c793-69f3-4fbf-87e6-c4bf54c28c26",
+            vec![0.0, 0.0, 1.0, 0.0],
+            payload(json!({"city": "Paris", "n": 4})),
+        ),
+    ]
+}
+
+fn num(id: &PointId) -> u64 {
+    match id.point_id_options {
+        Some(qdrant_client::qdrant::point_id::PointIdOptions::Num(n)) => n,
+        ref other => panic!("expected a numeric id, got {other:?}"),
+    }
+}
+
+#[test]
+fn collections_points_search_query_scroll_count() {
+    let node = TestNode::start();
+    runtime().block_on(async {
+        let client = client(&node);
+        let health = client.health_check().await.unwrap();
+        assert!(!health.version.is_empty());
+
+        client
+            .create_collection(
+                CreateCollectionBuilder::new("books")
+                    .vectors_config(VectorParamsBuilder::new(4, Distance::Cosine)),
+            )
+            .await
+            .unwrap();
+        assert!(client.collection_exists("books").await.unwrap());
+        assert!(!client.collection_exists("nope").await.unwrap());
+        let names: Vec<_> = client
+            .list_collections()
+            .await
+            .unwrap()
+            .collections
+            .into_iter()
+            .map(|c| c.name)
+            .collect();
+        assert_eq!(names, ["books"]);
+        client
+            .create_alias(CreateAliasBuilder::new("books", "library"))
+            .await
+            .unwrap();
+        let aliases = client.list_aliases().await.unwrap().aliases;
+        assert_eq!(aliases.len(), 1);
+        assert_eq!(aliases[0].alias_name, "library");
+
+        let written = client
+            .upsert_points(UpsertPointsBuilder::new("books", points()).wait(true))
+            .await
+            .unwrap();
+        assert_eq!(
+            written.result.unwrap().status,
+            qdrant_client::qdrant::UpdateStatus::Completed as i32
+        );
+        let info = client
+            .collection_info("library")
+            .await
+            .unwrap()
+            .result
+            .unwrap();
+        assert_eq!(info.points_count, Some(4));
+        let params = info.config.unwrap().params.unwrap();
+        assert_eq!(params.shard_number, 1);
+
+        let got = client
+            .get_points(GetPointsBuilder::new("books", vec![1.into(), 3.into()]).with_vectors(true))
+            .await
+            .unwrap()
+            .result;
+        assert_eq!(got.len(), 2);
+        assert_eq!(
+            got[0].payload["city"].as_str().map(String::as_str),
+            Some("Berlin")
+        );
+        let vector = got[0].vectors.clone().unwrap().get_vector().unwrap();
+        match vector {
+            qdrant_client::qdrant::vector_output::Vector::Dense(d) => assert_eq!(d.data.len(), 4),
+            other => panic!("expected a dense vector, got {other:?}"),
+        }
+
+        let hits = client
+            .search_points(
+                SearchPointsBuilder::new("books", vec![1.0, 0.0, 0.0, 0.0], 2).with_payload(true),
+            )
+            .await
+            .unwrap()
+            .result;
+        assert_eq!(
+            hits.iter()
+                .map(|h| num(h.id.as_ref().unwrap()))
+                .collect::<Vec<_>>(),
+            [1, 2]
+        );
+        assert!(hits[0].score > hits[1].score);
+        assert!(hits[0].payload.contains_key("city"));
+
+        let berlin = Filter::must([Condition::matches("city", "Berlin".to_string())]);
+        let hits = client
+            .search_points(
+                SearchPointsBuilder::new("books", vec![1.0, 0.0, 0.0, 0.0], 10)
+                    .filter(berlin.clone()),
+            )
+            .await
+            .unwrap()
+            .result;
+        assert_eq!(hits.len(), 2);
+        assert!(
+            hits.iter().all(|h| h.payload.is_empty()),
+            "payload only when asked"
+        );
+
+        let batch = client
+            .search_batch_points(SearchBatchPointsBuilder::new(
+                "books",
+                vec![
+                    SearchPointsBuilder::new("books", vec![0.0, 1.0, 0.0, 0.0], 1).build(),
+                    SearchPointsBuilder::new("books", vec![1.0, 0.0, 0.0, 0.0], 3).build(),
+                ],
+            ))
+            .await
+            .unwrap()
+            .result;
+        assert_eq!(batch.len(), 2);
+        assert_eq!(num(batch[0].result[0].id.as_ref().unwrap()), 3);
+        assert_eq!(batch[1].result.len(), 3);
+
+        let by_vector = client
+            .query(
+                QueryPointsBuilder::new("books")
+                    .query(vec![0.0, 1.0, 0.0, 0.0])
+                    .limit(1),
+            )
+            .await
+            .unwrap()
+            .result;
+        assert_eq!(num(by_vector[0].id.as_ref().unwrap()), 3);
+        let by_id = client
+            .query(
+                QueryPointsBuilder::new("books")
+                    .query(PointId::from(1))
+                    .limit(1),
+            )
+            .await
+            .unwrap()
+            .result;
+        assert_eq!(
+            num(by_id[0].id.as_ref().unwrap()),
+            2,
+            "nearest to point 1, itself excluded"
+        );
+        let ranged = client
+            .query(
+                QueryPointsBuilder::new("books")
+                    .query(vec![1.0, 0.0, 0.0, 0.0])
+                    .filter(Filter::must([Condition::range(
+                        "n",
+                        qdrant_client::qdrant::Range {
+                            gte: Some(2.0),
+                            ..Default::default()
+                        },
+                    )]))
+                    .with_payload(true),
+            )
+            .await
+            .unwrap()
+            .result;
+        assert_eq!(ranged.len(), 3);
+        assert_eq!(num(ranged[0].id.as_ref().unwrap()), 2);
+
+        let first = client
+            .scroll(ScrollPointsBuilder::new("books").limit(3))
+            .await
+            .unwrap();
+        assert_eq!(first.result.len(), 3);
+        let next = first.next_page_offset.expect("a next page");
+        let second = client
+            .scroll(ScrollPointsBuilder::new("books").limit(3).offset(next))
+            .await
+            .unwrap();
+        assert_eq!(second.result.len(), 1);
+        assert!(second.next_page_offset.is_none());
+        assert!(
+            second.result[0].payload.contains_key("city"),
+            "scroll returns payloads"
+        );
+
+        let counted = client
+            .count(
+                CountPointsBuilder::new("books")
+                    .filter(berlin.clone())
+                    .exact(true),
+            )
+            .await
+            .unwrap();
+        assert_eq!(counted.result.unwrap().count, 2);
+
+        client
+            .set_payload(
+                SetPayloadPointsBuilder::new("books", payload(json!({"tag": "x"})))
+                    .points_selector(PointsIdsList {
+                        ids: vec![1.into()],
+                    })
+                    .wait(true),
+            )
+            .await
+            .unwrap();
+        client
+            .delete_payload(
+                DeletePayloadPointsBuilder::new("books", vec!["n".to_string()])
+                    .points_selector(PointsIdsList {
+                        ids: vec![1.into()],
+                    })
+                    .wait(true),
+            )
+            .await
+            .unwrap();
+        let one = client
+            .get_points(GetPointsBuilder::new("books", vec![1.into()]).with_payload(true))
+            .await
+            .unwrap()
+            .result;
+        let keys: HashMap<_, _> = one[0].payload.clone().into_iter().collect();
+        assert!(keys.contains_key("tag") && keys.contains_key("city") && !keys.contains_key("n"));
+
+        client
+            .delete_points(DeletePointsBuilder::new("books").points(berlin).wait(true))
+            .await
+            .unwrap();
+        let left = client
+            .count(CountPointsBuilder::new("books"))
+            .await
+            .unwrap();
+        assert_eq!(left.result.unwrap().count, 2);
+
+        assert!(client.delete_collection("books").await.unwrap().result);
+        assert!(!client.collection_exists("books").await.unwrap());
+    });
+}
+
+#[test]
+fn collection_and_full_snapshots() {
+    let node = TestNode::start();
+    let rt = runtime();
+    let client = client(&node);
+    let created = rt.block_on(async {
+        client
+            .create_collection(
+                CreateCollectionBuilder::new("snap")
+                    .vectors_config(VectorParamsBuilder::new(4, Distance::Dot)),
+            )
+            .await
+            .unwrap();
+        client
+            .upsert_points(UpsertPointsBuilder::new("snap", points()).wait(true))
+            .await
+            .unwrap();
+
+        let created = client
+            .create_snapshot("snap")
+            .await
+            .unwrap()
+            .snapshot_description
+            .unwrap();
+        assert!(created.name.ends_with(".snapshot"), "{}", created.name);
+        assert!(created.size > 0);
+        assert!(created.creation_time.is_some());
+        let listed = client
+            .list_snapshots("snap")
+            .await
+            .unwrap()
+            .snapshot_descriptions;
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].name, created.name);
+        created
+    });
+    // The same file is listed over REST.
+    let (status, body) = node.get("/collections/snap/snapshots");
+    assert_eq!(status, 200);
+    assert_eq!(body["result"][0]["name"], json!(created.name));
+    rt.block_on(async {
+        client
+            .delete_snapshot(DeleteSnapshotRequestBuilder::new("snap", &created.name))
+            .await
+            .unwrap();
+        assert!(client
+            .list_snapshots("snap")
+            .await
+            .unwrap()
+            .snapshot_descriptions
+            .is_empty());
+        let missing = client
+            .delete_snapshot(DeleteSnapshotRequestBuilder::new("snap", &created.name))
+            .await
+            .unwrap_err();
+        assert_eq!(code_of(missing), Code::NotFound);
+
+        let full = client
+            .create_full_snapshot()
+            .await
+            .unwrap()
+            .snapshot_description
+            .unwrap();
+        let listed = client
+            .list_full_snapshots()
+            .await
+            .unwrap()
+            .snapshot_descriptions;
+        assert_eq!(
+            listed.iter().map(|s| &s.name).collect::<Vec<_>>(),
+            [&full.name]
+        );
+        client
+            .delete_full_snapshot(full.name.clone())
+            .await
+            .unwrap();
+        assert!(client
+            .list_full_snapshots()
+            .await
+            .unwrap()
+            .snapshot_descriptions
+            .is_empty());
+
+        let unknown = client.create_snapshot("nope").await.unwrap_err();
+        assert_eq!(code_of(unknown), Code::NotFound);
+    });
+}
+
+#[test]
+fn bad_requests_get_qdrant_codes_and_the_server_keeps_serving() {
+    let node = TestNode::start_with_env(&[("QDRANT__SERVICE__MAX_REQUEST_SIZE_MB", "1")]);
+    runtime().block_on(async {
+        let client = client(&node);
+        let err = client.collection_info("nope").await.unwrap_err();
+        assert_eq!(code_of(err), Code::NotFound);
+
+        client
+            .create_collection(
+                CreateCollectionBuilder::new("c")
+                    .vectors_config(VectorParamsBuilder::new(4, Distance::Euclid)),
+            )
+            .await
+            .unwrap();
+        let again = client
+            .create_collection(
+                CreateCollectionBuilder::new("c")
+                    .vectors_config(VectorParamsBuilder::new(4, Distance::Euclid)),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(code_of(again), Code::AlreadyExists);
+
+        let wrong_dim = client
+            .upsert_points(UpsertPointsBuilder::new(
+                "c",
+                vec![PointStruct::new(1, vec![1.0, 2.0], Payload::new())],
+            ))
+            .await
+            .unwrap_err();
+        assert_eq!(code_of(wrong_dim), Code::InvalidArgument);
+
+        let unsupported =
+            client
+                .query(QueryPointsBuilder::new("c").query(
+                    qdrant_client::qdrant::Query::new_fusion(qdrant_client::qdrant::Fusion::Rrf),
+                ))
+                .await
+                .unwrap_err();
+        assert_eq!(code_of(unsupported), Code::InvalidArgument);
+
+        // ~2 MiB of vectors against a 1 MiB limit: a clean status, no dropped connection.
+        let big: Vec<PointStruct> = (0..130_000u64)
+            .map(|i| PointStruct::new(i, vec![1.0, 2.0, 3.0, 4.0], Payload::new()))
+            .collect();
+        let plain = Qdrant::from_url(&format!("http://127.0.0.1:{}", node.grpc_port))
+            .skip_compatibility_check()
+            .build()
+            .unwrap();
+        let oversize = plain
+            .upsert_points(UpsertPointsBuilder::new("c", big))
+            .await
+            .unwrap_err();
+        assert_eq!(code_of(oversize), Code::OutOfRange);
+
+        // Still serving on the same client.
+        assert!(plain.collection_exists("c").await.unwrap());
+    });
+}
