@@ -4,11 +4,14 @@
 //!
 //! ```text
 //! shoal-probe [PATH] [PORT]
+//! shoal-probe --tcp [PORT]
 //! ```
 //!
 //! PATH defaults to `/readyz`; PORT to `QDRANT__SERVICE__HTTP_PORT`, else 6333. The probe
 //! always calls 127.0.0.1: it checks the node of its own container, whatever
-//! `service.host` is bound to (0.0.0.0 or 127.0.0.1 both answer there).
+//! `service.host` is bound to (0.0.0.0 or 127.0.0.1 both answer there). It speaks plain
+//! HTTP only: with `service.enable_tls` use `--tcp`, which only checks that the port
+//! accepts a connection (the REST server listens once the node has started).
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
@@ -22,8 +25,13 @@ const TIMEOUT: Duration = Duration::from_secs(3);
 const HEAD_BYTES: usize = 512;
 
 fn main() -> ExitCode {
-    let mut args = std::env::args().skip(1);
-    let path = args.next().unwrap_or_else(|| DEFAULT_PATH.to_string());
+    let mut args = std::env::args().skip(1).peekable();
+    let tcp_only = args.next_if(|arg| arg == "--tcp").is_some();
+    let path = if tcp_only {
+        String::new()
+    } else {
+        args.next().unwrap_or_else(|| DEFAULT_PATH.to_string())
+    };
     let port = match args
         .next()
         .or_else(|| std::env::var("QDRANT__SERVICE__HTTP_PORT").ok())
@@ -37,25 +45,37 @@ fn main() -> ExitCode {
             }
         },
     };
-    match probe(port, &path) {
+    let outcome = if tcp_only {
+        connect(port).map(drop)
+    } else {
+        probe(port, &path)
+    };
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(reason) => {
-            eprintln!("shoal-probe: GET http://127.0.0.1:{port}{path}: {reason}");
+            let what = if tcp_only { "connect to" } else { "GET" };
+            eprintln!("shoal-probe: {what} http://127.0.0.1:{port}{path}: {reason}");
             ExitCode::FAILURE
         }
     }
 }
 
-/// One request; `Ok` only for a `200` status line.
-fn probe(port: u16, path: &str) -> Result<(), String> {
+/// A connection to the local port, with the probe's timeouts.
+fn connect(port: u16) -> Result<TcpStream, String> {
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-    let mut stream = TcpStream::connect_timeout(&addr, TIMEOUT).map_err(|e| e.to_string())?;
+    let stream = TcpStream::connect_timeout(&addr, TIMEOUT).map_err(|e| e.to_string())?;
     stream
         .set_read_timeout(Some(TIMEOUT))
         .map_err(|e| e.to_string())?;
     stream
         .set_write_timeout(Some(TIMEOUT))
         .map_err(|e| e.to_string())?;
+    Ok(stream)
+}
+
+/// One request; `Ok` only for a `200` status line.
+fn probe(port: u16, path: &str) -> Result<(), String> {
+    let mut stream = connect(port)?;
     let request =
         format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n");
     stream
