@@ -4,7 +4,7 @@
 //!
 //! Usage: `cargo run --release --bin shoal-bench -- [--points N] [--dim D] [--batch B]
 //! [--queries Q] [--clients C] [--server PATH] [--url URL] [--data embedding|uniform]
-//! [--hnsw-ef EF] [--mode search|snapshot|grpc] [--grpc-url URL]`. Without `--url` it starts
+//! [--hnsw-ef EF] [--mode search|snapshot|grpc|cluster|cluster-recover] [--grpc-url URL]`. Without `--url` it starts
 //! `target/release/shoal` (or `--server`) on loopback ports with a temporary storage
 //! directory, so the figures include nothing but shoal and the loopback network.
 
@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::{json, Value};
 
+mod cluster;
+mod cluster_recover;
 mod grpc;
 mod snapshots;
 
@@ -33,7 +35,8 @@ struct Options {
     hnsw_ef: usize,
     /// `search` (default): load, then search figures; `snapshot`: load (no index), then
     /// snapshot create and recover figures; `grpc`: the same upserts and searches over
-    /// REST and over the public gRPC API, side by side.
+    /// REST and over the public gRPC API, side by side; `cluster`: load, then the same on
+    /// a 3-peer cluster (metadata commit latency, replicated writes, shard transfers).
     mode: String,
     /// gRPC address for `--mode grpc` with `--url` (default: the started server's port).
     grpc_url: Option<String>,
@@ -146,15 +149,27 @@ fn free_port() -> Result<u16> {
 }
 
 fn start_server(binary: &PathBuf) -> Result<(Server, String)> {
+    start_peer(binary, free_port()?, &[], &[])
+}
+
+/// A server with `p2p_port` as its peer port, extra environment and arguments.
+fn start_peer(
+    binary: &PathBuf,
+    p2p_port: u16,
+    env: &[(&str, &str)],
+    args: &[String],
+) -> Result<(Server, String)> {
     let dir = tempfile::tempdir()?;
     let port = free_port()?;
     let grpc_port = free_port()?;
     let child = Command::new(binary)
+        .args(args)
+        .envs(env.iter().copied())
         .current_dir(dir.path())
         .env("QDRANT__SERVICE__HOST", "127.0.0.1")
         .env("QDRANT__SERVICE__HTTP_PORT", port.to_string())
         .env("QDRANT__SERVICE__GRPC_PORT", grpc_port.to_string())
-        .env("QDRANT__CLUSTER__P2P__PORT", free_port()?.to_string())
+        .env("QDRANT__CLUSTER__P2P__PORT", p2p_port.to_string())
         .env("QDRANT__STORAGE__STORAGE_PATH", dir.path().join("storage"))
         .env(
             "QDRANT__STORAGE__SNAPSHOTS_PATH",
@@ -219,6 +234,16 @@ async fn wait_ready(http: &reqwest::Client, base: &str) -> Result<()> {
 }
 
 async fn upsert_all(http: &reqwest::Client, base: &str, o: &Options) -> Result<Duration> {
+    upsert_into(http, base, "bench", o).await
+}
+
+/// Loads `o.points` points into `collection` with `o.clients` concurrent clients.
+async fn upsert_into(
+    http: &reqwest::Client,
+    base: &str,
+    collection: &str,
+    o: &Options,
+) -> Result<Duration> {
     let started = Instant::now();
     let batches: Vec<usize> = (0..o.points).step_by(o.batch).collect();
     let mut tasks = Vec::new();
@@ -230,6 +255,7 @@ async fn upsert_all(http: &reqwest::Client, base: &str, o: &Options) -> Result<D
             .step_by(o.clients)
             .collect();
         let (http, base, batch, total) = (http.clone(), base.to_string(), o.batch, o.points);
+        let url = format!("{base}/collections/{collection}/points?wait=true");
         let data = DataGen::new(&o.data, o.dim)?;
         tasks.push(tokio::spawn(async move {
             for start in mine {
@@ -238,7 +264,7 @@ async fn upsert_all(http: &reqwest::Client, base: &str, o: &Options) -> Result<D
                 let points: Vec<Value> = (start..end)
                     .map(|id| json!({"id": id, "vector": data.vector(&mut rng), "payload": {"n": id % 100}}))
                     .collect();
-                call(&http, reqwest::Method::PUT, format!("{base}/collections/bench/points?wait=true"), &json!({"points": points}))
+                call(&http, reqwest::Method::PUT, url.clone(), &json!({"points": points}))
                     .await?;
             }
             Ok::<_, anyhow::Error>(())
@@ -281,13 +307,22 @@ async fn search(
 
 /// Waits (bounded) until index building has finished.
 async fn wait_indexed(http: &reqwest::Client, base: &str) -> Result<(Duration, u64)> {
+    wait_indexed_of(http, base, "bench").await
+}
+
+/// [`wait_indexed`] for any collection.
+async fn wait_indexed_of(
+    http: &reqwest::Client,
+    base: &str,
+    collection: &str,
+) -> Result<(Duration, u64)> {
     let started = Instant::now();
     let (mut last, mut stable) = (0, 0);
     for _ in 0..3_600 {
         let info = call(
             http,
             reqwest::Method::GET,
-            format!("{base}/collections/bench"),
+            format!("{base}/collections/{collection}"),
             &Value::Null,
         )
         .await?;
@@ -307,7 +342,9 @@ async fn wait_indexed(http: &reqwest::Client, base: &str) -> Result<(Duration, u
 /// The benchmark collection; the snapshot mode turns indexing off so that no index
 /// build competes with the measured snapshot work.
 fn collection_body(o: &Options) -> Value {
-    if o.mode == "snapshot" {
+    if o.mode == "cluster-recover" {
+        json!({"vectors": {"size": o.dim, "distance": "Cosine"}, "shard_number": 3, "replication_factor": 2})
+    } else if o.mode == "snapshot" {
         json!({"vectors": {"size": o.dim, "distance": "Cosine"}, "optimizers_config": {"indexing_threshold": 0}})
     } else {
         json!({"vectors": {"size": o.dim, "distance": "Cosine"}})
@@ -367,6 +404,16 @@ async fn main() -> Result<()> {
         o.points as f64 / took.as_secs_f64(),
         took.as_secs_f64()
     );
+    if o.mode == "cluster" {
+        drop(server);
+        return cluster::run(&o, &http, o.points as f64 / took.as_secs_f64()).await;
+    }
+    if o.mode == "cluster-recover" {
+        let (server, _) = server
+            .as_ref()
+            .context("--mode cluster-recover starts its own servers; drop --url")?;
+        return cluster_recover::run(&o, &http, &base, server).await;
+    }
     if o.mode == "snapshot" {
         let (server, _) = server
             .as_ref()
