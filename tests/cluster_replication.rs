@@ -257,8 +257,14 @@ fn a_restarted_peer_gets_its_dead_replicas_back() {
         &format!("/collections/{NAME}/points/delete?wait=true"),
         &json!({ "points": deleted }),
     ));
+    let mut seen = BTreeMap::new();
     eventually("the third peer's replicas are Dead", || {
         let states = replicas(&peers[0]);
+        if states != seen {
+            // Shown when the wait times out.
+            eprintln!("replica states: {states:?}, transfers: {}", transfers(&peers[0]));
+            seen = states.clone();
+        }
         let dead = states
             .iter()
             .filter(|((_, p), s)| *p == killed && *s == "Dead")
