@@ -262,7 +262,10 @@ fn a_restarted_peer_gets_its_dead_replicas_back() {
         let states = replicas(&peers[0]);
         if states != seen {
             // Shown when the wait times out.
-            eprintln!("replica states: {states:?}, transfers: {}", transfers(&peers[0]));
+            eprintln!(
+                "replica states: {states:?}, transfers: {}",
+                transfers(&peers[0])
+            );
             seen = states.clone();
         }
         let dead = states
@@ -519,4 +522,54 @@ fn writes_during_a_snapshot_transfer_reach_the_new_replica() {
     assert!(peers[1]
         .log()
         .contains("installed a transferred shard snapshot"));
+}
+
+#[test]
+fn a_move_resumes_when_its_source_restarts() {
+    let p1 = first_peer();
+    let p2 = joining_peer(&p1);
+    let p3 = joining_peer(&p1);
+    let mut peers = [p1, p2, p3];
+    let (leader, _) = wait_for_agreement(&peers.iter().collect::<Vec<_>>(), 3);
+    let ids: Vec<u64> = peers.iter().map(peer_id).collect();
+    // The source must not lead (it is killed), nor the target (it is paused).
+    let witness = ids.iter().position(|id| *id == leader).unwrap();
+    let source = (witness + 1) % 3;
+    let target = (witness + 2) % 3;
+    peers[source].create_collection(NAME, json!({"vectors": {"size": DIM, "distance": "Dot"}}));
+    let all = vectors(300, DIM, 44);
+    peers[source].ok(upsert(&peers[source], 0..300, &all));
+    eventually("the witness sees the shard on the source", || {
+        (replicas(&peers[witness])
+            .get(&(0, ids[source]))
+            .map(String::as_str)
+            == Some("Active"))
+        .then_some(())
+    });
+
+    // The move cannot end while its target is paused; its source dies meanwhile.
+    peers[target].pause();
+    let mv = json!({"move_shard": {"shard_id": 0, "from_peer_id": ids[source], "to_peer_id": ids[target], "method": "snapshot"}});
+    assert_eq!(
+        peers[witness].ok(peers[witness].post(&format!("/collections/{NAME}/cluster"), &mv)),
+        true
+    );
+    eventually("the move is pending", || {
+        (transfers(&peers[witness]).as_array().map(Vec::len) == Some(1)).then_some(())
+    });
+    peers[source].kill9();
+    peers[target].resume();
+    assert_eq!(transfers(&peers[witness]).as_array().map(Vec::len), Some(1));
+
+    // Back up, the source finds the move in the cluster state and finishes it.
+    peers[source].restart_after_kill9();
+    eventually("the shard moved to the target", || {
+        let states = replicas(&peers[witness]);
+        (states.get(&(0, ids[target])).map(String::as_str) == Some("Active")
+            && !states.contains_key(&(0, ids[source]))
+            && transfers(&peers[witness]) == json!([]))
+        .then_some(())
+    });
+    assert_eq!(stored_counts(&[&peers[target]])[&(0, ids[target])], 300);
+    check_retrieve(&peers[witness], 300, &all);
 }
