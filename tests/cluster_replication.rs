@@ -275,7 +275,7 @@ fn a_restarted_peer_gets_its_dead_replicas_back() {
         (dead == 2).then_some(())
     });
 
-    // Back up: the sources stream their points into it and it turns Active again.
+    // Back up: the sources ship their replicas to it and it turns Active again.
     peers[2].restart_after_kill9();
     eventually("every replica is Active again", || {
         replicas(&peers[0])
@@ -283,6 +283,12 @@ fn a_restarted_peer_gets_its_dead_replicas_back() {
             .all(|s| s == "Active")
             .then_some(())
     });
+    // By the default method: a shard snapshot per Dead replica.
+    assert!(
+        peers[2].log().contains("installed a transferred shard snapshot"),
+        "{}",
+        peers[2].log()
+    );
     let counts = stored_counts(&peers.iter().collect::<Vec<_>>());
     assert_eq!(counts.len(), 6, "{counts:?}");
     for shard in 0..3 {
