@@ -285,7 +285,9 @@ fn a_restarted_peer_gets_its_dead_replicas_back() {
     });
     // By the default method: a shard snapshot per Dead replica.
     assert!(
-        peers[2].log().contains("installed a transferred shard snapshot"),
+        peers[2]
+            .log()
+            .contains("installed a transferred shard snapshot"),
         "{}",
         peers[2].log()
     );
