@@ -24,10 +24,10 @@ const MIB: f64 = 1024.0 * 1024.0;
 /// Metadata ops timed.
 const METADATA_OPS: usize = 30;
 
-struct Peer {
+pub(super) struct Peer {
     _server: Server,
-    base: String,
-    id: u64,
+    pub base: String,
+    pub id: u64,
 }
 
 pub async fn run(o: &Options, http: &reqwest::Client, single_node_rate: f64) -> Result<()> {
@@ -189,7 +189,7 @@ async fn wait_active(http: &reqwest::Client, target: &Peer) -> Result<u64> {
 
 /// Starts three peers (the first founds the cluster, the others join through it) and
 /// waits until they agree on a leader.
-async fn start_cluster(o: &Options, http: &reqwest::Client) -> Result<Vec<Peer>> {
+pub(super) async fn start_cluster(o: &Options, http: &reqwest::Client) -> Result<Vec<Peer>> {
     let env = [("QDRANT__CLUSTER__ENABLED", "true")];
     let mut peers = Vec::new();
     let mut first_uri = None;
