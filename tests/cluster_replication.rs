@@ -257,8 +257,17 @@ fn a_restarted_peer_gets_its_dead_replicas_back() {
         &format!("/collections/{NAME}/points/delete?wait=true"),
         &json!({ "points": deleted }),
     ));
+    let mut seen = BTreeMap::new();
     eventually("the third peer's replicas are Dead", || {
         let states = replicas(&peers[0]);
+        if states != seen {
+            // Shown when the wait times out.
+            eprintln!(
+                "replica states: {states:?}, transfers: {}",
+                transfers(&peers[0])
+            );
+            seen = states.clone();
+        }
         let dead = states
             .iter()
             .filter(|((_, p), s)| *p == killed && *s == "Dead")
@@ -266,7 +275,7 @@ fn a_restarted_peer_gets_its_dead_replicas_back() {
         (dead == 2).then_some(())
     });
 
-    // Back up: the sources stream their points into it and it turns Active again.
+    // Back up: the sources ship their replicas to it and it turns Active again.
     peers[2].restart_after_kill9();
     eventually("every replica is Active again", || {
         replicas(&peers[0])
@@ -274,6 +283,14 @@ fn a_restarted_peer_gets_its_dead_replicas_back() {
             .all(|s| s == "Active")
             .then_some(())
     });
+    // By the default method: a shard snapshot per Dead replica.
+    assert!(
+        peers[2]
+            .log()
+            .contains("installed a transferred shard snapshot"),
+        "{}",
+        peers[2].log()
+    );
     let counts = stored_counts(&peers.iter().collect::<Vec<_>>());
     assert_eq!(counts.len(), 6, "{counts:?}");
     for shard in 0..3 {
@@ -513,4 +530,54 @@ fn writes_during_a_snapshot_transfer_reach_the_new_replica() {
     assert!(peers[1]
         .log()
         .contains("installed a transferred shard snapshot"));
+}
+
+#[test]
+fn a_move_resumes_when_its_source_restarts() {
+    let p1 = first_peer();
+    let p2 = joining_peer(&p1);
+    let p3 = joining_peer(&p1);
+    let mut peers = [p1, p2, p3];
+    let (leader, _) = wait_for_agreement(&peers.iter().collect::<Vec<_>>(), 3);
+    let ids: Vec<u64> = peers.iter().map(peer_id).collect();
+    // The source must not lead (it is killed), nor the target (it is paused).
+    let witness = ids.iter().position(|id| *id == leader).unwrap();
+    let source = (witness + 1) % 3;
+    let target = (witness + 2) % 3;
+    peers[source].create_collection(NAME, json!({"vectors": {"size": DIM, "distance": "Dot"}}));
+    let all = vectors(300, DIM, 44);
+    peers[source].ok(upsert(&peers[source], 0..300, &all));
+    eventually("the witness sees the shard on the source", || {
+        (replicas(&peers[witness])
+            .get(&(0, ids[source]))
+            .map(String::as_str)
+            == Some("Active"))
+        .then_some(())
+    });
+
+    // The move cannot end while its target is paused; its source dies meanwhile.
+    peers[target].pause();
+    let mv = json!({"move_shard": {"shard_id": 0, "from_peer_id": ids[source], "to_peer_id": ids[target], "method": "snapshot"}});
+    assert_eq!(
+        peers[witness].ok(peers[witness].post(&format!("/collections/{NAME}/cluster"), &mv)),
+        true
+    );
+    eventually("the move is pending", || {
+        (transfers(&peers[witness]).as_array().map(Vec::len) == Some(1)).then_some(())
+    });
+    peers[source].kill9();
+    peers[target].resume();
+    assert_eq!(transfers(&peers[witness]).as_array().map(Vec::len), Some(1));
+
+    // Back up, the source finds the move in the cluster state and finishes it.
+    peers[source].restart_after_kill9();
+    eventually("the shard moved to the target", || {
+        let states = replicas(&peers[witness]);
+        (states.get(&(0, ids[target])).map(String::as_str) == Some("Active")
+            && !states.contains_key(&(0, ids[source]))
+            && transfers(&peers[witness]) == json!([]))
+        .then_some(())
+    });
+    assert_eq!(stored_counts(&[&peers[target]])[&(0, ids[target])], 300);
+    check_retrieve(&peers[witness], 300, &all);
 }

@@ -90,7 +90,7 @@ pub(crate) async fn run(node: Arc<Node>) {
             return;
         }
         node.forget_finished_recordings();
-        let due = if round % RECOVERY_EVERY == 0 {
+        let due = if round.is_multiple_of(RECOVERY_EVERY) {
             node.recoveries_due()
         } else {
             Vec::new()
