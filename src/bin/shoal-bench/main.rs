@@ -4,9 +4,12 @@
 //!
 //! Usage: `cargo run --release --bin shoal-bench -- [--points N] [--dim D] [--batch B]
 //! [--queries Q] [--clients C] [--server PATH] [--url URL] [--data embedding|uniform]
-//! [--hnsw-ef EF] [--mode search|snapshot|grpc|cluster|cluster-recover] [--grpc-url URL]`. Without `--url` it starts
-//! `target/release/shoal` (or `--server`) on loopback ports with a temporary storage
-//! directory, so the figures include nothing but shoal and the loopback network.
+//! [--hnsw-ef EF] [--mode search|snapshot|grpc|cluster|cluster-recover] [--grpc-url URL]
+//! [--max-wait SECONDS]`. Without `--url` it starts `target/release/shoal` (or
+//! `--server`) on loopback ports with a temporary storage directory, so the figures
+//! include nothing but shoal and the loopback network. Searches are measured once the
+//! collection's status is green (no index build or segment merge due or running),
+//! waiting at most `--max-wait` (default 1800 s).
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -40,6 +43,8 @@ struct Options {
     mode: String,
     /// gRPC address for `--mode grpc` with `--url` (default: the started server's port).
     grpc_url: Option<String>,
+    /// Longest wait for the collection to turn green before searching.
+    max_wait_secs: u64,
 }
 
 fn parse_options() -> Result<Options> {
@@ -55,6 +60,7 @@ fn parse_options() -> Result<Options> {
         hnsw_ef: 128,
         mode: "search".to_string(),
         grpc_url: None,
+        max_wait_secs: 1800,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -71,6 +77,7 @@ fn parse_options() -> Result<Options> {
             "--hnsw-ef" => o.hnsw_ef = value()?.parse()?,
             "--mode" => o.mode = value()?,
             "--grpc-url" => o.grpc_url = Some(value()?),
+            "--max-wait" => o.max_wait_secs = value()?.parse()?,
             other => bail!("unknown flag {other}"),
         }
     }
@@ -305,7 +312,7 @@ async fn search(
     Ok((started.elapsed(), results))
 }
 
-/// Waits (bounded) until index building has finished.
+/// Waits (bounded) until the bench collection is green; the wait and the indexed count.
 async fn wait_indexed(http: &reqwest::Client, base: &str) -> Result<(Duration, u64)> {
     wait_indexed_of(http, base, "bench").await
 }
@@ -316,9 +323,29 @@ async fn wait_indexed_of(
     base: &str,
     collection: &str,
 ) -> Result<(Duration, u64)> {
+    let settled = wait_green(http, base, collection, Duration::from_secs(1800)).await?;
+    Ok((settled.waited, settled.indexed))
+}
+
+/// What the wait for background optimizations saw.
+struct Settled {
+    waited: Duration,
+    green: bool,
+    indexed: u64,
+    segments: u64,
+}
+
+/// Waits (bounded: at most `max_wait`) until `collection` reports status `green`: no
+/// index build or segment merge due or running, so searches measure the settled
+/// collection.
+async fn wait_green(
+    http: &reqwest::Client,
+    base: &str,
+    collection: &str,
+    max_wait: Duration,
+) -> Result<Settled> {
     let started = Instant::now();
-    let (mut last, mut stable) = (0, 0);
-    for _ in 0..3_600 {
+    loop {
         let info = call(
             http,
             reqwest::Method::GET,
@@ -326,17 +353,17 @@ async fn wait_indexed_of(
             &Value::Null,
         )
         .await?;
-        // Sealed segments get indexed; the appendable tail stays exact. Done when the
-        // count has not moved for five seconds.
-        let indexed = info["indexed_vectors_count"].as_u64().unwrap_or(0);
-        stable = if indexed == last { stable + 1 } else { 0 };
-        if indexed > 0 && stable >= 5 {
-            return Ok((started.elapsed(), indexed));
+        let green = info["status"] == "green";
+        if green || started.elapsed() >= max_wait {
+            return Ok(Settled {
+                waited: started.elapsed(),
+                green,
+                indexed: info["indexed_vectors_count"].as_u64().unwrap_or(0),
+                segments: info["segments_count"].as_u64().unwrap_or(0),
+            });
         }
-        last = indexed;
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    Ok((started.elapsed(), last))
 }
 
 /// The benchmark collection; the snapshot mode turns indexing off so that no index
@@ -424,12 +451,19 @@ async fn main() -> Result<()> {
     let mut rng = Rng(42);
     let data = DataGen::new(&o.data, o.dim)?;
     let queries: Vec<Vec<f32>> = (0..o.queries).map(|_| data.vector(&mut rng)).collect();
-    // Index building runs in the background; measure searches only once it is done,
-    // so both figures see an idle machine.
-    let (index_wait, indexed) = wait_indexed(&http, &base).await?;
+    // Index builds and merges run in the background; measure searches only once the
+    // collection is green, so both figures see the settled collection on an idle machine.
+    let settled = wait_green(&http, &base, "bench", Duration::from_secs(o.max_wait_secs)).await?;
     println!(
-        "indexing: {indexed} vectors indexed, waited {:.1} s after the load",
-        index_wait.as_secs_f64()
+        "optimizations: {} after {:.1} s ({} vectors indexed, {} segments)",
+        if settled.green {
+            "green"
+        } else {
+            "STILL YELLOW (figures below are taken mid-optimization)"
+        },
+        settled.waited.as_secs_f64(),
+        settled.indexed,
+        settled.segments
     );
     let (exact_took, exact) = search(&http, &base, &queries, true, o.hnsw_ef).await?;
     println!(
