@@ -9,7 +9,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use support::cluster::{eventually, first_peer, joining_peer, peer_id, wait_for_agreement};
+use support::cluster::{
+    eventually, first_peer, joining_peer, peer_id, three_peers_with, wait_for_agreement,
+};
 use support::{vectors, TestNode};
 
 const NAME: &str = "replicated";
@@ -232,11 +234,18 @@ fn stored_counts(nodes: &[&TestNode]) -> BTreeMap<(u64, u64), u64> {
 
 #[test]
 fn a_restarted_peer_gets_its_dead_replicas_back() {
-    let p1 = first_peer();
-    let p2 = joining_peer(&p1);
-    let p3 = joining_peer(&p1);
-    let mut peers = [p1, p2, p3];
-    wait_for_agreement(&peers.iter().collect::<Vec<_>>(), 3);
+    restarted_peer_refilled_by(&[]);
+}
+
+#[test]
+fn a_restarted_peer_gets_its_dead_replicas_back_by_stream_records() {
+    restarted_peer_refilled_by(&[("QDRANT__STORAGE__SHARD_TRANSFER_METHOD", "stream_records")]);
+}
+
+/// A peer killed while points are added and deleted gets its Dead replicas back by the
+/// automatic recovery (with the transfer method `env` configures), deletions included.
+fn restarted_peer_refilled_by(env: &[(&str, &str)]) {
+    let mut peers = three_peers_with(env);
     let killed = peer_id(&peers[2]);
     peers[0].create_collection(
         NAME,
@@ -283,14 +292,11 @@ fn a_restarted_peer_gets_its_dead_replicas_back() {
             .all(|s| s == "Active")
             .then_some(())
     });
-    // By the default method: a shard snapshot per Dead replica.
-    assert!(
-        peers[2]
-            .log()
-            .contains("installed a transferred shard snapshot"),
-        "{}",
-        peers[2].log()
-    );
+    // By the default method a shard snapshot per Dead replica; by `stream_records` none.
+    let by_snapshot = peers[2]
+        .log()
+        .contains("installed a transferred shard snapshot");
+    assert_eq!(by_snapshot, env.is_empty(), "{}", peers[2].log());
     let counts = stored_counts(&peers.iter().collect::<Vec<_>>());
     assert_eq!(counts.len(), 6, "{counts:?}");
     for shard in 0..3 {

@@ -9,8 +9,8 @@
 //!    `ReplicaSet::recovery_source`, so one peer in the whole cluster acts) and the Dead
 //!    replica's peer answers: a `sync` transfer from itself with the configured method
 //!    (`storage.shard_transfer_method`, `snapshot` unless set). For `stream_records` the
-//!    Dead replica is emptied first, so points deleted while it was down do not come back
-//!    (no peer writes to a Dead replica). A Partial replica without a transfer (its
+//!    transfer empties the target first, once `StartTransfer` has committed, so points
+//!    deleted while it was down do not come back (no peer writes to a Dead replica). A Partial replica without a transfer (its
 //!    transfer was cut short before transfers were recorded) is marked Dead first;
 //! 2. runs every pending transfer whose source it is and which it does not run yet:
 //!    those it just started, those a user asked for, and those it was running when it
@@ -35,11 +35,8 @@ use crate::consensus::op::ClusterOp;
 use crate::consensus::state::ReplicaState;
 use crate::consensus::transfer::{ShardTransfer, TransferMethod};
 use crate::error::Result;
-use crate::replication::remote::encode_op;
 use crate::replication::replica_set::ReplicaSet;
 use crate::replication::wire::ShardRead;
-use crate::shard::filter::Filter;
-use crate::shard::ops::{PointSelector, ShardOp};
 use crate::types::{PeerId, ShardId};
 
 /// How often a peer looks for transfers to run.
@@ -182,13 +179,6 @@ impl Node {
             tokio::time::sleep(PARTIAL_SETTLE).await;
         }
         let method = self.settings.storage.shard_transfer_method;
-        if method == TransferMethod::StreamRecords {
-            let clear = ShardOp::Delete(PointSelector::Filter(Filter::default()));
-            let index = self.consensus.raft_info().applied;
-            self.shard_clients
-                .apply(&replica, &encode_op(&clear)?, true, index)
-                .await?;
-        }
         tracing::info!(
             collection,
             shard,

@@ -11,7 +11,9 @@ use crate::collection::point::{PointRecord, Record, WithPayload, WithVector};
 use crate::consensus::transfer::ShardTransfer;
 use crate::error::{Error, Result};
 use crate::replication::remote::encode_op;
-use crate::shard::ops::ShardOp;
+use crate::replication::replica_set::ReplicaSet;
+use crate::shard::filter::Filter;
+use crate::shard::ops::{PointSelector, ShardOp};
 
 /// Points per upsert sent to the target (each one fsynced there before the next is sent).
 const BATCH: usize = 1024;
@@ -31,21 +33,23 @@ impl Node {
             .get(collection)
             .and_then(|c| c.local_shards().get(&transfer.shard).cloned())
             .ok_or_else(|| Error::service(format!("{} is not open here", set.describe())))?;
+        if transfer.sync {
+            // A replica being re-synced may hold points deleted since it went stale: empty
+            // it first. This runs only once `StartTransfer` committed, so the target is
+            // Partial under this transfer and nothing else can have made it Active with
+            // other data meanwhile (a clear sent on an earlier state could wipe a replica
+            // that a snapshot recovery had just activated).
+            self.check_still_pending(collection, transfer, &set)?;
+            let clear = ShardOp::Delete(PointSelector::Filter(Filter::default()));
+            let index = self.consensus.raft_info().applied;
+            self.shard_clients
+                .apply(&target, &encode_op(&clear)?, true, index)
+                .await?;
+        }
         let mut offset = None;
         let mut sent = 0;
         loop {
-            if self
-                .consensus
-                .state()
-                .transfer_to(collection, transfer.shard, transfer.to)
-                != Some(transfer)
-            {
-                return Err(Error::Conflict(format!(
-                    "the transfer of {} to peer {} was aborted",
-                    set.describe(),
-                    transfer.to
-                )));
-            }
+            self.check_still_pending(collection, transfer, &set)?;
             let shard = source.clone();
             let (records, next) = blocking(move || {
                 Ok(shard.scroll(
@@ -79,5 +83,26 @@ fn point_of(record: Record) -> PointRecord {
         id: record.id,
         vectors: record.vector.map(|v| v.into_named()).unwrap_or_default(),
         payload: record.payload.unwrap_or_default(),
+    }
+}
+
+impl Node {
+    /// Fails once `transfer` is no longer pending in the cluster state (aborted, or ended
+    /// by a recovery of the shard).
+    fn check_still_pending(
+        &self,
+        collection: &str,
+        transfer: &ShardTransfer,
+        set: &ReplicaSet,
+    ) -> Result<()> {
+        let state = self.consensus.state();
+        if state.transfer_to(collection, transfer.shard, transfer.to) != Some(transfer) {
+            return Err(Error::Conflict(format!(
+                "the transfer of {} to peer {} was aborted",
+                set.describe(),
+                transfer.to
+            )));
+        }
+        Ok(())
     }
 }

@@ -12,7 +12,35 @@ use super::TestNode;
 pub const CLUSTER_WAIT: Duration = Duration::from_secs(45);
 
 pub fn clustered() -> TestNode {
-    TestNode::prepare(&[("QDRANT__CLUSTER__ENABLED", "true")])
+    clustered_with(&[])
+}
+
+/// A clustered node, not started yet, with extra environment (settings).
+pub fn clustered_with(env: &[(&str, &str)]) -> TestNode {
+    let mut all = vec![("QDRANT__CLUSTER__ENABLED", "true")];
+    all.extend_from_slice(env);
+    TestNode::prepare(&all)
+}
+
+/// Three peers (the first founds the cluster) with extra environment, once they agree.
+pub fn three_peers_with(env: &[(&str, &str)]) -> [TestNode; 3] {
+    let mut first = clustered_with(env);
+    first.launch(&["--uri".to_string(), peer_uri(&first)]);
+    let join = |env: &[(&str, &str)]| {
+        let mut node = clustered_with(env);
+        let args = vec![
+            "--uri".to_string(),
+            peer_uri(&node),
+            "--bootstrap".to_string(),
+            peer_uri(&first),
+        ];
+        node.launch(&args);
+        node
+    };
+    let (second, third) = (join(env), join(env));
+    let peers = [first, second, third];
+    wait_for_agreement(&peers.iter().collect::<Vec<_>>(), 3);
+    peers
 }
 
 pub fn peer_uri(node: &TestNode) -> String {
