@@ -9,6 +9,7 @@
 //! are decoded.
 
 pub mod auth_layer;
+pub mod codec;
 mod collections;
 pub mod convert;
 mod points;

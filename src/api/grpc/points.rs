@@ -14,7 +14,7 @@ use super::proto::points_server::Points;
 use super::proto::*;
 use super::{answer, seconds_since};
 use crate::error::Result;
-use crate::node::points::{overwrite_payload_op, UpdateResult as NodeUpdate};
+use crate::node::points::{overwrite_payload_op, Query, UpdateResult as NodeUpdate};
 use crate::node::Node;
 use crate::shard::ops::ShardOp;
 
@@ -32,6 +32,12 @@ impl PointsService {
         self.node
             .update_points(collection, op?, wait.unwrap_or(false))
             .await
+    }
+
+    /// Runs one search or query; the answer as gRPC points.
+    async fn one_query(&self, collection: &str, query: Result<Query>) -> Result<Vec<ScoredPoint>> {
+        let mut results = self.node.query_points(collection, vec![query?]).await?;
+        Ok(convert::scored_points(results.pop().unwrap_or_default()))
     }
 }
 
@@ -180,10 +186,8 @@ impl Points for PointsService {
         let r = request.into_inner();
         answer(async {
             let name = r.collection_name.clone();
-            let query = convert::search_query(r)?;
-            let mut results = self.node.query_points(&name, vec![query]).await?;
             Ok(SearchResponse {
-                result: convert::scored_points(results.pop().unwrap_or_default()),
+                result: self.one_query(&name, convert::search_query(r)).await?,
                 time: seconds_since(start),
             })
         })
@@ -280,10 +284,8 @@ impl Points for PointsService {
         let r = request.into_inner();
         answer(async {
             let name = r.collection_name.clone();
-            let query = convert::query(r)?;
-            let mut results = self.node.query_points(&name, vec![query]).await?;
             Ok(QueryResponse {
-                result: convert::scored_points(results.pop().unwrap_or_default()),
+                result: self.one_query(&name, convert::query(r)).await?,
                 time: seconds_since(start),
             })
         })
