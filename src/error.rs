@@ -75,6 +75,7 @@ impl Error {
                 | Error::BadRequest(_)
                 | Error::NotFound(_)
                 | Error::AlreadyExists(_)
+                | Error::Conflict(_)
                 | Error::ChecksumMismatch { .. }
                 | Error::Forbidden(_)
         )

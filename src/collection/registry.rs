@@ -182,6 +182,18 @@ impl CollectionRegistry {
         shard: ShardId,
         new_dir: &Path,
     ) -> Result<Arc<Collection>> {
+        self.replace_shards(name, &[(shard, new_dir.to_path_buf())])
+    }
+
+    /// Swaps each directory in as the data of its shard (one atomic exchange per shard;
+    /// a shard not open here yet is moved into place) and reopens the collection once.
+    /// If anything fails, every swapped shard is exchanged back and the previous data
+    /// is opened again.
+    pub fn replace_shards(
+        &self,
+        name: &str,
+        replacements: &[(ShardId, PathBuf)],
+    ) -> Result<Arc<Collection>> {
         if let Some(current) = self.get(name) {
             wait_idle(&current, name, IDLE_WAIT)?;
         }
@@ -190,22 +202,54 @@ impl CollectionRegistry {
             .get(name)
             .cloned()
             .ok_or_else(|| Error::collection_not_found(name))?;
-        let local = current.local_shards().keys().copied().collect::<Vec<_>>();
+        let mut local = current.local_shards().keys().copied().collect::<Vec<_>>();
         let config = close_when_idle(&mut open, name, current)?;
-        let live = self.dir_of(name).join(shard.to_string());
-        exchange(new_dir, &live)?;
-        crate::snapshot::store::sync_dir(&self.dir_of(name))?;
-        match Collection::open(&self.dir_of(name), name, config.clone(), &local) {
+        let previous_local = local.clone();
+        let collection_dir = self.dir_of(name);
+        let mut swapped: Vec<(&Path, PathBuf, bool)> = Vec::new();
+        let mut outcome = Ok(());
+        for (shard, new_dir) in replacements {
+            let live = collection_dir.join(shard.to_string());
+            let existed = live.exists();
+            let moved = if existed {
+                exchange(new_dir, &live)
+            } else {
+                std::fs::rename(new_dir, &live)
+                    .map_err(|e| Error::io(format!("moving {} into place", new_dir.display()), e))
+            };
+            if let Err(err) = moved {
+                outcome = Err(err);
+                break;
+            }
+            swapped.push((new_dir.as_path(), live, existed));
+            if !local.contains(shard) {
+                local.push(*shard);
+            }
+        }
+        let reopened = outcome
+            .and_then(|()| crate::snapshot::store::sync_dir(&collection_dir))
+            .and_then(|()| Collection::open(&collection_dir, name, config.clone(), &local));
+        match reopened {
             Ok(collection) => {
                 let collection = Arc::new(collection);
                 open.insert(name.to_string(), collection.clone());
                 Ok(collection)
             }
             Err(err) => {
-                tracing::error!(collection = name, shard, %err, "recovered shard does not open; restoring the previous data");
-                exchange(new_dir, &live)?;
-                let collection =
-                    Arc::new(Collection::open(&self.dir_of(name), name, config, &local)?);
+                tracing::error!(collection = name, %err, "recovered shards do not open; restoring the previous data");
+                for (new_dir, live, existed) in swapped.iter().rev() {
+                    if *existed {
+                        exchange(new_dir, live)?;
+                    } else {
+                        let _ = std::fs::rename(live, new_dir);
+                    }
+                }
+                let collection = Arc::new(Collection::open(
+                    &collection_dir,
+                    name,
+                    config,
+                    &previous_local,
+                )?);
                 open.insert(name.to_string(), collection);
                 Err(err)
             }

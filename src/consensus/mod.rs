@@ -35,6 +35,7 @@
 pub mod effect;
 pub mod log_store;
 pub mod op;
+pub mod recovery;
 pub mod state;
 pub mod transport;
 

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::recovery::{RecoveryScope, SnapshotPriority};
 use super::state::ReplicaState;
 use crate::collection::config::{CollectionConfig, UpdateCollection};
 use crate::types::{PeerId, ShardId};
@@ -53,6 +54,23 @@ pub enum ClusterOp {
         shard: ShardId,
         peer: PeerId,
     },
+    /// A snapshot recovery on `peer` is about to replace its copies of `shards`
+    /// (see `consensus/recovery.rs`). Refused while another peer recovers the collection.
+    BeginRecovery {
+        collection: String,
+        peer: PeerId,
+        shards: Vec<ShardId>,
+    },
+    /// The recovered copies are in place: settle every shard's replica states by priority.
+    FinishRecovery {
+        collection: String,
+        peer: PeerId,
+        shards: Vec<ShardId>,
+        priority: SnapshotPriority,
+        scope: RecoveryScope,
+    },
+    /// A recovery on `peer` failed or died: its out-of-service replicas are re-synced.
+    AbortRecovery { collection: String, peer: PeerId },
 }
 
 /// One action of `POST /collections/aliases`, in Qdrant's JSON shape.

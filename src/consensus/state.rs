@@ -30,6 +30,9 @@ pub enum ReplicaState {
     Initializing,
     /// Receives writes, never serves reads.
     Listener,
+    /// Holds a copy being replaced by a snapshot recovery: serves nothing, takes no
+    /// writes, and is left alone by automatic recovery (see `consensus/recovery.rs`).
+    ManualRecovery,
 }
 
 /// A collection as the cluster knows it.
@@ -38,6 +41,18 @@ pub struct CollectionState {
     pub config: CollectionConfig,
     /// Replicas of every shard: peer → state.
     pub shards: BTreeMap<ShardId, BTreeMap<PeerId, ReplicaState>>,
+    /// The snapshot recovery of this collection in progress, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovering: Option<RecoveryMark>,
+}
+
+/// A snapshot recovery between `BeginRecovery` and its finish or abort.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecoveryMark {
+    /// The peer running it.
+    pub peer: PeerId,
+    /// Shards it made this peer a replica of: an abort removes those replicas again.
+    pub added: Vec<ShardId>,
 }
 
 impl CollectionState {
@@ -113,6 +128,19 @@ impl ClusterState {
                 shard,
                 peer,
             } => self.remove_replica(collection, *shard, *peer),
+            ClusterOp::BeginRecovery {
+                collection,
+                peer,
+                shards,
+            } => self.begin_recovery(collection, *peer, shards),
+            ClusterOp::FinishRecovery {
+                collection,
+                peer,
+                shards,
+                priority,
+                scope,
+            } => self.finish_recovery(collection, *peer, shards, *priority, *scope),
+            ClusterOp::AbortRecovery { collection, peer } => self.abort_recovery(collection, *peer),
         }
     }
 
@@ -283,6 +311,7 @@ impl ClusterState {
             CollectionState {
                 config: config.clone(),
                 shards,
+                recovering: None,
             },
         );
         Ok(vec![Effect::CollectionCreated {

@@ -16,6 +16,7 @@ pub mod points;
 mod recovery;
 mod replicas;
 pub mod shard_snapshots;
+pub mod snapshot_install;
 mod snapshot_jobs;
 pub mod snapshots;
 pub mod tasks;
@@ -122,6 +123,7 @@ impl Node {
             shard_clients,
             effects_executed,
         });
+        tokio::spawn(snapshot_install::watch_stale_recoveries(node.clone()));
         if let Some((restarted, this_uri)) = background {
             cluster::start_background(&node, restarted, this_uri);
         }

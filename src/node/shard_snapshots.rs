@@ -12,10 +12,12 @@ use bytes::Bytes;
 use chrono::Utc;
 use tokio::sync::mpsc;
 
-use super::snapshots::{RecoverRequest, Source};
+use super::snapshot_install::RecoveredShards;
+use super::snapshots::{RecoverRequest, RecoveryReport, SnapshotPriority, Source};
 use super::tasks::TaskHandle;
 use super::{blocking, Node};
 use crate::collection::Collection;
+use crate::consensus::recovery::RecoveryScope;
 use crate::error::{Error, Result};
 use crate::shard::LocalShard;
 use crate::snapshot::archive::{self, ArchiveWriter};
@@ -155,9 +157,9 @@ impl Node {
         location: &str,
         request: RecoverRequest,
         task: &TaskHandle,
-    ) -> Result<()> {
+    ) -> Result<RecoveryReport> {
         // Only the name is kept: holding the collection would keep its files open.
-        let real = self.local_shard(name, shard)?.0.name().to_string();
+        let real = self.recoverable_shard(name, shard)?;
         let expected = request
             .checksum
             .as_deref()
@@ -187,6 +189,7 @@ impl Node {
             Source::At(&location),
             request.api_key.as_deref(),
             expected,
+            request.priority,
             task,
         )
         .await
@@ -200,12 +203,24 @@ impl Node {
         shard: ShardId,
         body: ChannelReader,
         expected: Option<String>,
+        priority: SnapshotPriority,
         task: &TaskHandle,
-    ) -> Result<()> {
-        self.recover_shard_from(name, shard, Source::Stream(body), None, expected, task)
-            .await
+    ) -> Result<RecoveryReport> {
+        self.recover_shard_from(
+            name,
+            shard,
+            Source::Stream(body),
+            None,
+            expected,
+            priority,
+            task,
+        )
+        .await
     }
 
+    /// Unpacks and verifies a shard snapshot, then installs it by priority with Qdrant's
+    /// shard-level rules (`snapshot` marks every other replica Dead, none is dropped).
+    #[allow(clippy::too_many_arguments)]
     async fn recover_shard_from(
         &self,
         name: &str,
@@ -213,11 +228,10 @@ impl Node {
         location: Source<'_>,
         api_key: Option<&str>,
         expected: Option<String>,
+        priority: SnapshotPriority,
         task: &TaskHandle,
-    ) -> Result<()> {
-        let (collection, _) = self.local_shard(name, shard)?;
-        let real = collection.name().to_string();
-        drop(collection);
+    ) -> Result<RecoveryReport> {
+        let real = self.recoverable_shard(name, shard)?;
         let _guard = self.recovery_locks.acquire(&real)?;
         let dir = self
             .collections
@@ -233,19 +247,44 @@ impl Node {
                     ))
                 })?;
             }
-            let (registry, dir_owned) = (self.collections.clone(), dir.clone());
+            let dir_owned = dir.clone();
             blocking(move || {
                 layout::read_shard(&dir_owned)?;
-                layout::strip_shard_metadata(&dir_owned)?;
-                registry.replace_shard(&real, shard, &dir_owned).map(|_| ())
+                layout::strip_shard_metadata(&dir_owned)
             })
-            .await
+            .await?;
+            let shards = self
+                .install_recovered_shards(RecoveredShards {
+                    collection: real.clone(),
+                    shards: [(shard, dir.clone())].into(),
+                    whole: None,
+                    priority,
+                    scope: RecoveryScope::Shard,
+                })
+                .await?;
+            Ok(RecoveryReport {
+                collection: real.clone(),
+                created: false,
+                priority,
+                shards,
+                note: None,
+            })
         }
         .await;
         if dir.exists() {
             let _ = std::fs::remove_dir_all(&dir);
         }
         outcome
+    }
+
+    /// The real name of the collection whose shard a recovery targets: the shard must
+    /// exist in the collection; this peer need not hold it yet (it becomes a replica).
+    pub fn recoverable_shard(&self, name: &str, shard: ShardId) -> Result<String> {
+        let collection = self.collection(name)?;
+        if shard >= collection.config().params.shard_number {
+            return Err(Error::NotFound(format!("shard {shard} not found")));
+        }
+        Ok(collection.name().to_string())
     }
 }
 

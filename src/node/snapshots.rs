@@ -15,14 +15,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use chrono::Utc;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
+use super::snapshot_install::{empty_result_note, RecoveredShards};
 use super::tasks::TaskHandle;
 use super::{blocking, Node};
 use crate::collection::Collection;
 use crate::consensus::op::ClusterOp;
+use crate::consensus::recovery::RecoveryScope;
 use crate::consensus::state::validate_name;
 use crate::error::{Error, Result};
+use crate::replication::placement;
 use crate::snapshot::archive::{self, Manifest};
 use crate::snapshot::checksum::{self, HashingReader};
 use crate::snapshot::layout::{self, UnpackedCollection};
@@ -30,7 +33,6 @@ use crate::snapshot::naming;
 use crate::snapshot::source::{self, Location};
 use crate::snapshot::store::{SnapshotDescription, SnapshotStore};
 use crate::snapshot::upload::ChannelReader;
-use crate::types::ShardId;
 
 /// Where the bytes of a snapshot to unpack come from.
 pub(crate) enum Source<'a> {
@@ -40,35 +42,19 @@ pub(crate) enum Source<'a> {
     Stream(ChannelReader),
 }
 
-/// Which copy wins when a recovered shard has other replicas (see docs/snapshots.md).
-/// On a single node there are no other replicas, so all three behave alike.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SnapshotPriority {
-    /// Existing replicas win (shoal's default).
-    #[default]
-    Replica,
-    /// The snapshot wins; other replicas re-sync from it.
-    Snapshot,
-    /// The snapshot is activated; other replicas are left as they are.
-    NoSync,
-}
+pub use super::snapshot_install::ShardRecovery;
+pub use crate::consensus::recovery::SnapshotPriority;
 
-/// What a recovery did, per shard.
+/// What a recovery did, per shard: the `recovery` object of the recover response.
 #[derive(Debug, Clone, Serialize)]
 pub struct RecoveryReport {
     pub collection: String,
     pub created: bool,
     pub priority: SnapshotPriority,
     pub shards: Vec<ShardRecovery>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct ShardRecovery {
-    pub shard_id: ShardId,
-    /// Which copy is served now: `snapshot` when the recovered data became active.
-    pub winner: &'static str,
-    pub points_on_this_peer: usize,
+    /// Set when the result is not what a user may expect (an empty collection).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 /// Serialises recoveries per collection name.
@@ -92,6 +78,13 @@ impl RecoveryLocks {
             locks: self,
             name: name.to_string(),
         })
+    }
+}
+
+impl RecoveryLocks {
+    /// Whether a recovery of `name` runs on this peer now.
+    pub(crate) fn is_held(&self, name: &str) -> bool {
+        self.busy.lock().contains(name)
     }
 }
 
@@ -189,7 +182,7 @@ impl Node {
                 task,
             )
             .await?;
-        self.install_collection(&target, unpacked, request.priority, false)
+        self.install_collection(&target, unpacked, request.priority, Requester::Api)
             .await
     }
 
@@ -208,7 +201,7 @@ impl Node {
         let unpacked = self
             .unpack_collection(&target, Source::Stream(body), None, expected, task)
             .await?;
-        self.install_collection(&target, unpacked, request.priority, false)
+        self.install_collection(&target, unpacked, request.priority, Requester::Api)
             .await
     }
 
@@ -239,8 +232,13 @@ impl Node {
             .await;
         let outcome = match unpacked {
             Ok(unpacked) => {
-                self.install_collection(name, unpacked, SnapshotPriority::Snapshot, force)
-                    .await
+                self.install_collection(
+                    name,
+                    unpacked,
+                    SnapshotPriority::Snapshot,
+                    Requester::StartUp { force },
+                )
+                .await
             }
             Err(err) => Err(err),
         };
@@ -282,7 +280,7 @@ impl Node {
                         ))
                     })?;
                 }
-                layout::read_collection(&dir)
+                layout::read_collection(&dir, !self.settings.cluster.enabled)
             });
         if result.is_err() {
             remove_dir_quietly(&dir);
@@ -342,19 +340,19 @@ impl Node {
         }
     }
 
-    /// Registers (or checks) the collection through consensus, then swaps the unpacked
-    /// data in. With `replace_config` an existing collection is dropped and created
-    /// again with the snapshot's config (start-up `--force-snapshot`).
+    /// Creates the collection through consensus if it is absent (or checks that the
+    /// snapshot fits the existing one), then installs the snapshot's shards by priority
+    /// (`snapshot_install.rs`).
     async fn install_collection(
         &self,
         name: &str,
         unpacked: UnpackedCollection,
         priority: SnapshotPriority,
-        replace_config: bool,
+        requester: Requester,
     ) -> Result<RecoveryReport> {
         let dir = unpacked.dir.clone();
         let outcome = self
-            .install_collection_inner(name, unpacked, priority, replace_config)
+            .install_collection_inner(name, unpacked, priority, requester)
             .await;
         remove_dir_quietly(&dir);
         outcome
@@ -365,68 +363,104 @@ impl Node {
         name: &str,
         unpacked: UnpackedCollection,
         priority: SnapshotPriority,
-        replace_config: bool,
+        requester: Requester,
     ) -> Result<RecoveryReport> {
         let snapshot_config = unpacked.config.clone();
         let mut existing = self.consensus.state().collections.get(name).cloned();
-        if let (Some(_), true) = (&existing, replace_config) {
+        if let (Some(_), Requester::StartUp { force: true }) = (&existing, requester) {
+            // Start-up `--force-snapshot`: the snapshot's config replaces the collection's.
             self.propose(ClusterOp::DeleteCollection {
                 name: name.to_string(),
             })
             .await?;
             existing = None;
         }
-        let created = existing.is_none();
-        match &existing {
-            Some(current) => check_compatible(&current.config, &snapshot_config)?,
-            None => {
-                let peer = self.consensus.peer_id();
-                let placement = (0..snapshot_config.params.shard_number)
-                    .map(|shard| (shard, vec![peer]))
-                    .collect();
-                self.propose(ClusterOp::CreateCollection {
-                    name: name.to_string(),
-                    config: snapshot_config.clone(),
-                    placement,
-                })
-                .await?;
+        let mut created = false;
+        if existing.is_none() {
+            let me = self.consensus.peer_id();
+            let params = &snapshot_config.params;
+            let placement = match requester {
+                // Qdrant's start-up rule: the restored shards are registered on this peer.
+                Requester::StartUp { .. } => {
+                    (0..params.shard_number).map(|s| (s, vec![me])).collect()
+                }
+                // Like a user's create: replicas spread over every voter.
+                Requester::Api => placement::place(
+                    params.shard_number,
+                    params.replication_factor,
+                    &self.consensus.raft_info().voters,
+                    me,
+                ),
+            };
+            let create = ClusterOp::CreateCollection {
+                name: name.to_string(),
+                config: snapshot_config.clone(),
+                placement,
+            };
+            match self.propose(create).await {
+                Ok(()) => created = true,
+                // Created meanwhile: a start-up flag without force must not replace it.
+                Err(Error::AlreadyExists(_))
+                    if requester == (Requester::StartUp { force: false }) =>
+                {
+                    return Err(Error::AlreadyExists(format!(
+                        "Collection {name} already exists. Use --force-snapshot to overwrite it."
+                    )))
+                }
+                // Created meanwhile by a recovery on another peer: check it like any other.
+                Err(Error::AlreadyExists(_)) => {}
+                Err(err) => return Err(err),
             }
         }
-        let state = self.consensus.state();
-        let current = state
-            .collections
-            .get(name)
-            .ok_or_else(|| Error::collection_not_found(name))?;
-        let config = current.config.clone();
-        let peer = self.consensus.peer_id();
-        let local: Vec<ShardId> = current
-            .placement()
-            .iter()
-            .filter(|(_, p)| p.contains(&peer))
-            .map(|(s, _)| *s)
-            .collect();
-        let registry = self.collections.clone();
-        let name_owned = name.to_string();
+        if !created {
+            let state = self.consensus.state();
+            let current = state
+                .collections
+                .get(name)
+                .ok_or_else(|| Error::collection_not_found(name))?;
+            check_compatible(&current.config, &snapshot_config)?;
+        }
         let started = std::time::Instant::now();
-        let collection = blocking(move || {
-            prepare_collection_dir(&unpacked)?;
-            registry.replace_data(&name_owned, &unpacked.dir, config, &local)
-        })
-        .await?;
+        let prepared = unpacked.clone();
+        blocking(move || prepare_collection_dir(&prepared)).await?;
+        let shards = self
+            .install_recovered_shards(RecoveredShards {
+                collection: name.to_string(),
+                shards: unpacked.shards.clone(),
+                whole: Some(unpacked.dir.clone()),
+                priority,
+                scope: RecoveryScope::Collection,
+            })
+            .await?;
+        let note = empty_result_note(created, &shards);
         tracing::info!(
             collection = name,
             created,
             ?priority,
-            swap_and_open = ?started.elapsed(),
+            swap_and_register = ?started.elapsed(),
+            shards = %serde_json::to_string(&shards).unwrap_or_default(),
             "collection recovered from snapshot"
         );
+        if let Some(note) = &note {
+            tracing::warn!(collection = name, "{note}");
+        }
         Ok(RecoveryReport {
             collection: name.to_string(),
             created,
             priority,
-            shards: shard_reports(&collection),
+            shards,
+            note,
         })
     }
+}
+
+/// Who asked for a recovery: a new collection's shards are placed differently.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Requester {
+    /// The REST API (URL, file or upload).
+    Api,
+    /// A start-up flag; with `force` an existing collection is replaced, config included.
+    StartUp { force: bool },
 }
 
 /// Writes a collection snapshot of the local shards into `dir` and publishes it there.
@@ -512,18 +546,6 @@ fn check_compatible(
         )));
     }
     Ok(())
-}
-
-fn shard_reports(collection: &Collection) -> Vec<ShardRecovery> {
-    collection
-        .local_shards()
-        .iter()
-        .map(|(id, shard)| ShardRecovery {
-            shard_id: *id,
-            winner: "snapshot",
-            points_on_this_peer: shard.info().points_count,
-        })
-        .collect()
 }
 
 /// Counts bytes read through it.

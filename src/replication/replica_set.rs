@@ -1,9 +1,9 @@
 //! The replicas of one shard, as the applied cluster state describes them, and the pure
 //! rules that pick which of them take a write and which answer a read.
 //!
-//! - A write goes to every replica that is not Dead (Active, Partial, Initializing and
-//!   Listener replicas all take writes, so a replica being filled does not miss any), and
-//!   only if the shard has an Active replica at all.
+//! - A write goes to every replica that is not Dead or in ManualRecovery (Active, Partial,
+//!   Initializing and Listener replicas all take writes, so a replica being filled does
+//!   not miss any), and only if the shard has an Active replica at all.
 //! - A read goes to one Active replica, this peer's own first (no network hop), then the
 //!   others in peer order as fallbacks.
 //! - A write is acknowledged once `write_consistency_factor` replicas took it, or every
@@ -31,7 +31,9 @@ impl ReplicaSet {
         Ok(self
             .replicas
             .iter()
-            .filter(|(_, state)| **state != ReplicaState::Dead)
+            .filter(|(_, state)| {
+                !matches!(state, ReplicaState::Dead | ReplicaState::ManualRecovery)
+            })
             .map(|(peer, _)| *peer)
             .collect())
     }

@@ -118,7 +118,7 @@ fn write_info<W: Write>(archive: &mut ArchiveWriter<W>, kind: SnapshotKind) -> R
 }
 
 /// A verified, unpacked collection snapshot in a directory of its own.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct UnpackedCollection {
     pub dir: PathBuf,
     pub config: CollectionConfig,
@@ -126,9 +126,10 @@ pub struct UnpackedCollection {
     pub shards: BTreeMap<ShardId, PathBuf>,
 }
 
-/// Reads an unpacked collection snapshot and checks that it is complete: every shard
-/// of the config has a directory with data.
-pub fn read_collection(dir: &Path) -> Result<UnpackedCollection> {
+/// Reads an unpacked collection snapshot. With `every_shard` (a single node, which must
+/// serve every shard itself) each shard of the config needs a directory with data; in a
+/// cluster a peer's snapshot holds its own shards only, and at least one is needed.
+pub fn read_collection(dir: &Path, every_shard: bool) -> Result<UnpackedCollection> {
     check_info(dir, SnapshotKind::Collection)?;
     let config: CollectionConfig = read_json(&dir.join("config.json"))?;
     config
@@ -137,12 +138,18 @@ pub fn read_collection(dir: &Path) -> Result<UnpackedCollection> {
     let mut shards = BTreeMap::new();
     for shard in 0..config.params.shard_number {
         let shard_dir = dir.join(shard.to_string());
-        if !shard_dir.join(SHARD_DATA_MARKER).is_file() {
+        if shard_dir.join(SHARD_DATA_MARKER).is_file() {
+            shards.insert(shard, shard_dir);
+        } else if every_shard {
             return Err(Error::BadInput(format!(
                 "Invalid snapshot: shard {shard} has no data; a snapshot recovered on one node must hold every shard"
             )));
         }
-        shards.insert(shard, shard_dir);
+    }
+    if shards.is_empty() {
+        return Err(Error::BadInput(
+            "Invalid snapshot: it holds no shard data".into(),
+        ));
     }
     Ok(UnpackedCollection {
         dir: dir.to_path_buf(),

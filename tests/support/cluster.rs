@@ -1,6 +1,7 @@
 //! Clusters of shoal processes on loopback: starting the first and joining peers, and
 //! bounded waits for the peers to agree.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -94,4 +95,63 @@ pub fn wait_visible(node: &TestNode, name: &str) {
     eventually(&format!("collection {name} is visible on a peer"), || {
         (node.get(&format!("/collections/{name}")).0 == 200).then_some(())
     });
+}
+
+/// `(shard, peer) → state` of every replica of `collection`, as `node` sees them.
+pub fn replica_states(node: &TestNode, collection: &str) -> BTreeMap<(u64, u64), String> {
+    let info = node.ok(node.get(&format!("/collections/{collection}/cluster")));
+    let me = info["peer_id"].as_u64().expect("peer_id");
+    let mut out = BTreeMap::new();
+    for local in info["local_shards"].as_array().expect("local_shards") {
+        let state = local["state"].as_str().expect("state").to_string();
+        out.insert((local["shard_id"].as_u64().expect("shard_id"), me), state);
+    }
+    for remote in info["remote_shards"].as_array().expect("remote_shards") {
+        let key = (
+            remote["shard_id"].as_u64().expect("shard_id"),
+            remote["peer_id"].as_u64().expect("peer_id"),
+        );
+        out.insert(key, remote["state"].as_str().expect("state").to_string());
+    }
+    out
+}
+
+/// `(shard, peer) → points stored` for every local replica of `collection` on `nodes`.
+pub fn stored_counts(nodes: &[&TestNode], collection: &str) -> BTreeMap<(u64, u64), u64> {
+    let mut out = BTreeMap::new();
+    for node in nodes {
+        let info = node.ok(node.get(&format!("/collections/{collection}/cluster")));
+        let me = info["peer_id"].as_u64().expect("peer_id");
+        for local in info["local_shards"].as_array().expect("local_shards") {
+            let key = (local["shard_id"].as_u64().expect("shard_id"), me);
+            out.insert(key, local["points_count"].as_u64().expect("points_count"));
+        }
+    }
+    out
+}
+
+/// Waits until every replica of `collection` is Active in every node's view and all
+/// replicas of a shard store the same number of points; returns the per-replica counts.
+pub fn wait_converged(nodes: &[&TestNode], collection: &str) -> BTreeMap<(u64, u64), u64> {
+    eventually(
+        &format!("every replica of {collection} is Active and alike"),
+        || {
+            for node in nodes {
+                if !replica_states(node, collection)
+                    .values()
+                    .all(|s| s == "Active")
+                {
+                    return None;
+                }
+            }
+            let counts = stored_counts(nodes, collection);
+            let alike = counts.iter().all(|((shard, _), count)| {
+                counts
+                    .iter()
+                    .filter(|((s, _), _)| s == shard)
+                    .all(|(_, c)| c == count)
+            });
+            alike.then_some(counts)
+        },
+    )
 }

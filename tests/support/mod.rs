@@ -379,6 +379,34 @@ impl TestNode {
         panic!("scroll of {name} did not end");
     }
 
+    /// A multipart upload of `bytes` as the form field `snapshot` (Qdrant's upload routes).
+    pub fn upload(&self, path: &str, bytes: Vec<u8>) -> (u16, Value) {
+        let part = reqwest::blocking::multipart::Part::bytes(bytes).file_name("upload.snapshot");
+        let form = reqwest::blocking::multipart::Form::new().part("snapshot", part);
+        let resp = match self.http.post(self.url(path)).multipart(form).send() {
+            Ok(resp) => resp,
+            // The server may answer (and close) before the whole body is sent.
+            Err(err) => return (0, Value::String(format!("upload failed: {err}"))),
+        };
+        let status = resp.status().as_u16();
+        let text = resp.text().unwrap_or_default();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    /// The raw bytes of a GET (snapshot downloads).
+    pub fn download(&self, path: &str) -> Vec<u8> {
+        let resp = self
+            .http
+            .get(self.url(path))
+            .send()
+            .expect("download failed");
+        assert_eq!(resp.status().as_u16(), 200, "download of {path}");
+        resp.bytes().expect("download body").to_vec()
+    }
+
     pub fn count(&self, name: &str) -> u64 {
         let result = self.ok(self.post(
             &format!("/collections/{name}/points/count"),

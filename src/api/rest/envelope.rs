@@ -83,3 +83,17 @@ pub fn task_answer<T: Serialize>(outcome: crate::node::tasks::TaskOutcome<T>) ->
         crate::node::tasks::TaskOutcome::Accepted(id) => Accepted(id).into_response(),
     }
 }
+
+/// Answers a recovery: Qdrant's `result` (`true`, or `null` for a shard upload) plus a
+/// `recovery` object saying what happened per shard, or 202 with the task id.
+pub fn recovery_answer(
+    result: serde_json::Value,
+    outcome: crate::node::tasks::TaskOutcome<crate::node::snapshots::RecoveryReport>,
+) -> Response {
+    match outcome {
+        crate::node::tasks::TaskOutcome::Finished(report) => {
+            SuccessWith(result, "recovery", report).into_response()
+        }
+        crate::node::tasks::TaskOutcome::Accepted(id) => Accepted(id).into_response(),
+    }
+}

@@ -11,7 +11,7 @@ use axum::routing::{get, post, put};
 use axum::Router;
 use serde::Deserialize;
 
-use super::envelope::{task_answer, Success};
+use super::envelope::{recovery_answer, task_answer, Success};
 use super::error::ApiResult;
 use super::extract::{default_true, Json, Path, Query, WaitParam};
 use super::snapshots::{recover_from_upload, serve_file};
@@ -148,19 +148,16 @@ async fn recover(
             |node, task| async move {
                 node.recover_shard(&name, shard, &body.location, request, &task)
                     .await
-                    .map(|()| true)
             },
         )
         .await?;
-    Ok(task_answer(outcome))
+    Ok(recovery_answer(true.into(), outcome))
 }
 
 #[derive(Deserialize)]
 struct UploadQuery {
     #[serde(default = "default_true")]
     wait: bool,
-    /// Accepted for compatibility; a single node has no other replica to prefer.
-    #[allow(dead_code)]
     priority: Option<SnapshotPriority>,
     checksum: Option<String>,
 }
@@ -171,12 +168,14 @@ async fn upload_and_recover(
     Query(q): Query<UploadQuery>,
     mut multipart: Multipart,
 ) -> ApiResult<Response> {
-    node.list_shard_snapshots(&name, shard)?;
+    // Checked before the body is read: the shard must exist (this peer need not hold it).
+    node.recoverable_shard(&name, shard)?;
     let expected = q
         .checksum
         .as_deref()
         .map(crate::snapshot::checksum::parse_expected)
         .transpose()?;
+    let priority = q.priority.unwrap_or_default();
     let target = format!("{name}/shards/{shard}");
     let (id, running) = recover_from_upload(
         &node,
@@ -184,11 +183,14 @@ async fn upload_and_recover(
         "recover_shard_snapshot",
         &target,
         |node, task, body| async move {
-            node.recover_uploaded_shard(&name, shard, body, expected, &task)
+            node.recover_uploaded_shard(&name, shard, body, expected, priority, &task)
                 .await
         },
     )
     .await?;
     // Qdrant answers `"result": null` here.
-    Ok(task_answer(finish_or_accept(id, running, q.wait).await?))
+    Ok(recovery_answer(
+        serde_json::Value::Null,
+        finish_or_accept(id, running, q.wait).await?,
+    ))
 }

@@ -16,12 +16,12 @@ use serde::Deserialize;
 use tokio::sync::mpsc;
 use tower::ServiceExt;
 
-use super::envelope::{task_answer, Accepted, Success, SuccessWith};
+use super::envelope::{recovery_answer, task_answer, Success};
 use super::error::ApiResult;
 use super::extract::{default_true, Json, Path, Query, WaitParam};
 use crate::error::Error;
 use crate::node::snapshots::{RecoverRequest, SnapshotPriority};
-use crate::node::tasks::{finish_or_accept, TaskHandle, TaskOutcome};
+use crate::node::tasks::{finish_or_accept, TaskHandle};
 use crate::node::Node;
 use crate::snapshot::upload::ChannelReader;
 use tokio::task::JoinHandle;
@@ -136,10 +136,7 @@ async fn recover(
             },
         )
         .await?;
-    Ok(match outcome {
-        TaskOutcome::Finished(report) => SuccessWith(true, "recovery", report).into_response(),
-        TaskOutcome::Accepted(id) => Accepted(id).into_response(),
-    })
+    Ok(recovery_answer(true.into(), outcome))
 }
 
 #[derive(Deserialize)]
@@ -178,10 +175,10 @@ async fn upload_and_recover(
         },
     )
     .await?;
-    Ok(match finish_or_accept(id, running, q.wait).await? {
-        TaskOutcome::Finished(report) => SuccessWith(true, "recovery", report).into_response(),
-        TaskOutcome::Accepted(id) => Accepted(id).into_response(),
-    })
+    Ok(recovery_answer(
+        true.into(),
+        finish_or_accept(id, running, q.wait).await?,
+    ))
 }
 
 /// Starts a recovery task fed by the `snapshot` part of a multipart body (other parts

@@ -398,6 +398,7 @@ fn replica_state(state: ReplicaState) -> i32 {
         ReplicaState::Partial => proto::ReplicaState::Partial,
         ReplicaState::Initializing => proto::ReplicaState::Initializing,
         ReplicaState::Listener => proto::ReplicaState::Listener,
+        ReplicaState::ManualRecovery => proto::ReplicaState::ManualRecovery,
     }) as i32
 }
 
