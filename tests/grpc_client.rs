@@ -388,6 +388,13 @@ fn collection_and_full_snapshots() {
 
         let unknown = client.create_snapshot("nope").await.unwrap_err();
         assert_eq!(code_of(unknown), Code::NotFound);
+        let bad_name = client.create_snapshot("a/b").await.unwrap_err();
+        assert_eq!(code_of(bad_name), Code::InvalidArgument);
+        let empty = client
+            .delete_snapshot(DeleteSnapshotRequestBuilder::new("snap", ""))
+            .await
+            .unwrap_err();
+        assert_eq!(code_of(empty), Code::InvalidArgument);
     });
 }
 
