@@ -23,15 +23,22 @@ pub struct PointsService {
 }
 
 impl PointsService {
-    async fn update(
+    /// Applies a delete or payload op and answers with its update result.
+    async fn write(
         &self,
+        start: Instant,
         collection: &str,
         wait: Option<bool>,
         op: Result<ShardOp>,
-    ) -> Result<NodeUpdate> {
-        self.node
-            .update_points(collection, op?, wait.unwrap_or(false))
-            .await
+    ) -> Result<Response<PointsOperationResponse>, Status> {
+        answer(async {
+            let result = self
+                .node
+                .update_points(collection, op?, wait.unwrap_or(false))
+                .await?;
+            Ok(written(result, start))
+        })
+        .await
     }
 
     /// Runs one search or query; the answer as gRPC points.
@@ -77,12 +84,8 @@ impl Points for PointsService {
     ) -> Result<Response<PointsOperationResponse>, Status> {
         let start = Instant::now();
         let r = request.into_inner();
-        answer(async {
-            let op = convert::points_selector(r.points).map(ShardOp::Delete);
-            let result = self.update(&r.collection_name, r.wait, op).await?;
-            Ok(written(result, start))
-        })
-        .await
+        let op = convert::points_selector(r.points).map(ShardOp::Delete);
+        self.write(start, &r.collection_name, r.wait, op).await
     }
 
     async fn get(&self, request: Request<GetPoints>) -> Result<Response<GetResponse>, Status> {
@@ -110,18 +113,14 @@ impl Points for PointsService {
     ) -> Result<Response<PointsOperationResponse>, Status> {
         let start = Instant::now();
         let r = request.into_inner();
-        answer(async {
-            let op = (|| {
-                Ok(ShardOp::SetPayload {
-                    selector: convert::points_selector(r.points_selector)?,
-                    payload: payload_from_grpc(r.payload)?,
-                    key: r.key,
-                })
-            })();
-            let result = self.update(&r.collection_name, r.wait, op).await?;
-            Ok(written(result, start))
-        })
-        .await
+        let op = (|| {
+            Ok(ShardOp::SetPayload {
+                selector: convert::points_selector(r.points_selector)?,
+                payload: payload_from_grpc(r.payload)?,
+                key: r.key,
+            })
+        })();
+        self.write(start, &r.collection_name, r.wait, op).await
     }
 
     async fn overwrite_payload(
@@ -130,18 +129,14 @@ impl Points for PointsService {
     ) -> Result<Response<PointsOperationResponse>, Status> {
         let start = Instant::now();
         let r = request.into_inner();
-        answer(async {
-            let op = (|| {
-                overwrite_payload_op(
-                    convert::points_selector(r.points_selector)?,
-                    payload_from_grpc(r.payload)?,
-                    r.key,
-                )
-            })();
-            let result = self.update(&r.collection_name, r.wait, op).await?;
-            Ok(written(result, start))
-        })
-        .await
+        let op = (|| {
+            overwrite_payload_op(
+                convert::points_selector(r.points_selector)?,
+                payload_from_grpc(r.payload)?,
+                r.key,
+            )
+        })();
+        self.write(start, &r.collection_name, r.wait, op).await
     }
 
     async fn delete_payload(
@@ -150,17 +145,12 @@ impl Points for PointsService {
     ) -> Result<Response<PointsOperationResponse>, Status> {
         let start = Instant::now();
         let r = request.into_inner();
-        answer(async {
-            let op = convert::points_selector(r.points_selector).map(|selector| {
-                ShardOp::DeletePayload {
-                    selector,
-                    keys: r.keys,
-                }
+        let op =
+            convert::points_selector(r.points_selector).map(|selector| ShardOp::DeletePayload {
+                selector,
+                keys: r.keys,
             });
-            let result = self.update(&r.collection_name, r.wait, op).await?;
-            Ok(written(result, start))
-        })
-        .await
+        self.write(start, &r.collection_name, r.wait, op).await
     }
 
     async fn clear_payload(
@@ -169,13 +159,9 @@ impl Points for PointsService {
     ) -> Result<Response<PointsOperationResponse>, Status> {
         let start = Instant::now();
         let r = request.into_inner();
-        answer(async {
-            let op = convert::points_selector(r.points)
-                .map(|selector| ShardOp::ClearPayload { selector });
-            let result = self.update(&r.collection_name, r.wait, op).await?;
-            Ok(written(result, start))
-        })
-        .await
+        let op =
+            convert::points_selector(r.points).map(|selector| ShardOp::ClearPayload { selector });
+        self.write(start, &r.collection_name, r.wait, op).await
     }
 
     async fn search(
