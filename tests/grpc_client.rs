@@ -452,7 +452,14 @@ fn bad_requests_get_qdrant_codes_and_the_server_keeps_serving() {
             .upsert_points(UpsertPointsBuilder::new("c", big))
             .await
             .unwrap_err();
-        assert_eq!(code_of(oversize), Code::OutOfRange);
+        let QdrantError::ResponseError { status } = oversize else {
+            panic!("expected a gRPC status, got {oversize:?}");
+        };
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert!(
+            status.message().contains("max_request_size_mb"),
+            "{status:?}"
+        );
 
         // Still serving on the same client.
         assert!(plain.collection_exists("c").await.unwrap());
