@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::collection::config::{CollectionDefaults, HnswConfig, OptimizersConfig, WalConfig};
+use crate::consensus::transfer::TransferMethod;
 
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(default)]
@@ -70,6 +71,9 @@ pub struct StorageSettings {
     pub optimizers: OptimizerSettings,
     pub hnsw_index: HnswSettings,
     pub collection: CollectionSettings,
+    /// How shard transfers copy data when a request names no method, and how Dead
+    /// replicas are recovered (Qdrant's `storage.shard_transfer_method`).
+    pub shard_transfer_method: TransferMethod,
 }
 
 impl Default for StorageSettings {
@@ -83,6 +87,7 @@ impl Default for StorageSettings {
             optimizers: OptimizerSettings::default(),
             hnsw_index: HnswSettings::default(),
             collection: CollectionSettings::default(),
+            shard_transfer_method: TransferMethod::Snapshot,
         }
     }
 }

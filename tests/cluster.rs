@@ -275,3 +275,73 @@ fn flags_and_cluster_routes_without_clustering() {
     let (ok, log) = no_uri.run_to_exit(&[], Duration::from_secs(60));
     assert!(!ok && log.contains("--uri is required"), "{log}");
 }
+
+/// Whether `name` exists as `node` sees it.
+fn exists(node: &TestNode, name: &str) -> bool {
+    node.get(&format!("/collections/{name}")).0 == 200
+}
+
+#[test]
+fn a_partitioned_minority_cannot_change_metadata_and_catches_up_after_heal() {
+    let p1 = first_peer();
+    let p2 = joining_peer(&p1);
+    let p3 = joining_peer(&p1);
+    let peers = [p1, p2, p3];
+    let (leader, _) = wait_for_agreement(&peers.iter().collect::<Vec<_>>(), 3);
+    create(&peers[0], "before");
+    for node in &peers {
+        wait_visible(node, "before");
+    }
+
+    // Cut a follower off: from its side, pausing the two others is a partition.
+    let lone = peers
+        .iter()
+        .position(|n| peer_id(n) != leader)
+        .expect("a follower");
+    let others: Vec<usize> = (0..3).filter(|i| *i != lone).collect();
+    for i in &others {
+        peers[*i].pause();
+    }
+    // Its metadata ops fail (the HTTP client gives up after 60 s, so a hang fails too),
+    // in Qdrant's error shape, saying that a majority is missing; reads still work.
+    let (status, body) = peers[lone].put(
+        "/collections/during_partition",
+        &json!({"vectors": {"size": 4, "distance": "Cosine"}}),
+    );
+    assert!(status == 503 || status == 408, "{status} {body}");
+    let message = body["status"]["error"].as_str().unwrap_or_default();
+    assert!(message.contains("majority"), "{body}");
+    assert!(body["time"].is_number(), "{body}");
+    assert!(!exists(&peers[lone], "during_partition"));
+    assert!(exists(&peers[lone], "before"));
+
+    // Heal: the peers agree again and metadata changes through the formerly cut-off peer.
+    for i in &others {
+        peers[*i].resume();
+    }
+    wait_for_agreement(&peers.iter().collect::<Vec<_>>(), 3);
+    create(&peers[lone], "after_heal");
+    for node in &peers {
+        wait_visible(node, "after_heal");
+    }
+    // The refused op said it may still be applied: if it was, it is everywhere.
+    let seen: Vec<bool> = peers
+        .iter()
+        .map(|n| exists(n, "during_partition"))
+        .collect();
+    assert!(seen.iter().all(|s| *s == seen[0]), "{seen:?}");
+
+    // The other way round: the majority changes metadata while the peer is cut off, and
+    // the peer catches up once it is back.
+    peers[lone].pause();
+    create(&peers[others[0]], "while_apart");
+    assert_eq!(
+        peers[others[1]].ok(peers[others[1]].delete("/collections/before")),
+        true
+    );
+    peers[lone].resume();
+    wait_visible(&peers[lone], "while_apart");
+    eventually("the deletion reaches the healed peer", || {
+        (!exists(&peers[lone], "before")).then_some(())
+    });
+}

@@ -364,3 +364,153 @@ fn replicas_are_added_moved_and_dropped_on_request() {
         json!({"replicate_shard": {"shard_id": 0, "from_peer_id": ids[0], "to_peer_id": ids[1]}});
     support::assert_error(peers[0].post(&path, &bad), 400, "holds no active replica");
 }
+
+/// The shard transfers `GET /collections/{NAME}/cluster` lists on `node`.
+fn transfers(node: &TestNode) -> Value {
+    node.ok(node.get(&format!("/collections/{NAME}/cluster")))["shard_transfers"].clone()
+}
+
+#[test]
+fn transfers_live_in_the_cluster_state_and_outlive_their_coordinator() {
+    let p1 = first_peer();
+    let p2 = joining_peer(&p1);
+    let p3 = joining_peer(&p1);
+    let mut peers = [p1, p2, p3];
+    let (leader, _) = wait_for_agreement(&peers.iter().collect::<Vec<_>>(), 3);
+    let ids: Vec<u64> = peers.iter().map(peer_id).collect();
+    // The leader holds the shard; the target is paused later, so it must not lead.
+    let source = ids.iter().position(|id| *id == leader).unwrap();
+    let target = (source + 1) % 3;
+    let coordinator = (source + 2) % 3;
+    peers[source].create_collection(NAME, json!({"vectors": {"size": DIM, "distance": "Dot"}}));
+    let all = vectors(300, DIM, 21);
+    peers[source].ok(upsert(&peers[source], 0..300, &all));
+    let path = format!("/collections/{NAME}/cluster");
+    let request = |kind: &str, from: usize, to: usize, method: &str| json!({kind: {"shard_id": 0, "from_peer_id": ids[from], "to_peer_id": ids[to], "method": method}});
+
+    support::assert_error(
+        peers[coordinator].post(
+            &path,
+            &request("replicate_shard", source, target, "wal_delta"),
+        ),
+        400,
+        "unknown shard transfer method `wal_delta`",
+    );
+    support::assert_error(
+        peers[coordinator].post(
+            &path,
+            &request("replicate_shard", target, coordinator, "snapshot"),
+        ),
+        400,
+        "holds no active replica",
+    );
+
+    // While the target is paused the transfer cannot end: every peer lists it, from the
+    // peer the user named, with its method; the target is Partial.
+    peers[target].pause();
+    let replicate = request("replicate_shard", source, target, "snapshot");
+    assert_eq!(
+        peers[coordinator].ok(peers[coordinator].post(&path, &replicate)),
+        true
+    );
+    let pending = json!([{"shard_id": 0, "from": ids[source], "to": ids[target], "sync": true, "method": "snapshot"}]);
+    for node in [&peers[source], &peers[coordinator]] {
+        eventually("the pending transfer is listed", || {
+            (transfers(node) == pending).then_some(())
+        });
+    }
+    assert_eq!(replicas(&peers[coordinator])[&(0, ids[target])], "Partial");
+    support::assert_error(peers[coordinator].post(&path, &replicate), 400, "already");
+    peers[target].resume();
+    eventually("the snapshot transfer ends with the target Active", || {
+        let states = replicas(&peers[source]);
+        (states.get(&(0, ids[target])).map(String::as_str) == Some("Active")
+            && transfers(&peers[source]) == json!([]))
+        .then_some(())
+    });
+    assert_eq!(stored_counts(&[&peers[target]])[&(0, ids[target])], 300);
+    assert!(
+        peers[target]
+            .log()
+            .contains("installed a transferred shard snapshot"),
+        "{}",
+        peers[target].log()
+    );
+
+    // A move by stream_records, asked through a peer that dies right away: the source
+    // runs it from the cluster state and drops its own replica at the end.
+    let mv = request("move_shard", source, coordinator, "stream_records");
+    assert_eq!(peers[target].ok(peers[target].post(&path, &mv)), true);
+    peers[target].kill9();
+    eventually("the shard moved off the source", || {
+        let states = replicas(&peers[coordinator]);
+        (states.get(&(0, ids[coordinator])).map(String::as_str) == Some("Active")
+            && !states.contains_key(&(0, ids[source])))
+        .then_some(())
+    });
+    assert_eq!(
+        stored_counts(&[&peers[coordinator]])[&(0, ids[coordinator])],
+        300
+    );
+    for node in [&peers[source], &peers[coordinator]] {
+        check_retrieve(node, 300, &all);
+    }
+}
+
+#[test]
+fn writes_during_a_snapshot_transfer_reach_the_new_replica() {
+    let p1 = first_peer();
+    let p2 = joining_peer(&p1);
+    let p3 = joining_peer(&p1);
+    let peers = [p1, p2, p3];
+    wait_for_agreement(&peers.iter().collect::<Vec<_>>(), 3);
+    let ids: Vec<u64> = peers.iter().map(peer_id).collect();
+    peers[0].create_collection(NAME, json!({"vectors": {"size": DIM, "distance": "Dot"}}));
+    const BASE: u64 = 20_000;
+    let all = vectors(BASE as usize + 20_000, DIM, 33);
+    for start in (0..BASE).step_by(1000) {
+        peers[0].ok(upsert(&peers[0], start..start + 1000, &all));
+    }
+
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (written, deleted) = std::thread::scope(|scope| {
+        // Through the third peer: new points and deletes of old ones, until told to stop.
+        let writer = scope.spawn(|| {
+            let (mut next, mut deleted) = (BASE, 0u64);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && next + 20 <= all.len() as u64
+            {
+                peers[2].ok(upsert(&peers[2], next..next + 20, &all));
+                next += 20;
+                let gone: Vec<u64> = (deleted..deleted + 5).collect();
+                peers[2].ok(peers[2].post(
+                    &format!("/collections/{NAME}/points/delete?wait=true"),
+                    &json!({ "points": gone }),
+                ));
+                deleted += 5;
+            }
+            (next - BASE, deleted)
+        });
+        std::thread::sleep(Duration::from_millis(300));
+        let replicate = json!({"replicate_shard": {"shard_id": 0, "from_peer_id": ids[0], "to_peer_id": ids[1]}});
+        peers[0].ok(peers[0].post(&format!("/collections/{NAME}/cluster"), &replicate));
+        eventually("the new replica is Active", || {
+            (replicas(&peers[0]).get(&(0, ids[1])).map(String::as_str) == Some("Active"))
+                .then_some(())
+        });
+        std::thread::sleep(Duration::from_millis(300));
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        writer.join().unwrap()
+    });
+    assert!(written > 0 && deleted > 0);
+    let expected = BASE + written - deleted;
+    let counts = stored_counts(&[&peers[0], &peers[1]]);
+    assert_eq!(counts[&(0, ids[0])], expected, "{counts:?}");
+    assert_eq!(counts[&(0, ids[1])], expected, "{counts:?}");
+    // The new replica answers reads of its own: every point, and none deleted.
+    let scrolled = peers[1].points(NAME);
+    let want: BTreeSet<String> = (deleted..BASE + written).map(|i| i.to_string()).collect();
+    assert_eq!(scrolled.keys().cloned().collect::<BTreeSet<_>>(), want);
+    assert!(peers[1]
+        .log()
+        .contains("installed a transferred shard snapshot"));
+}

@@ -15,11 +15,13 @@ use tonic::{Code, Request, Response, Status};
 
 use crate::error::Error;
 use crate::node::Node;
+use crate::replication::remote::STREAM_WINDOW;
+use crate::snapshot::upload::ChannelReader;
 use crate::transport::proto::raft_server::{Raft, RaftServer};
 use crate::transport::proto::shards_server::{Shards, ShardsServer};
 use crate::transport::proto::{
-    Empty, JoinRequest, JoinResponse, RaftMessage, ShardOpRequest, ShardOpResponse,
-    ShardReadRequest, ShardReadResponse,
+    Empty, InstallSnapshotResponse, JoinRequest, JoinResponse, RaftMessage, ShardOpRequest,
+    ShardOpResponse, ShardReadRequest, ShardReadResponse, SnapshotChunk,
 };
 use crate::transport::MAX_PEER_MESSAGE_BYTES;
 
@@ -41,6 +43,8 @@ pub async fn serve(
         .max_decoding_message_size(MAX_PEER_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_PEER_MESSAGE_BYTES);
     tonic::transport::Server::builder()
+        .initial_stream_window_size(Some(STREAM_WINDOW))
+        .initial_connection_window_size(Some(STREAM_WINDOW))
         .add_service(service)
         .add_service(shards)
         .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
@@ -125,6 +129,58 @@ impl Shards for ShardService {
             .await
             .map_err(status_of)?;
         Ok(Response::new(ShardReadResponse { result }))
+    }
+
+    /// Feeds the archive bytes to the node's installer as they arrive; the sha256 of the
+    /// last message is handed over once the stream has ended.
+    async fn install_snapshot(
+        &self,
+        request: Request<tonic::Streaming<SnapshotChunk>>,
+    ) -> Result<Response<InstallSnapshotResponse>, Status> {
+        let mut stream = request.into_inner();
+        let header = stream
+            .message()
+            .await?
+            .ok_or_else(|| Status::invalid_argument("an empty snapshot stream"))?;
+        let (collection, shard, min_applied_index) = (
+            header.collection.clone(),
+            header.shard_id,
+            header.min_applied_index,
+        );
+        let (tx, reader) = ChannelReader::channel();
+        let pump = async move {
+            let mut chunk = Some(header);
+            let mut sha256 = None;
+            while let Some(current) = chunk {
+                if !current.data.is_empty() {
+                    let data = bytes::Bytes::from(current.data);
+                    if tx.send(Ok(data)).await.is_err() {
+                        break; // The installer gave up; its error is the answer.
+                    }
+                }
+                if !current.sha256.is_empty() {
+                    sha256 = Some(current.sha256);
+                }
+                chunk = match stream.message().await {
+                    Ok(next) => next,
+                    Err(status) => {
+                        let cut = std::io::Error::other(format!(
+                            "the snapshot stream broke: {}",
+                            status.message()
+                        ));
+                        let _ = tx.send(Err(cut)).await;
+                        return None;
+                    }
+                };
+            }
+            sha256
+        };
+        let points = self
+            .node
+            .install_transferred_snapshot(&collection, shard, min_applied_index, reader, pump)
+            .await
+            .map_err(status_of)?;
+        Ok(Response::new(InstallSnapshotResponse { points }))
     }
 }
 

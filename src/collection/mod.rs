@@ -49,6 +49,8 @@ pub struct CollectionStats {
     pub points_count: usize,
     pub segments_count: usize,
     pub indexed_vectors_count: usize,
+    /// Some local shard has background optimizations (index builds, merges) due or running.
+    pub optimizing: bool,
 }
 
 /// A nearest-neighbour request after the API layer has resolved the query vector.
@@ -233,6 +235,7 @@ impl Collection {
             stats.points_count += info.points_count;
             stats.segments_count += info.segments_count;
             stats.indexed_vectors_count += info.indexed_vectors_count;
+            stats.optimizing |= info.optimizing;
         }
         stats
     }

@@ -6,7 +6,7 @@
 //!
 //! # Parts
 //!
-//! - [`state`], [`op`], [`effect`]: the pure state machine (`ClusterState::apply(op) ->
+//! - [`state`], [`op`], [`effect`], [`transfer`]: the pure state machine (`ClusterState::apply(op) ->
 //!   effects`). It touches no disk and no network.
 //! - [`log_store`]: the Raft log, hard state, membership, address book and applied state in
 //!   one redb file; implements `raft::Storage`.
@@ -37,6 +37,7 @@ pub mod log_store;
 pub mod op;
 pub mod recovery;
 pub mod state;
+pub mod transfer;
 pub mod transport;
 
 mod driver;

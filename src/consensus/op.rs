@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::recovery::{RecoveryScope, SnapshotPriority};
 use super::state::ReplicaState;
+use super::transfer::ShardTransfer;
 use crate::collection::config::{CollectionConfig, UpdateCollection};
 use crate::types::{PeerId, ShardId};
 
@@ -53,6 +54,26 @@ pub enum ClusterOp {
         collection: String,
         shard: ShardId,
         peer: PeerId,
+    },
+    /// Record a shard transfer and make its target Partial (added if the peer held no
+    /// replica). Refused unless the source holds an Active replica.
+    StartTransfer {
+        collection: String,
+        transfer: ShardTransfer,
+    },
+    /// A transfer's copy is complete: its target becomes Active and, for a move, the
+    /// source's replica is removed in the same step.
+    FinishTransfer {
+        collection: String,
+        shard: ShardId,
+        to: PeerId,
+    },
+    /// Forget a transfer; its target is removed (`drop_target`) or left Dead.
+    AbortTransfer {
+        collection: String,
+        shard: ShardId,
+        to: PeerId,
+        drop_target: bool,
     },
     /// A snapshot recovery on `peer` is about to replace its copies of `shards`
     /// (see `consensus/recovery.rs`). Refused while another peer recovers the collection.

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::effect::Effect;
 use super::op::{AliasAction, ClusterOp};
+use super::transfer::ShardTransfer;
 use crate::collection::config::CollectionConfig;
 use crate::error::{Error, Result};
 use crate::types::{PeerId, ShardId};
@@ -41,6 +42,9 @@ pub struct CollectionState {
     pub config: CollectionConfig,
     /// Replicas of every shard: peer → state.
     pub shards: BTreeMap<ShardId, BTreeMap<PeerId, ReplicaState>>,
+    /// Transfers in progress (see `transfer.rs`).
+    #[serde(default)]
+    pub transfers: Vec<ShardTransfer>,
     /// The snapshot recovery of this collection in progress, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recovering: Option<RecoveryMark>,
@@ -116,6 +120,7 @@ impl ClusterState {
                 state,
             } => {
                 self.set_replica_state(collection, *shard, *peer, *state)?;
+                self.settle_transfers(collection, *shard);
                 Ok(Vec::new())
             }
             ClusterOp::AddReplica {
@@ -127,24 +132,55 @@ impl ClusterState {
                 collection,
                 shard,
                 peer,
-            } => self.remove_replica(collection, *shard, *peer),
+            } => {
+                let effects = self.remove_replica(collection, *shard, *peer)?;
+                self.settle_transfers(collection, *shard);
+                Ok(effects)
+            }
+            ClusterOp::StartTransfer {
+                collection,
+                transfer,
+            } => self.start_transfer(collection, transfer),
+            ClusterOp::FinishTransfer {
+                collection,
+                shard,
+                to,
+            } => self.finish_transfer(collection, *shard, *to),
+            ClusterOp::AbortTransfer {
+                collection,
+                shard,
+                to,
+                drop_target,
+            } => self.abort_transfer(collection, *shard, *to, *drop_target),
             ClusterOp::BeginRecovery {
                 collection,
                 peer,
                 shards,
-            } => self.begin_recovery(collection, *peer, shards),
+            } => {
+                let effects = self.begin_recovery(collection, *peer, shards)?;
+                self.settle_all_transfers(collection);
+                Ok(effects)
+            }
             ClusterOp::FinishRecovery {
                 collection,
                 peer,
                 shards,
                 priority,
                 scope,
-            } => self.finish_recovery(collection, *peer, shards, *priority, *scope),
-            ClusterOp::AbortRecovery { collection, peer } => self.abort_recovery(collection, *peer),
+            } => {
+                let effects = self.finish_recovery(collection, *peer, shards, *priority, *scope)?;
+                self.settle_all_transfers(collection);
+                Ok(effects)
+            }
+            ClusterOp::AbortRecovery { collection, peer } => {
+                let effects = self.abort_recovery(collection, *peer)?;
+                self.settle_all_transfers(collection);
+                Ok(effects)
+            }
         }
     }
 
-    fn shard_mut(
+    pub(super) fn shard_mut(
         &mut self,
         collection: &str,
         shard: ShardId,
@@ -311,6 +347,7 @@ impl ClusterState {
             CollectionState {
                 config: config.clone(),
                 shards,
+                transfers: Vec::new(),
                 recovering: None,
             },
         );

@@ -129,7 +129,8 @@ impl Node {
         .await
         .map_err(Error::service)?;
         Ok(CollectionInfo {
-            status: "green",
+            // Qdrant's colours: yellow while segments are being indexed or merged.
+            status: if stats.optimizing { "yellow" } else { "green" },
             optimizer_status: "ok",
             indexed_vectors_count: stats.indexed_vectors_count,
             points_count: stats.points_count,

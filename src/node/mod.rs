@@ -4,7 +4,8 @@
 //! local collections. Its operations live in sibling files by concern:
 //! `collections.rs` (metadata through Raft), `points.rs` (data, straight to shards),
 //! `replicas.rs` (writes and reads through the shards' replica sets, and serving other
-//! peers' calls to replicas held here), `recovery.rs` (refilling Dead replicas), `transfers.rs` (user-requested
+//! peers' calls to replicas held here), `recovery.rs` (refilling Dead replicas and running the shard transfers this peer is the
+//! source of, by `stream_records.rs` or `snapshot_transfer.rs`), `transfers.rs` (user-requested
 //! replicate / move / drop of shard replicas), `cluster.rs` (joining, membership, cluster
 //! status) and `applier.rs` (executes committed metadata effects on local storage).
 
@@ -18,7 +19,9 @@ mod replicas;
 pub mod shard_snapshots;
 pub mod snapshot_install;
 mod snapshot_jobs;
+mod snapshot_transfer;
 pub mod snapshots;
+mod stream_records;
 pub mod tasks;
 pub mod transfers;
 
@@ -49,6 +52,10 @@ pub struct Node {
     pub(crate) shard_clients: ShardClients,
     /// The log index up to which this peer's applier has executed committed effects.
     pub(crate) effects_executed: watch::Receiver<u64>,
+    /// Writes taken by replicas that receive a snapshot transfer (see `snapshot_transfer.rs`).
+    pub(crate) write_recorders: snapshot_transfer::WriteRecorders,
+    /// The transfers this peer runs as their source right now (see `recovery.rs`).
+    pub(crate) running_transfers: recovery::RunningTransfers,
 }
 
 impl Node {
@@ -122,6 +129,8 @@ impl Node {
             membership,
             shard_clients,
             effects_executed,
+            write_recorders: Default::default(),
+            running_transfers: Default::default(),
         });
         tokio::spawn(snapshot_install::watch_stale_recoveries(node.clone()));
         if let Some((restarted, this_uri)) = background {

@@ -1,37 +1,40 @@
-//! Automatic recovery of Dead replicas by a `stream_records` transfer.
+//! Running shard transfers, and the automatic recovery of Dead replicas by a transfer.
 //!
-//! Every clustered peer looks at the cluster state once a second. For each shard with a
-//! Dead replica whose recovery source it is (the shard's lowest-id Active replica, see
-//! `ReplicaSet::recovery_source`, so one peer in the whole cluster acts) it runs the steps
-//! below, one replica at a time. A Partial replica seen between two transfers is one whose
-//! transfer was cut short (its source crashed, or lost its place as source): it is
-//! recovered the same way.
+//! Pending transfers live in the cluster state (`consensus::transfer`). Every clustered
+//! peer looks at that state every 200 ms for transfers to run and once a second for
+//! replicas to recover, and
 //!
-//! 1. checks that the replica's peer answers at all (a peer that is still down is left
-//!    alone until the next round);
-//! 2. marks a cut-short Partial replica Dead again, so writes stop reaching it;
-//! 3. empties the replica (a delete of every point), so points deleted while it was down
-//!    do not come back (no peer writes to a Dead replica);
-//! 4. marks it Partial through consensus: from then on every write to the shard goes to it
-//!    too, while reads still ignore it;
-//! 5. scrolls its own replica in batches (payloads and vectors) and upserts each batch
-//!    into the target;
-//! 6. marks it Active through consensus. A failure on the way marks it Dead again, and the
-//!    next round starts over.
+//! 1. starts a recovery for each shard with a Dead replica and no transfer into it, if it
+//!    is the shard's recovery source (its lowest-id Active replica, see
+//!    `ReplicaSet::recovery_source`, so one peer in the whole cluster acts) and the Dead
+//!    replica's peer answers: a `sync` transfer from itself with the configured method
+//!    (`storage.shard_transfer_method`, `snapshot` unless set). For `stream_records` the
+//!    Dead replica is emptied first, so points deleted while it was down do not come back
+//!    (no peer writes to a Dead replica). A Partial replica without a transfer (its
+//!    transfer was cut short before transfers were recorded) is marked Dead first;
+//! 2. runs every pending transfer whose source it is and which it does not run yet:
+//!    those it just started, those a user asked for, and those it was running when it
+//!    stopped (the state says what is left to do). A run waits a moment (so writes sent
+//!    by peers that still saw the target Dead have reached the source), copies the data
+//!    by the transfer's method (`stream_records.rs`, `snapshot_transfer.rs`) and commits
+//!    `FinishTransfer`, which makes the target Active (and, for a move, drops the source
+//!    replica in the same step). A failed run aborts the transfer: a move's target is
+//!    removed, a sync target is left Dead for the next round to retry.
 //!
-//! Known limit: a write to a point that races with the batch carrying the same point may
-//! be overwritten on the target by the older copy the batch read (shards have no
-//! conditional, version-checked upsert yet). Qdrant closes this gap with a forwarding
-//! proxy on the source and point versions.
+//! A transfer whose source stops being Active is aborted by consensus itself (see
+//! `consensus::transfer`), so no transfer waits for a source that will not come back.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{blocking, Node};
-use crate::collection::point::{PointRecord, Record, WithPayload, WithVector};
+use parking_lot::Mutex;
+
+use super::Node;
 use crate::consensus::op::ClusterOp;
 use crate::consensus::state::ReplicaState;
-use crate::error::{Error, Result};
+use crate::consensus::transfer::{ShardTransfer, TransferMethod};
+use crate::error::Result;
 use crate::replication::remote::encode_op;
 use crate::replication::replica_set::ReplicaSet;
 use crate::replication::wire::ShardRead;
@@ -39,32 +42,74 @@ use crate::shard::filter::Filter;
 use crate::shard::ops::{PointSelector, ShardOp};
 use crate::types::{PeerId, ShardId};
 
-/// How often a peer looks for replicas to recover.
-const RECOVERY_PERIOD: Duration = Duration::from_secs(1);
-/// Points per upsert sent to the target.
-const BATCH: usize = 256;
+/// How often a peer looks for transfers to run.
+const TRANSFER_PERIOD: Duration = Duration::from_millis(200);
+/// Every how many of those it looks for replicas to recover (once a second).
+const RECOVERY_EVERY: u32 = 5;
 /// Time for every peer to apply a replica state change: "Partial" before the copy starts,
 /// so that writes sent by peers that still saw the replica Dead are on the source before
-/// it is read; "Dead" before a cut-short Partial replica is emptied.
-const PARTIAL_SETTLE: Duration = Duration::from_millis(500);
+/// it is read; "Dead" before a cut-short Partial replica is emptied. Applying a committed
+/// entry takes a few milliseconds on a healthy peer; this leaves a wide margin.
+const PARTIAL_SETTLE: Duration = Duration::from_millis(200);
 
-/// The recovery loop; ends when consensus stops.
+/// The transfers this peer is running: `(collection, shard, target)`.
+#[derive(Default)]
+pub(crate) struct RunningTransfers {
+    running: Mutex<HashSet<(String, ShardId, PeerId)>>,
+}
+
+/// Marks one transfer as running until dropped.
+struct Running<'a> {
+    set: &'a RunningTransfers,
+    key: (String, ShardId, PeerId),
+}
+
+impl RunningTransfers {
+    fn claim(&self, collection: &str, shard: ShardId, to: PeerId) -> Option<Running<'_>> {
+        let key = (collection.to_string(), shard, to);
+        self.running
+            .lock()
+            .insert(key.clone())
+            .then_some(Running { set: self, key })
+    }
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.set.running.lock().remove(&self.key);
+    }
+}
+
+/// The loop; ends when consensus stops.
 pub(crate) async fn run(node: Arc<Node>) {
+    let mut round: u32 = 0;
     loop {
-        tokio::time::sleep(RECOVERY_PERIOD).await;
+        round = round.wrapping_add(1);
+        tokio::time::sleep(TRANSFER_PERIOD).await;
         if !node.consensus.raft_info().running {
             return;
         }
-        for (collection, shard, target) in node.recoveries_due() {
-            if let Err(err) = node.recover(&collection, shard, target).await {
-                tracing::warn!(collection, shard, target, %err, "recovering a dead replica failed; will retry");
+        node.forget_finished_recordings();
+        let due = if round % RECOVERY_EVERY == 0 {
+            node.recoveries_due()
+        } else {
+            Vec::new()
+        };
+        for (collection, shard, target) in due {
+            if let Err(err) = node.start_recovery(&collection, shard, target).await {
+                tracing::warn!(collection, shard, target, %err, "starting the recovery of a dead replica failed; will retry");
             }
+        }
+        for (collection, transfer) in node.transfers_to_run() {
+            let node = node.clone();
+            tokio::spawn(async move { node.run_transfer(&collection, transfer).await });
         }
     }
 }
 
 impl Node {
-    /// `(collection, shard, dead peer)` for every Dead replica this peer should recover.
+    /// `(collection, shard, peer)` for every Dead (or transfer-less Partial) replica this
+    /// peer should recover.
     fn recoveries_due(&self) -> Vec<(String, ShardId, PeerId)> {
         let me = self.consensus.peer_id();
         let state = self.consensus.state();
@@ -77,122 +122,157 @@ impl Node {
                     this_peer: me,
                     replicas: replicas.clone(),
                 };
-                if set.recovery_source() == Some(me) {
-                    due.extend(
-                        set.awaiting_recovery()
-                            .into_iter()
-                            .map(|peer| (name.clone(), *shard, peer)),
-                    );
+                if set.recovery_source() != Some(me) {
+                    continue;
                 }
+                due.extend(
+                    set.awaiting_recovery()
+                        .into_iter()
+                        .filter(|peer| state.transfer_to(name, *shard, *peer).is_none())
+                        .map(|peer| (name.clone(), *shard, peer)),
+                );
             }
         }
         due
     }
 
-    /// Copies this peer's replica of a shard into the Dead replica on `target` (see the
-    /// module doc).
-    async fn recover(&self, collection: &str, shard: ShardId, target: PeerId) -> Result<()> {
+    /// Pending transfers whose source is this peer and that no task here runs yet.
+    fn transfers_to_run(&self) -> Vec<(String, ShardTransfer)> {
+        let me = self.consensus.peer_id();
+        let state = self.consensus.state();
+        let running = self.running_transfers.running.lock();
+        state
+            .collections
+            .iter()
+            .flat_map(|(name, c)| c.transfers.iter().map(move |t| (name.clone(), *t)))
+            .filter(|(name, t)| t.from == me && !running.contains(&(name.clone(), t.shard, t.to)))
+            .collect()
+    }
+
+    /// Drops the write recordings of shards this peer no longer receives a snapshot of.
+    fn forget_finished_recordings(&self) {
+        let state = self.consensus.state();
+        let me = self.consensus.peer_id();
+        self.write_recorders.retain(|collection, shard| {
+            state
+                .transfer_to(collection, shard, me)
+                .is_some_and(|t| t.method == TransferMethod::Snapshot)
+        });
+    }
+
+    /// Starts a sync transfer from this peer into the replica on `target` (see the module
+    /// doc), once the target's peer answers.
+    async fn start_recovery(&self, collection: &str, shard: ShardId, target: PeerId) -> Result<()> {
         let set = self.replica_set(collection, shard)?;
         let replica = self.remote_replica(&set, target)?;
         let index = self.consensus.raft_info().applied;
+        let count = ShardRead::Count { filter: None };
         if self
             .shard_clients
-            .read(&replica, &ShardRead::Count { filter: None }, index)
+            .read(&replica, &count, index)
             .await
             .is_err()
         {
             return Ok(()); // Still down: next round.
         }
-        let source = self
-            .collections
-            .get(collection)
-            .and_then(|c| c.local_shards().get(&shard).cloned())
-            .ok_or_else(|| Error::service(format!("{} is not open here", set.describe())))?;
         if set.replicas.get(&target) == Some(&ReplicaState::Partial) {
-            // A cut-short transfer: stop the writes to it before it is emptied.
+            // A cut-short transfer: stop the writes to it before it is refilled.
             self.set_replica_state(collection, shard, target, ReplicaState::Dead)
                 .await?;
             tokio::time::sleep(PARTIAL_SETTLE).await;
+        }
+        let method = self.settings.storage.shard_transfer_method;
+        if method == TransferMethod::StreamRecords {
+            let clear = ShardOp::Delete(PointSelector::Filter(Filter::default()));
+            let index = self.consensus.raft_info().applied;
+            self.shard_clients
+                .apply(&replica, &encode_op(&clear)?, true, index)
+                .await?;
         }
         tracing::info!(
             collection,
             shard,
             target,
-            "recovering a dead replica (stream_records)"
+            method = method.name(),
+            "recovering a dead replica"
         );
-        let clear = ShardOp::Delete(PointSelector::Filter(Filter::default()));
-        self.shard_clients
-            .apply(&replica, &encode_op(&clear)?, true, index)
-            .await?;
-        self.set_replica_state(collection, shard, target, ReplicaState::Partial)
-            .await?;
+        self.propose(ClusterOp::StartTransfer {
+            collection: collection.to_string(),
+            transfer: ShardTransfer {
+                shard,
+                from: self.consensus.peer_id(),
+                to: target,
+                method,
+                sync: true,
+            },
+        })
+        .await
+    }
+
+    /// Runs one transfer whose source is this peer, unless it runs already (see the
+    /// module doc).
+    async fn run_transfer(&self, collection: &str, transfer: ShardTransfer) {
+        let Some(_running) = self
+            .running_transfers
+            .claim(collection, transfer.shard, transfer.to)
+        else {
+            return;
+        };
+        let ShardTransfer {
+            shard, from, to, ..
+        } = transfer;
+        let method = transfer.method.name();
+        tracing::info!(
+            collection,
+            shard,
+            from,
+            to,
+            method,
+            sync = transfer.sync,
+            "shard transfer started"
+        );
+        let started = std::time::Instant::now();
         tokio::time::sleep(PARTIAL_SETTLE).await;
-        let copied = self.stream_records(&set, target, source).await;
+        let copied = match transfer.method {
+            TransferMethod::StreamRecords => self.stream_records(collection, &transfer).await,
+            TransferMethod::Snapshot => self.send_snapshot(collection, &transfer).await,
+        };
         let outcome = match copied {
             Ok(points) => self
-                .set_replica_state(collection, shard, target, ReplicaState::Active)
+                .propose(ClusterOp::FinishTransfer {
+                    collection: collection.to_string(),
+                    shard,
+                    to,
+                })
                 .await
                 .map(|()| points),
             Err(err) => Err(err),
         };
         match outcome {
             Ok(points) => {
-                tracing::info!(collection, shard, target, points, "dead replica recovered");
-                Ok(())
+                let seconds = started.elapsed().as_secs_f64();
+                tracing::info!(
+                    collection,
+                    shard,
+                    from,
+                    to,
+                    method,
+                    points,
+                    seconds,
+                    "shard transfer finished"
+                )
             }
             Err(err) => {
-                let _ = self
-                    .set_replica_state(collection, shard, target, ReplicaState::Dead)
-                    .await;
-                Err(err)
-            }
-        }
-    }
-
-    /// Upserts every point of `source` into the target, batch by batch, while the target
-    /// stays Partial. Returns how many points were sent.
-    async fn stream_records(
-        &self,
-        set: &ReplicaSet,
-        target: PeerId,
-        source: Arc<crate::shard::LocalShard>,
-    ) -> Result<usize> {
-        let replica = self.remote_replica(set, target)?;
-        let mut offset = None;
-        let mut sent = 0;
-        loop {
-            let state = self.consensus.state();
-            let current = state
-                .replicas(&set.collection, set.shard)
-                .and_then(|r| r.get(&target).copied());
-            if current != Some(ReplicaState::Partial) {
-                return Err(Error::Conflict(format!(
-                    "the replica on peer {target} of {} left Partial during its recovery",
-                    set.describe()
-                )));
-            }
-            let shard = source.clone();
-            let (records, next) = blocking(move || {
-                Ok(shard.scroll(
-                    None,
-                    offset,
-                    BATCH,
-                    &WithPayload::Enable(true),
-                    &WithVector::Enable(true),
-                ))
-            })
-            .await?;
-            if !records.is_empty() {
-                sent += records.len();
-                let op = ShardOp::Upsert(records.into_iter().map(point_of).collect());
-                let index = self.consensus.raft_info().applied;
-                self.shard_clients
-                    .apply(&replica, &encode_op(&op)?, true, index)
-                    .await?;
-            }
-            match next {
-                Some(id) => offset = Some(id),
-                None => return Ok(sent),
+                tracing::warn!(collection, shard, from, to, method, %err, "shard transfer failed; aborting it");
+                let abort = ClusterOp::AbortTransfer {
+                    collection: collection.to_string(),
+                    shard,
+                    to,
+                    drop_target: !transfer.sync,
+                };
+                if let Err(err) = self.propose(abort).await {
+                    tracing::warn!(collection, shard, to, %err, "aborting a failed transfer failed");
+                }
             }
         }
     }
@@ -211,14 +291,5 @@ impl Node {
             state,
         })
         .await
-    }
-}
-
-/// A scrolled record as a point to upsert (it was read with payload and vectors).
-fn point_of(record: Record) -> PointRecord {
-    PointRecord {
-        id: record.id,
-        vectors: record.vector.map(|v| v.into_named()).unwrap_or_default(),
-        payload: record.payload.unwrap_or_default(),
     }
 }

@@ -80,9 +80,9 @@ impl Node {
             let targets = set.write_targets()?;
             parts.push((set, targets, op));
         }
-        let writes = parts.into_iter().map(|(set, targets, op)| {
-            self.write_shard(collection, set, targets, op, wait, wcf, index)
-        });
+        let writes = parts
+            .into_iter()
+            .map(|(set, targets, op)| self.write_shard(set, targets, op, wait, wcf, index));
         let outcomes = join_all(writes).await;
         let marked = self.mark_dead(&outcomes).await;
         let mut operation_id = 0;
@@ -93,10 +93,8 @@ impl Node {
         Ok(operation_id)
     }
 
-    #[allow(clippy::too_many_arguments)]
     async fn write_shard(
         &self,
-        collection: &Collection,
         set: ReplicaSet,
         targets: Vec<PeerId>,
         op: ShardOp,
@@ -111,13 +109,13 @@ impl Node {
         } else {
             None
         };
-        let local = collection.local_shards().get(&set.shard).cloned();
         let set_ref = &set;
         let calls = targets.iter().map(|peer| {
-            let (op, local, encoded) = (op.clone(), local.clone(), encoded.as_ref());
+            let (op, encoded) = (op.clone(), encoded.as_ref());
             async move {
                 let result = if *peer == me {
-                    apply_local(local, op, wait, set_ref).await
+                    self.apply_here(&set_ref.collection, set_ref.shard, op, wait)
+                        .await
                 } else {
                     match encoded {
                         Some(Ok(bytes)) => {
@@ -281,10 +279,9 @@ impl Node {
         min_applied_index: u64,
     ) -> Result<u64> {
         let op: ShardOp = decode(op, "shard operation")?;
-        let local = self
-            .replica_here(collection, shard, min_applied_index)
+        self.replica_here(collection, shard, min_applied_index)
             .await?;
-        blocking(move || local.apply(op, wait)).await
+        self.apply_here(collection, shard, op, wait).await
     }
 
     /// The peer service's `Shards.Read`: runs a read on this peer's replica and answers
@@ -306,7 +303,7 @@ impl Node {
 
     /// This peer's replica of a shard, once this peer has executed the cluster state up to
     /// the caller's index (bounded: a lagging peer answers with what it has).
-    async fn replica_here(
+    pub(super) async fn replica_here(
         &self,
         collection: &str,
         shard: ShardId,
@@ -342,16 +339,6 @@ fn caused_by_request(err: &Error) -> bool {
         err,
         Error::BadInput(_) | Error::BadRequest(_) | Error::ChecksumMismatch { .. }
     )
-}
-
-async fn apply_local(
-    local: Option<Arc<LocalShard>>,
-    op: ShardOp,
-    wait: bool,
-    set: &ReplicaSet,
-) -> Result<u64> {
-    let local = local.ok_or_else(|| not_open_here(set))?;
-    blocking(move || local.apply(op, wait)).await
 }
 
 async fn read_local(

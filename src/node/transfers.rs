@@ -2,28 +2,23 @@
 //! `replicate_shard`, `move_shard`, `abort_transfer` and `drop_replica`, and the transfers
 //! `GET /collections/{name}/cluster` lists.
 //!
-//! A new replica is added through consensus as Dead; the recovery loop (`recovery.rs`)
-//! then fills it with a `stream_records` transfer from the shard's recovery source (its
-//! lowest-id Active replica, which need not be `from_peer_id`) and marks it Active. A move
-//! is a replication followed, once the new replica is Active, by dropping the old one.
-//! Aborting removes a target replica that is not Active yet. A transfer in progress is a
-//! Partial replica; the list shows those.
+//! A replication or a move is one `StartTransfer` committed through consensus, from the
+//! `from_peer_id` the user named (it must hold an Active replica) with the requested
+//! `method` (`stream_records` or `snapshot`; none: `storage.shard_transfer_method`). The
+//! request returns once that is applied; the source peer then runs the transfer (see
+//! `recovery.rs`) and commits its end, which for a move also drops the source replica.
+//! Since the transfer is in the Raft state, it survives the peer that took the request.
+//! Aborting forgets the transfer and removes its target replica.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
 use super::Node;
 use crate::consensus::op::ClusterOp;
-use crate::consensus::state::ReplicaState;
+use crate::consensus::transfer::{ShardTransfer, TransferMethod};
 use crate::error::{Error, Result};
-use crate::replication::replica_set::ReplicaSet;
 use crate::types::{PeerId, ShardId};
-
-/// How long a move waits for its new replica to become Active before giving up (the new
-/// replica then stays; the old one is kept).
-const MOVE_WAIT: Duration = Duration::from_secs(600);
 
 /// The body of `POST /collections/{name}/cluster`, in Qdrant's shape.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -40,7 +35,7 @@ pub struct ShardTransferRequest {
     pub shard_id: ShardId,
     pub from_peer_id: PeerId,
     pub to_peer_id: PeerId,
-    /// Only `stream_records` is implemented.
+    /// `stream_records` or `snapshot`; none: the configured default.
     #[serde(default)]
     pub method: Option<String>,
 }
@@ -52,7 +47,8 @@ pub struct DropReplicaRequest {
     pub peer_id: PeerId,
 }
 
-/// A transfer in progress, as `GET /collections/{name}/cluster` lists it.
+/// A pending transfer, as `GET /collections/{name}/cluster` lists it (Qdrant's shape:
+/// `sync` is true when the source keeps its replica, false for a move).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ShardTransferInfo {
     pub shard_id: ShardId,
@@ -71,131 +67,76 @@ impl Node {
     ) -> Result<()> {
         let collection = self.collection(name_or_alias)?;
         let name = collection.name().to_string();
+        drop(collection);
         match operation {
             ClusterOperation::ReplicateShard(request) => {
-                self.start_replication(&name, &request).await
+                self.start_transfer(&name, &request, true).await
             }
             ClusterOperation::MoveShard(request) => {
-                self.start_replication(&name, &request).await?;
-                tokio::spawn(finish_move(self.clone(), name, request));
-                Ok(())
+                self.start_transfer(&name, &request, false).await
             }
             ClusterOperation::AbortTransfer(request) => {
-                let set = self.replica_set(&name, request.shard_id)?;
-                match set.replicas.get(&request.to_peer_id) {
-                    Some(ReplicaState::Dead | ReplicaState::Partial) => {
-                        self.remove_replica(&name, request.shard_id, request.to_peer_id)
-                            .await
-                    }
-                    _ => Err(Error::NotFound(format!(
-                        "no transfer of {} to peer {} is in progress",
-                        set.describe(),
-                        request.to_peer_id
-                    ))),
-                }
+                self.propose(ClusterOp::AbortTransfer {
+                    collection: name,
+                    shard: request.shard_id,
+                    to: request.to_peer_id,
+                    drop_target: true,
+                })
+                .await
             }
             ClusterOperation::DropReplica(request) => {
-                self.remove_replica(&name, request.shard_id, request.peer_id)
-                    .await
+                self.propose(ClusterOp::RemoveReplica {
+                    collection: name,
+                    shard: request.shard_id,
+                    peer: request.peer_id,
+                })
+                .await
             }
         }
     }
 
-    /// Transfers in progress: every Partial replica, filled from its shard's recovery source.
+    /// The collection's pending transfers, from the cluster state.
     pub(crate) fn shard_transfers(&self, collection: &str) -> Vec<ShardTransferInfo> {
-        let state = self.consensus.state();
-        let Some(collection_state) = state.collections.get(collection) else {
-            return Vec::new();
-        };
-        let mut transfers = Vec::new();
-        for (shard, replicas) in &collection_state.shards {
-            let set = ReplicaSet {
-                collection: collection.to_string(),
-                shard: *shard,
-                this_peer: self.consensus.peer_id(),
-                replicas: replicas.clone(),
-            };
-            let Some(from) = set.recovery_source() else {
-                continue;
-            };
-            for (peer, state) in replicas {
-                if *state == ReplicaState::Partial {
-                    transfers.push(ShardTransferInfo {
-                        shard_id: *shard,
-                        from,
-                        to: *peer,
-                        sync: false,
-                        method: "stream_records",
-                    });
-                }
-            }
-        }
-        transfers
+        self.consensus
+            .state()
+            .transfers(collection)
+            .iter()
+            .map(|t| ShardTransferInfo {
+                shard_id: t.shard,
+                from: t.from,
+                to: t.to,
+                sync: t.sync,
+                method: t.method.name(),
+            })
+            .collect()
     }
 
-    async fn start_replication(&self, name: &str, request: &ShardTransferRequest) -> Result<()> {
-        if let Some(method) = request.method.as_deref().filter(|m| *m != "stream_records") {
-            return Err(Error::BadInput(format!(
-                "shard transfer method `{method}` is not supported; use `stream_records`"
-            )));
-        }
-        let set = self.replica_set(name, request.shard_id)?;
-        if set.replicas.get(&request.from_peer_id) != Some(&ReplicaState::Active) {
-            return Err(Error::BadInput(format!(
-                "peer {} holds no active replica of {}",
-                request.from_peer_id,
-                set.describe()
-            )));
-        }
+    async fn start_transfer(
+        &self,
+        name: &str,
+        request: &ShardTransferRequest,
+        sync: bool,
+    ) -> Result<()> {
+        let method = match request.method.as_deref() {
+            Some(method) => TransferMethod::parse(method)?,
+            None => self.settings.storage.shard_transfer_method,
+        };
         if !self.consensus.peers().contains_key(&request.to_peer_id) {
             return Err(Error::NotFound(format!(
                 "Peer {} is not a member of the cluster",
                 request.to_peer_id
             )));
         }
-        self.propose(ClusterOp::AddReplica {
+        self.propose(ClusterOp::StartTransfer {
             collection: name.to_string(),
-            shard: request.shard_id,
-            peer: request.to_peer_id,
+            transfer: ShardTransfer {
+                shard: request.shard_id,
+                from: request.from_peer_id,
+                to: request.to_peer_id,
+                method,
+                sync,
+            },
         })
         .await
     }
-
-    async fn remove_replica(&self, name: &str, shard: ShardId, peer: PeerId) -> Result<()> {
-        self.propose(ClusterOp::RemoveReplica {
-            collection: name.to_string(),
-            shard,
-            peer,
-        })
-        .await
-    }
-}
-
-/// The second half of a move: once the new replica is Active, drop the old one.
-async fn finish_move(node: Arc<Node>, name: String, request: ShardTransferRequest) {
-    let deadline = Instant::now() + MOVE_WAIT;
-    while Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let Ok(set) = node.replica_set(&name, request.shard_id) else {
-            return; // The collection is gone.
-        };
-        match set.replicas.get(&request.to_peer_id) {
-            Some(ReplicaState::Active) => {}
-            Some(_) => continue,
-            None => return, // Aborted.
-        }
-        match node
-            .remove_replica(&name, request.shard_id, request.from_peer_id)
-            .await
-        {
-            Ok(()) => {
-                tracing::info!(collection = %name, shard = request.shard_id, from = request.from_peer_id, to = request.to_peer_id, "shard moved")
-            }
-            Err(err) => {
-                tracing::warn!(collection = %name, shard = request.shard_id, %err, "a moved shard's old replica could not be dropped")
-            }
-        }
-        return;
-    }
-    tracing::warn!(collection = %name, shard = request.shard_id, "a shard move did not finish in time; the old replica stays");
 }

@@ -4,6 +4,9 @@
 //! One tonic channel per peer URI is built lazily and kept (channels reconnect by
 //! themselves). Every call is bounded by `cluster.grpc_timeout_ms` and connecting by
 //! `cluster.connection_timeout_ms`, so a dead peer costs one timeout, never a hang.
+//! A shard snapshot pushed by a transfer ([`ShardClients::install_snapshot`]) may take
+//! much longer than one call: it goes over a second channel per peer without the call
+//! timeout, kept alive by HTTP/2 pings so that a vanished peer still ends it.
 //! Failures come back as [`Error`]s: the remote peer's own error class where it answered
 //! (a user error stays a user error), [`Error::Unavailable`] naming the peer where it did
 //! not.
@@ -19,7 +22,7 @@ use super::wire::{decode, encode, ShardRead, ShardReadResult};
 use crate::error::{Error, Result};
 use crate::shard::ops::ShardOp;
 use crate::transport::proto::shards_client::ShardsClient;
-use crate::transport::proto::{ShardOpRequest, ShardReadRequest};
+use crate::transport::proto::{ShardOpRequest, ShardReadRequest, SnapshotChunk};
 use crate::transport::{describe_status, MAX_PEER_MESSAGE_BYTES};
 use crate::types::{PeerId, ShardId};
 
@@ -43,14 +46,51 @@ pub struct RemoteReplica {
 pub struct ShardClients {
     config: RemoteConfig,
     channels: Mutex<HashMap<String, Channel>>,
+    /// Channels for long streams: no call timeout.
+    stream_channels: Mutex<HashMap<String, Channel>>,
 }
+
+/// How often a long stream pings its peer, and how long it waits for the answer.
+const STREAM_KEEPALIVE: Duration = Duration::from_secs(10);
+/// HTTP/2 flow-control window of a long stream: large, so that one stream fills a fast
+/// link (the default 64 KiB window caps a loopback stream at a few tens of MiB/s).
+pub const STREAM_WINDOW: u32 = 8 << 20;
 
 impl ShardClients {
     pub fn new(config: RemoteConfig) -> ShardClients {
         ShardClients {
             config,
             channels: Mutex::new(HashMap::new()),
+            stream_channels: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Pushes a shard snapshot to the replica (the `snapshot` transfer method): `chunks`
+    /// must start with the header and end with the sha256 (see `proto/peer.proto`).
+    /// Returns the target's point count once it installed the snapshot.
+    pub async fn install_snapshot(
+        &self,
+        replica: &RemoteReplica,
+        chunks: tokio::sync::mpsc::Receiver<SnapshotChunk>,
+    ) -> Result<u64> {
+        let stream = futures::stream::unfold(chunks, |mut rx| async move {
+            rx.recv().await.map(|chunk| (chunk, rx))
+        });
+        let channel = self.channel(&self.stream_channels, replica, |endpoint| {
+            endpoint
+                .initial_stream_window_size(Some(STREAM_WINDOW))
+                .initial_connection_window_size(Some(STREAM_WINDOW))
+                .http2_keep_alive_interval(STREAM_KEEPALIVE)
+                .keep_alive_timeout(STREAM_KEEPALIVE)
+                .keep_alive_while_idle(true)
+        })?;
+        let answer = ShardsClient::new(channel)
+            .max_decoding_message_size(MAX_PEER_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_PEER_MESSAGE_BYTES)
+            .install_snapshot(stream)
+            .await
+            .map_err(|status| error_of(replica, &status))?;
+        Ok(answer.into_inner().points)
     }
 
     /// Applies `op` (serde JSON bytes of a [`ShardOp`]) to the replica; returns the
@@ -100,30 +140,41 @@ impl ShardClients {
     }
 
     fn client(&self, replica: &RemoteReplica) -> Result<ShardsClient<Channel>> {
-        let channel = {
-            let mut channels = self.channels.lock();
-            match channels.get(&replica.uri) {
-                Some(channel) => channel.clone(),
-                None => {
-                    let channel = Endpoint::from_shared(replica.uri.clone())
-                        .map_err(|e| {
-                            Error::Unavailable(format!(
-                                "peer {} has an invalid URI `{}`: {e}",
-                                replica.peer, replica.uri
-                            ))
-                        })?
-                        .connect_timeout(self.config.connect_timeout)
-                        .timeout(self.config.call_timeout)
-                        .tcp_nodelay(true)
-                        .connect_lazy();
-                    channels.insert(replica.uri.clone(), channel.clone());
-                    channel
-                }
-            }
-        };
+        let timeout = self.config.call_timeout;
+        let channel = self.channel(&self.channels, replica, |endpoint| {
+            endpoint.timeout(timeout)
+        })?;
         Ok(ShardsClient::new(channel)
             .max_decoding_message_size(MAX_PEER_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_PEER_MESSAGE_BYTES))
+    }
+}
+
+impl ShardClients {
+    /// The cached channel to the replica's peer in `cache`, built with `configure` the
+    /// first time.
+    fn channel(
+        &self,
+        cache: &Mutex<HashMap<String, Channel>>,
+        replica: &RemoteReplica,
+        configure: impl FnOnce(Endpoint) -> Endpoint,
+    ) -> Result<Channel> {
+        let mut channels = cache.lock();
+        if let Some(channel) = channels.get(&replica.uri) {
+            return Ok(channel.clone());
+        }
+        let endpoint = Endpoint::from_shared(replica.uri.clone())
+            .map_err(|e| {
+                Error::Unavailable(format!(
+                    "peer {} has an invalid URI `{}`: {e}",
+                    replica.peer, replica.uri
+                ))
+            })?
+            .connect_timeout(self.config.connect_timeout)
+            .tcp_nodelay(true);
+        let channel = configure(endpoint).connect_lazy();
+        channels.insert(replica.uri.clone(), channel.clone());
+        Ok(channel)
     }
 }
 

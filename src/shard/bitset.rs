@@ -6,6 +6,7 @@
 
 use std::io::{self, Read, Write};
 
+use crate::shard::binio::{Dec, DecodeResult};
 use crate::shard::files;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -67,6 +68,17 @@ impl BitSet {
             w.write_all(&word.to_le_bytes())?;
         }
         Ok(())
+    }
+
+    /// [`BitSet::read_from`] for a buffer in memory.
+    pub fn decode(d: &mut Dec<'_>) -> DecodeResult<BitSet> {
+        let n = d.u32()? as usize;
+        let bytes = d.take(n.saturating_mul(8))?;
+        let words = bytes
+            .chunks_exact(8)
+            .map(|c| u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
+            .collect();
+        Ok(BitSet { words })
     }
 
     pub fn read_from(r: &mut dyn Read) -> io::Result<BitSet> {

@@ -109,6 +109,22 @@ impl<R: Read> Read for CrcReader<R> {
     }
 }
 
+/// The bytes of a whole file before its trailing CRC, once the CRC matches them.
+pub fn checked_body(bytes: &[u8]) -> io::Result<&[u8]> {
+    let Some(split) = bytes.len().checked_sub(4) else {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "file is truncated",
+        ));
+    };
+    let (body, stored) = bytes.split_at(split);
+    let stored = u32::from_le_bytes([stored[0], stored[1], stored[2], stored[3]]);
+    if crc32fast::hash(body) != stored {
+        return Err(corrupt("checksum mismatch"));
+    }
+    Ok(body)
+}
+
 pub fn corrupt(what: impl std::fmt::Display) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, what.to_string())
 }

@@ -134,7 +134,29 @@ impl HnswIndex {
         threads: usize,
         stop: &(dyn Fn() -> bool + Sync),
     ) -> Option<HnswIndex> {
-        let n = vectors.len().checked_div(dim).unwrap_or(0);
+        let rows: Vec<&[f32]> = match dim {
+            0 => Vec::new(),
+            _ => vectors.chunks_exact(dim).collect(),
+        };
+        Self::build_rows_until(&rows, dim, distance, params, threads, stop)
+    }
+
+    /// [`HnswIndex::build_until`] over vectors that need not be contiguous: node `i` is
+    /// `rows[i]` (each `dim` floats). A merge builds its graph this way straight over
+    /// the segments it merges, before their rows are copied together.
+    pub fn build_rows_until(
+        rows: &[&[f32]],
+        dim: usize,
+        distance: Distance,
+        params: &HnswParams,
+        threads: usize,
+        stop: &(dyn Fn() -> bool + Sync),
+    ) -> Option<HnswIndex> {
+        let n = rows.len();
+        assert!(
+            rows.iter().all(|r| r.len() == dim),
+            "HNSW: every row must have {dim} floats"
+        );
         assert!(n < u32::MAX as usize, "HNSW: too many vectors ({n})");
         let m = params.m.clamp(2, MAX_M);
         let ef_construct = params.ef_construct.max(m);
@@ -146,7 +168,7 @@ impl HnswIndex {
             graph: Graph::<AtomicU32>::new(m, levels),
             locks: (0..n).map(|_| Mutex::new(())).collect(),
             space: Space {
-                vectors,
+                vectors: Vectors::Rows(rows),
                 dim,
                 distance,
             },
@@ -185,7 +207,7 @@ impl HnswIndex {
             return Vec::new();
         }
         let space = Space {
-            vectors,
+            vectors: Vectors::Flat(vectors),
             dim: self.dim,
             distance: self.distance,
         };
@@ -298,16 +320,28 @@ impl HnswIndex {
 
 /// The vectors and the metric.
 struct Space<'a> {
-    vectors: &'a [f32],
+    vectors: Vectors<'a>,
     dim: usize,
     distance: Distance,
+}
+
+/// Where node `i`'s vector is: searches see a segment's contiguous column, builds a
+/// list of rows (see [`HnswIndex::build_rows_until`]).
+enum Vectors<'a> {
+    Flat(&'a [f32]),
+    Rows(&'a [&'a [f32]]),
 }
 
 impl Space<'_> {
     #[inline]
     fn vector(&self, id: u32) -> &[f32] {
-        let start = id as usize * self.dim;
-        &self.vectors[start..start + self.dim]
+        match self.vectors {
+            Vectors::Flat(flat) => {
+                let start = id as usize * self.dim;
+                &flat[start..start + self.dim]
+            }
+            Vectors::Rows(rows) => rows[id as usize],
+        }
     }
 
     #[inline]

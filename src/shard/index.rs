@@ -48,17 +48,27 @@ pub struct BuildParams {
 
 /// Builds and loads indexes; swapped out in tests.
 pub trait IndexBuilder: Send + Sync {
-    /// `None` when this builder cannot index (no implementation available) or gave up
-    /// because `stop` returned true (polled now and then during long builds).
+    /// An index over `rows` (node `i` is `rows[i]`, `dim` floats each; see
+    /// [`rows_of`] for a contiguous column). `None` when this builder cannot index (no
+    /// implementation available) or gave up because `stop` returned true (polled now
+    /// and then during long builds).
     fn build(
         &self,
-        vectors: &[f32],
+        rows: &[&[f32]],
         dim: usize,
         distance: Distance,
         params: &BuildParams,
         stop: &(dyn Fn() -> bool + Sync),
     ) -> Option<Arc<dyn VectorIndex>>;
     fn read(&self, r: &mut dyn Read) -> io::Result<Arc<dyn VectorIndex>>;
+}
+
+/// The rows of a contiguous vector column (`dim` floats each), as builders take them.
+pub fn rows_of(vectors: &[f32], dim: usize) -> Vec<&[f32]> {
+    match dim {
+        0 => Vec::new(),
+        _ => vectors.chunks_exact(dim).collect(),
+    }
 }
 
 /// The builder used in production: HNSW.
@@ -71,7 +81,7 @@ struct HnswBuilder;
 impl IndexBuilder for HnswBuilder {
     fn build(
         &self,
-        vectors: &[f32],
+        rows: &[&[f32]],
         dim: usize,
         distance: Distance,
         params: &BuildParams,
@@ -81,7 +91,7 @@ impl IndexBuilder for HnswBuilder {
             m: params.m,
             ef_construct: params.ef_construct,
         };
-        let index = HnswIndex::build_until(vectors, dim, distance, &hnsw, params.threads, stop)?;
+        let index = HnswIndex::build_rows_until(rows, dim, distance, &hnsw, params.threads, stop)?;
         Some(Arc::new(index))
     }
 
@@ -185,14 +195,14 @@ pub mod testing {
     impl IndexBuilder for FlatBuilder {
         fn build(
             &self,
-            vectors: &[f32],
+            rows: &[&[f32]],
             dim: usize,
             distance: Distance,
             _: &BuildParams,
             _: &(dyn Fn() -> bool + Sync),
         ) -> Option<Arc<dyn VectorIndex>> {
             Some(Arc::new(FlatIndex {
-                len: vectors.len() / dim,
+                len: rows.len(),
                 dim,
                 distance,
             }))

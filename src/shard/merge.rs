@@ -17,16 +17,18 @@
 //! 1. *plan*, under the state read lock: note each source's `(id, epoch)`, share its
 //!    rows (`Arc`) and list its live offsets as of now; the index worker leaves these
 //!    segments alone from now on (`Inner::merging`);
-//! 2. *copy and build*, without locks: copy the live rows' ids, versions and vectors
-//!    into the merged rows (payloads stay where they are), write the points file with
-//!    the payloads read from the sources, build an HNSW per vector name and write it;
-//!    every file is a fresh name from the manifest's counter, written temp + fsync +
-//!    rename. Searches meanwhile use the sources and their own indexes;
+//! 2. *copy and build*, without locks: copy the live rows' ids, versions, payload text
+//!    and missing-vector bits into the merged rows; write the points file and build an
+//!    HNSW per vector name straight from the sources' vectors (a list of row slices, in
+//!    merged order), and write it; every file is a fresh name from the manifest's
+//!    counter, written temp + fsync + rename. Searches meanwhile use the sources and
+//!    their own indexes;
 //! 3. *swap*, inside a checkpoint's capture step (holding `wal` and `state`): the
 //!    sources must still be in place; rows deleted in a source since step 1 (deletes,
 //!    and updates, which delete the old row) are marked deleted in the merged segment,
-//!    payloads are moved over, the sources are replaced by the merged segment and every
-//!    id's location is remapped. The checkpoint then writes the merged segment's
+//!    the sources are taken out, their live vectors are copied into the merged columns
+//!    one source at a time (each source released once copied), the merged segment
+//!    takes their place and every id's location is remapped. The checkpoint then writes the merged segment's
 //!    deletion file and a new manifest: that manifest is the switch point. Files it
 //!    no longer names are retired as usual (kept while a frozen shard pins them).
 //!
@@ -35,16 +37,19 @@
 //! `last_seq` and every deletion bitmap in it describe the same instant, so replaying
 //! the WAL from there is exact. A failed swap (sources gone) deletes the merged files.
 //!
-//! Memory: until the swap the merge holds its output next to the sources: the merged
-//! vectors (at most the cap), the graph being built (~0.28x that for 128-d, m = 16) and
-//! ids and versions, ~1.35x the cap in all. Payloads are moved at the swap, never
-//! copied (only if something else still shares a source's rows). After the swap the
-//! freed heap is handed back to the OS (`malloc_trim`).
+//! Memory: until the swap the merge holds, next to its sources, only the graph being
+//! built (~0.28x the merged vectors for 128-d, m = 16), ids, versions and payload text
+//! (JSON, a few bytes a row). Copying the merged vectors before the swap (as the first
+//! version did) held a second copy of up to the cap: ~1.35x the cap in all, which put
+//! the 500k bench 70 MiB over its memory budget. At the swap the vectors move over one
+//! source at a time, so the transient is one source (~10 MiB at the default sizes).
+//! The price: that copy runs under the state lock (~60 MiB of memcpy at the cap, tens
+//! of milliseconds once per merge, logged at debug). After the swap the freed heap is
+//! handed back to the OS (`malloc_trim`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::collection::point::Payload;
 use crate::error::{Error, Result};
 use crate::shard::bitset::BitSet;
 use crate::shard::engine::{remove_quietly, Inner};
@@ -74,7 +79,8 @@ struct Source {
 /// A merged segment, written and indexed, waiting for its swap.
 struct Merged {
     sources: Vec<Source>,
-    /// The merged rows without payloads (moved in at the swap).
+    /// The merged rows without their vectors (`missing` bits are set): those are
+    /// copied from the sources at the swap, see [`assemble_vectors`].
     data: SegmentData,
     points_file: Option<String>,
     indexes: BTreeMap<String, (Arc<dyn VectorIndex>, String)>,
@@ -119,9 +125,10 @@ fn build_and_swap(inner: &Inner, sources: Vec<Source>, before_swap: &dyn Fn()) -
     };
     let rows = merged.data.len();
     before_swap();
+    let started = std::time::Instant::now();
     let swapped = swap_in(inner, merged)?;
     if swapped {
-        tracing::debug!(dir = %inner.dir.display(), segments, rows, "segments merged");
+        tracing::debug!(dir = %inner.dir.display(), segments, rows, swap = ?started.elapsed(), "segments merged");
     }
     Ok(swapped)
 }
@@ -136,7 +143,6 @@ pub struct Candidate {
 }
 
 /// Whether a merge under the configured cap would find something to do.
-#[cfg(test)]
 pub fn has_work(state: &ShardState) -> bool {
     let cap = state.config.merge_max_kb.saturating_mul(1024);
     let candidates: Vec<Option<Candidate>> =
@@ -230,7 +236,7 @@ fn source(seg: &Segment) -> Option<Source> {
 /// Files written by a merge that does not get that far are removed.
 fn prepare(inner: &Inner, sources: Vec<Source>) -> Result<Option<Merged>> {
     let config = inner.state.read().config.clone();
-    let data = copy_rows(&sources, &config);
+    let data = copy_rows_without_vectors(&sources, &config);
     let mut merged = Merged {
         sources,
         data,
@@ -250,15 +256,65 @@ fn prepare(inner: &Inner, sources: Vec<Source>) -> Result<Option<Merged>> {
     }
 }
 
-fn copy_rows(sources: &[Source], config: &ShardConfig) -> SegmentData {
+fn copy_rows_without_vectors(sources: &[Source], config: &ShardConfig) -> SegmentData {
     let mut data = SegmentData::new(&config.dims());
-    data.reserve_exact(sources.iter().map(|s| s.copied.len()).sum());
+    let rows = sources.iter().map(|s| s.copied.len()).sum();
+    let payload_bytes = sources
+        .iter()
+        .flat_map(|s| {
+            s.copied
+                .iter()
+                .map(|&o| s.rows.payloads.text(o as usize).len())
+        })
+        .sum();
+    data.reserve_exact(rows, payload_bytes);
+    for col in data.columns.values_mut() {
+        col.data = Vec::new(); // filled at the swap
+    }
     for src in sources {
         for &off in &src.copied {
-            data.push_row_without_payload(&src.rows, off as usize);
+            data.push_row_without_vectors(&src.rows, off as usize);
         }
     }
     data
+}
+
+/// The merged rows' vectors of column `name`, still where the sources keep them (a
+/// missing vector reads as `zeros`, as the merged column will hold it).
+fn vector_rows<'a>(sources: &'a [Source], name: &str, zeros: &'a [f32]) -> Vec<&'a [f32]> {
+    sources
+        .iter()
+        .flat_map(|src| {
+            src.copied
+                .iter()
+                .map(move |&off| match src.rows.vector(name, off as usize) {
+                    Some(v) if v.len() == zeros.len() => v,
+                    _ => zeros,
+                })
+        })
+        .collect()
+}
+
+/// Copies the live rows' vectors into the merged columns, one source at a time, and
+/// releases each source as soon as it is copied (unless something else still shares
+/// it, e.g. a frozen shard). So the merged vectors never sit next to a full second
+/// copy: the transient is one source, not the whole merge.
+fn assemble_vectors(data: &mut SegmentData, sources: Vec<Source>, removed: Vec<Segment>) {
+    let rows = data.len();
+    for col in data.columns.values_mut() {
+        col.data.reserve_exact(rows * col.dim);
+    }
+    for (src, seg) in sources.into_iter().zip(removed) {
+        drop(seg); // the state's share, with the source's own indexes
+        for (name, col) in data.columns.iter_mut() {
+            for &off in &src.copied {
+                match src.rows.vector(name, off as usize) {
+                    Some(v) if v.len() == col.dim => col.data.extend_from_slice(v),
+                    _ => col.data.resize(col.data.len() + col.dim, 0.0),
+                }
+            }
+        }
+    }
 }
 
 /// Writes the points file and builds and writes the indexes; false if stopped.
@@ -266,62 +322,67 @@ fn write_and_index(inner: &Inner, config: &ShardConfig, merged: &mut Merged) -> 
     if merged.data.is_empty() {
         return Ok(true);
     }
+    let zeros: BTreeMap<String, Vec<f32>> = merged
+        .data
+        .columns
+        .iter()
+        .map(|(name, col)| (name.clone(), vec![0.0; col.dim]))
+        .collect();
+    let vectors: BTreeMap<String, Vec<&[f32]>> = zeros
+        .iter()
+        .map(|(name, zeros)| (name.clone(), vector_rows(&merged.sources, name, zeros)))
+        .collect();
     let file = segment_file(inner.alloc_file(), "points");
     merged.points_file = Some(file.clone());
-    write_points(inner, merged, &file)?;
+    merged
+        .data
+        .write_file_with(&inner.dir.join(&file), &vectors)
+        .map_err(|e| Error::io(format!("writing {file}"), e))?;
     let threshold = config.indexing_threshold_kb.saturating_mul(1024);
-    if threshold == 0 || merged.data.vector_bytes() < threshold {
+    let vector_bytes: usize =
+        zeros.values().map(|z| z.len() * 4).sum::<usize>() * merged.data.len();
+    if threshold == 0 || vector_bytes < threshold {
         return Ok(true);
     }
-    for name in config.vectors.keys() {
-        if !build_index(inner, config, name, merged)? {
+    for (name, rows) in &vectors {
+        let Some(built) = build_index(inner, config, name, rows)? else {
             return Ok(false);
+        };
+        if let Some(built) = built {
+            merged.indexes.insert(name.clone(), built);
         }
     }
     Ok(true)
 }
 
-fn write_points(inner: &Inner, merged: &Merged, file: &str) -> Result<()> {
-    let bases = bases(&merged.sources);
-    let payload = |off: usize| -> &Payload {
-        let s = bases.partition_point(|&b| b <= off) - 1;
-        let src = &merged.sources[s];
-        &src.rows.payloads[src.copied[off - bases[s]] as usize]
-    };
-    merged
-        .data
-        .view(&payload)
-        .write_file(&inner.dir.join(file))
-        .map_err(|e| Error::io(format!("writing {file}"), e))
-}
+/// An index and its file.
+type BuiltIndex = (Arc<dyn VectorIndex>, String);
 
-/// Builds and writes the index of one vector name; false if stopped. A builder that
-/// declines leaves the name to the index worker.
+/// Builds and writes the index of one vector name over the merged rows; `None` if
+/// stopped, `Some(None)` if the builder declines (the index worker then tries later).
 fn build_index(
     inner: &Inner,
     config: &ShardConfig,
     name: &str,
-    merged: &mut Merged,
-) -> Result<bool> {
-    let (Some((distance, params)), Some(col)) =
-        (build_params(config, name), merged.data.columns.get(name))
-    else {
-        return Ok(true);
+    rows: &[&[f32]],
+) -> Result<Option<Option<BuiltIndex>>> {
+    let (Some((distance, params)), Some(dim)) = (
+        build_params(config, name),
+        config.vectors.get(name).map(|p| p.size),
+    ) else {
+        return Ok(Some(None));
     };
     let stop = || inner.jobs.stopped();
-    let Some(built) = inner
-        .builder
-        .build(&col.data, col.dim, distance, &params, &stop)
-    else {
-        return Ok(!inner.jobs.stopped());
+    let Some(built) = inner.builder.build(rows, dim, distance, &params, &stop) else {
+        return Ok((!inner.jobs.stopped()).then_some(None));
     };
     let file = segment_file(inner.alloc_file(), "hnsw");
-    merged
-        .indexes
-        .insert(name.to_string(), (built.clone(), file.clone()));
-    index::write_index_file(&inner.dir.join(&file), built.as_ref())
-        .map_err(|e| Error::io(format!("writing {file}"), e))?;
-    Ok(true)
+    let path = inner.dir.join(&file);
+    if let Err(e) = index::write_index_file(&path, built.as_ref()) {
+        remove_quietly(&path);
+        return Err(Error::io(format!("writing {file}"), e));
+    }
+    Ok(Some(Some((built, file))))
 }
 
 /// Merged offset of each source's first copied row.
@@ -405,13 +466,12 @@ fn apply_swap(state: &mut ShardState, merged: Merged) -> Option<Vec<String>> {
         return None;
     }
     let deleted = deleted_since_plan(state, start, &sources);
-    let copied: Vec<Vec<u32>> = sources.into_iter().map(|s| s.copied).collect();
     let removed: Vec<Segment> = state.segments.drain(start..start + count).collect();
     let source_indexes = removed
         .iter()
         .flat_map(|s| s.index_files.values().cloned())
         .collect();
-    data.payloads = take_payloads(removed, &copied);
+    assemble_vectors(&mut data, sources, removed);
     let kept = !data.is_empty();
     if kept {
         let seg = merged_segment(state.next_segment, data, deleted, points_file, indexes);
@@ -480,26 +540,6 @@ fn deleted_since_plan(state: &ShardState, start: usize, sources: &[Source]) -> B
         }
     }
     deleted
-}
-
-/// The copied rows' payloads, moved out of the removed sources (cloned if their rows
-/// are still shared, e.g. by an index build in progress).
-fn take_payloads(removed: Vec<Segment>, copied: &[Vec<u32>]) -> Vec<Payload> {
-    let mut out = Vec::with_capacity(copied.iter().map(Vec::len).sum());
-    for (seg, offsets) in removed.into_iter().zip(copied) {
-        let Rows::Sealed(rows) = seg.rows else {
-            continue; // `locate` checked that every source is sealed
-        };
-        match Arc::try_unwrap(rows) {
-            Ok(mut rows) => offsets
-                .iter()
-                .for_each(|&o| out.push(std::mem::take(&mut rows.payloads[o as usize]))),
-            Err(shared) => offsets
-                .iter()
-                .for_each(|&o| out.push(shared.payloads[o as usize].clone())),
-        }
-    }
-    out
 }
 
 fn merged_segment(

@@ -44,6 +44,7 @@ pub mod json_path;
 pub mod manifest;
 pub mod merge;
 pub mod ops;
+pub mod payloads;
 pub mod search;
 pub mod segment;
 pub mod state;
@@ -59,7 +60,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::collection::config::{HnswConfig, VectorParams};
 use crate::collection::point::{
-    NamedVectors, Record, ScoredPoint, VectorOutput, WithPayload, WithVector,
+    NamedVectors, Payload, Record, ScoredPoint, VectorOutput, WithPayload, WithVector,
 };
 use crate::error::{Error, Result};
 use crate::types::PointId;
@@ -118,6 +119,8 @@ pub struct ShardInfo {
     pub points_count: usize,
     pub segments_count: usize,
     pub indexed_vectors_count: usize,
+    /// Background checkpoints, index builds or merges are due or running.
+    pub optimizing: bool,
 }
 
 pub struct LocalShard {
@@ -201,7 +204,7 @@ impl LocalShard {
         let mut page = state
             .ids
             .range((start, std::ops::Bound::Unbounded))
-            .filter(|(id, loc)| filter.is_none_or(|f| f.matches(**id, state.payload(**loc))))
+            .filter(|(id, loc)| filter.is_none_or(|f| f.matches(**id, &state.payload(**loc))))
             .take(limit.saturating_add(1));
         let records = page
             .by_ref()
@@ -220,7 +223,7 @@ impl LocalShard {
             Some(f) => state
                 .ids
                 .iter()
-                .filter(|(id, loc)| f.matches(**id, state.payload(**loc)))
+                .filter(|(id, loc)| f.matches(**id, &state.payload(**loc)))
                 .count(),
         }
     }
@@ -246,7 +249,7 @@ impl LocalShard {
                     id: data.ids[off],
                     version: data.versions[off],
                     score: distance.to_user_score(hit.sim),
-                    payload: req.with_payload.select(&data.payloads[off]),
+                    payload: select_payload(&req.with_payload, || data.payloads.get(off)),
                     vector: select_vectors(&state, hit.loc, &req.with_vector),
                 }
             })
@@ -260,6 +263,7 @@ impl LocalShard {
     }
 
     pub fn info(&self) -> ShardInfo {
+        let optimizing = worker::optimizations_pending(&self.inner);
         let state = self.inner.state.read();
         let indexed_vectors_count = state
             .segments
@@ -270,6 +274,7 @@ impl LocalShard {
             points_count: state.ids.len(),
             segments_count: state.segments.len(),
             indexed_vectors_count,
+            optimizing,
         }
     }
 
@@ -307,8 +312,19 @@ fn record(
 ) -> Record {
     Record {
         id,
-        payload: with_payload.select(state.payload(loc)),
+        payload: select_payload(with_payload, || state.payload(loc)),
         vector: select_vectors(state, loc, with_vector),
+    }
+}
+
+/// The payload to return, decoded only when one is asked for.
+fn select_payload(
+    with_payload: &WithPayload,
+    payload: impl FnOnce() -> Payload,
+) -> Option<Payload> {
+    match with_payload {
+        WithPayload::Enable(false) => None,
+        _ => with_payload.select(&payload()),
     }
 }
 

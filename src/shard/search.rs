@@ -132,7 +132,9 @@ fn too_selective(seg: &Segment, filter: Option<&Filter>, threshold: usize) -> bo
     let Some(filter) = filter else { return false };
     let data = seg.data();
     let matching = (0..data.len())
-        .filter(|&off| !seg.deleted.get(off) && filter.matches(data.ids[off], &data.payloads[off]))
+        .filter(|&off| {
+            !seg.deleted.get(off) && filter.matches(data.ids[off], &data.payloads.get(off))
+        })
         .take(threshold)
         .count();
     matching < threshold
@@ -162,7 +164,7 @@ impl SegmentScan<'_> {
         self.req
             .filter
             .as_ref()
-            .is_none_or(|f| f.matches(data.ids[off], &data.payloads[off]))
+            .is_none_or(|f| f.matches(data.ids[off], &data.payloads.get(off)))
     }
 
     fn exact(&self, top: &mut TopK) {
@@ -179,7 +181,7 @@ impl SegmentScan<'_> {
             if self.seg.deleted.get(off) || col.missing.get(off) {
                 continue;
             }
-            if filter.is_some_and(|f| !f.matches(data.ids[off], &data.payloads[off])) {
+            if filter.is_some_and(|f| !f.matches(data.ids[off], &data.payloads.get(off))) {
                 continue;
             }
             let sim = self.distance.similarity(v, self.query);

@@ -1,8 +1,8 @@
 //! The rows of a segment and their file format.
 //!
-//! Owns [`SegmentData`]: parallel arrays indexed by *offset* (ids, versions, payloads) and
-//! one contiguous `Vec<f32>` per vector name (`dim` floats per offset, stored
-//! preprocessed: cosine vectors are normalised). A point that lacks a named vector has
+//! Owns [`SegmentData`]: parallel arrays indexed by *offset* (ids, versions, payloads as
+//! JSON text, see `payloads.rs`) and one contiguous `Vec<f32>` per vector name (`dim`
+//! floats per offset, stored preprocessed: cosine vectors are normalised). A point that lacks a named vector has
 //! zeros there and its offset in that column's `missing` set. Rows are only appended;
 //! [`SegmentData::retain`] compacts in place when a segment is sealed.
 //!
@@ -14,6 +14,10 @@
 //! | payloads: rows × (len u32, JSON; len 0 = empty) | crc32 of all of the above
 //! ```
 //! Deletion file (`*.deleted`): `"SHOALDEL" | bitset | crc32`.
+//!
+//! A points file is read in one piece and its checksum checked over the whole buffer
+//! before anything is decoded; payload text is checked to be JSON objects but kept as
+//! text (no per-row maps are built).
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -22,9 +26,11 @@ use std::ops::Range;
 use std::path::Path;
 
 use crate::collection::point::{NamedVectors, Payload};
+use crate::shard::binio;
+use crate::shard::binio::Dec;
 use crate::shard::bitset::BitSet;
 use crate::shard::files::{self, CrcReader, CrcWriter};
-use crate::shard::{binio, ops};
+use crate::shard::payloads::{self, PayloadColumn};
 use crate::types::PointId;
 
 const POINTS_MAGIC: &[u8; 8] = b"SHOALSEG";
@@ -53,7 +59,7 @@ pub struct SegmentData {
     pub ids: Vec<PointId>,
     pub versions: Vec<u64>,
     pub columns: BTreeMap<String, VectorColumn>,
-    pub payloads: Vec<Payload>,
+    pub payloads: PayloadColumn,
 }
 
 impl SegmentData {
@@ -100,7 +106,7 @@ impl SegmentData {
         }
         self.ids.push(id);
         self.versions.push(version);
-        self.payloads.push(payload);
+        self.payloads.push(&payload);
     }
 
     pub fn vector(&self, name: &str, offset: usize) -> Option<&[f32]> {
@@ -127,11 +133,10 @@ impl SegmentData {
         for (j, &i) in kept.iter().enumerate() {
             self.ids[j] = self.ids[i];
             self.versions[j] = self.versions[i];
-            self.payloads.swap(j, i);
         }
+        self.payloads.retain(&kept);
         self.ids.truncate(kept.len());
         self.versions.truncate(kept.len());
-        self.payloads.truncate(kept.len());
         for col in self.columns.values_mut() {
             let dim = col.dim;
             for (j, &i) in kept.iter().enumerate() {
@@ -171,7 +176,7 @@ impl SegmentData {
             ids: self.ids[range.clone()].to_vec(),
             versions: self.versions[range.clone()].to_vec(),
             columns,
-            payloads: self.payloads[range].to_vec(),
+            payloads: self.payloads.copy_range(range),
         }
     }
 
@@ -205,130 +210,168 @@ impl SegmentData {
         }
         self.ids.extend(other.ids);
         self.versions.extend(other.versions);
-        self.payloads.extend(other.payloads);
+        self.payloads.append(&other.payloads);
         Ok(())
     }
 
     /// Writes the points file atomically.
     pub fn write_file(&self, path: &Path) -> io::Result<()> {
-        let payload = |off: usize| &self.payloads[off];
-        self.view(&payload).write_file(path)
+        let vectors = self
+            .columns
+            .iter()
+            .map(|(name, col)| {
+                (
+                    name.clone(),
+                    crate::shard::index::rows_of(&col.data, col.dim),
+                )
+            })
+            .collect();
+        self.write_file_with(path, &vectors)
     }
 
-    /// The rows as a [`PointsView`], each row's payload taken from `payload`.
-    pub fn view<'a>(&'a self, payload: &'a dyn Fn(usize) -> &'a Payload) -> PointsView<'a> {
-        PointsView {
-            ids: &self.ids,
-            versions: &self.versions,
-            columns: &self.columns,
-            payload,
+    /// Writes the points file atomically with each column's rows taken from `vectors`
+    /// (`rows` of them per column, `dim` floats each) instead of the columns' own data:
+    /// a merge writes its output before it copies the vectors together.
+    pub fn write_file_with(
+        &self,
+        path: &Path,
+        vectors: &BTreeMap<String, Vec<&[f32]>>,
+    ) -> io::Result<()> {
+        let complete = self.columns.iter().all(|(name, col)| {
+            vectors.get(name).is_some_and(|rows| {
+                rows.len() == self.len() && rows.iter().all(|r| r.len() == col.dim)
+            })
+        });
+        if !complete {
+            return Err(io::Error::other(
+                "points file: vector rows do not match the columns",
+            ));
         }
+        files::write_atomic(path, |w| {
+            let mut w = CrcWriter::new(w);
+            self.write_body(&mut w, vectors)?;
+            w.finish()
+        })
     }
 
-    /// Appends row `off` of `other` except its payload (a merge moves payloads in
-    /// later, see `merge.rs`); columns must have the same names and dims.
-    pub fn push_row_without_payload(&mut self, other: &SegmentData, off: usize) {
+    /// Appends row `off` of `other` but its vectors (a merge copying its sources' live
+    /// rows; see `merge.rs`): a vector `other` lacks is marked missing here, the others
+    /// are appended to the columns later, in row order. Columns must have the same
+    /// names and dims.
+    pub fn push_row_without_vectors(&mut self, other: &SegmentData, off: usize) {
         let offset = self.ids.len();
         for (name, col) in &mut self.columns {
             match other.columns.get(name).and_then(|c| c.get(off)) {
-                Some(v) if v.len() == col.dim => col.data.extend_from_slice(v),
+                Some(v) if v.len() == col.dim => {}
                 _ => {
-                    col.data.resize(col.data.len() + col.dim, 0.0);
                     col.missing.set(offset);
                 }
             }
         }
         self.ids.push(other.ids[off]);
         self.versions.push(other.versions[off]);
+        self.payloads.push_text(other.payloads.text(off));
     }
 
-    /// Reserves room for `rows` more rows in ids, versions and vector columns.
-    pub fn reserve_exact(&mut self, rows: usize) {
+    /// Reserves room for `rows` more rows (with `payload_bytes` of payload text in all).
+    pub fn reserve_exact(&mut self, rows: usize, payload_bytes: usize) {
         self.ids.reserve_exact(rows);
         self.versions.reserve_exact(rows);
+        self.payloads.reserve(rows, payload_bytes);
         for col in self.columns.values_mut() {
             col.data.reserve_exact(rows * col.dim);
         }
     }
 
-    /// Reads and verifies a points file.
+    /// Reads and verifies a points file: one read, the checksum over the whole buffer,
+    /// then decoding from memory.
     pub fn read_file(path: &Path) -> io::Result<SegmentData> {
-        let file = File::open(path)?;
-        let mut r = CrcReader::new(BufReader::with_capacity(1 << 20, file));
-        let data = Self::read_body(&mut r)?;
-        r.verify()?;
+        Self::read_file_with(path, &mut Vec::new())
+    }
+
+    /// [`SegmentData::read_file`] reading into `buf` (reused across files: fresh memory
+    /// costs a page fault per 4 KiB, which was a good part of loading a segment).
+    pub fn read_file_with(path: &Path, buf: &mut Vec<u8>) -> io::Result<SegmentData> {
+        buf.clear();
+        File::open(path)?.read_to_end(buf)?;
+        let body = files::checked_body(buf)?;
+        let mut d = Dec::new(body);
+        let data = Self::decode(&mut d).map_err(|e| files::corrupt(e.0))?;
+        if !d.is_empty() {
+            return Err(files::corrupt("trailing bytes in points file"));
+        }
         Ok(data)
     }
 
-    fn read_body(r: &mut dyn Read) -> io::Result<SegmentData> {
-        files::expect_magic(r, POINTS_MAGIC)?;
-        let format = files::read_u32(r)?;
+    fn decode(d: &mut Dec<'_>) -> binio::DecodeResult<SegmentData> {
+        let bad = |what: &str| binio::DecodeError(what.to_string());
+        if d.take(8)? != POINTS_MAGIC {
+            return Err(bad("bad magic, not a points file"));
+        }
+        let format = d.u32()?;
         if format != FORMAT {
-            return Err(files::corrupt(format!(
+            return Err(binio::DecodeError(format!(
                 "unsupported points file format {format}"
             )));
         }
-        let rows = files::read_u64(r)? as usize;
-        let ncols = files::read_u32(r)? as usize;
+        let rows = d.u64()? as usize;
+        let ncols = d.u32()? as usize;
         let mut dims = BTreeMap::new();
         for _ in 0..ncols {
-            let len = files::read_u32(r)? as usize;
-            let name = String::from_utf8(files::read_vec(r, len)?)
-                .map_err(|_| files::corrupt("column name"))?;
-            dims.insert(name, files::read_u32(r)? as usize);
+            let name = d.string()?;
+            dims.insert(name, d.u32()? as usize);
+        }
+        // Every row takes at least 9 bytes (id, version): refuse absurd counts before
+        // reserving for them.
+        if rows > d.remaining() / 9 {
+            return Err(bad("points file is truncated"));
         }
         let mut data = SegmentData::new(&dims);
-        data.ids = read_ids(r, rows)?;
-        let versions = files::read_vec(r, rows * 8)?;
-        data.versions = versions
+        data.ids.reserve_exact(rows);
+        for _ in 0..rows {
+            data.ids.push(d.id()?);
+        }
+        data.versions = d
+            .take(rows * 8)?
             .chunks_exact(8)
             .map(|c| u64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
             .collect();
         for col in data.columns.values_mut() {
-            col.missing = BitSet::read_from(r)?;
-            col.data = read_f32s(r, rows * col.dim)?;
+            col.missing = BitSet::decode(d)?;
+            let n = rows
+                .checked_mul(col.dim)
+                .filter(|n| n.saturating_mul(4) <= d.remaining())
+                .ok_or_else(|| bad("points file is truncated"))?;
+            col.data.reserve_exact(n);
+            d.f32s_raw_into(n, &mut col.data)?;
         }
-        data.payloads.reserve_exact(rows);
+        let mut spans = Vec::with_capacity(rows);
         for _ in 0..rows {
-            let len = files::read_u32(r)? as usize;
-            let bytes = files::read_vec(r, len)?;
-            let payload = if bytes.is_empty() {
-                Payload::new()
-            } else {
-                serde_json::from_slice(&bytes).map_err(files::corrupt)?
-            };
-            data.payloads.push(payload);
+            let text = d.bytes()?;
+            if !payloads::is_valid_text(text) {
+                return Err(bad("payload is not a JSON object"));
+            }
+            spans.push(text);
         }
+        data.payloads
+            .reserve(rows, spans.iter().map(|t| t.len()).sum());
+        spans.into_iter().for_each(|t| data.payloads.push_text(t));
         Ok(data)
     }
 }
 
-/// Borrowed rows in the points file layout, with payloads looked up per offset: lets a
-/// merge write its output while the payloads still live in the segments it merges.
-pub struct PointsView<'a> {
-    pub ids: &'a [PointId],
-    pub versions: &'a [u64],
-    pub columns: &'a BTreeMap<String, VectorColumn>,
-    pub payload: &'a dyn Fn(usize) -> &'a Payload,
-}
-
-impl PointsView<'_> {
-    /// Writes the points file atomically.
-    pub fn write_file(&self, path: &Path) -> io::Result<()> {
-        files::write_atomic(path, |w| {
-            let mut w = CrcWriter::new(w);
-            self.write_body(&mut w)?;
-            w.finish()
-        })
-    }
-
-    fn write_body(&self, w: &mut dyn Write) -> io::Result<()> {
+impl SegmentData {
+    fn write_body(
+        &self,
+        w: &mut dyn Write,
+        vectors: &BTreeMap<String, Vec<&[f32]>>,
+    ) -> io::Result<()> {
         let mut buf = Vec::with_capacity(1 << 16);
         buf.extend_from_slice(POINTS_MAGIC);
         binio::put_u32(&mut buf, FORMAT);
         binio::put_u64(&mut buf, self.ids.len() as u64);
         binio::put_u32(&mut buf, self.columns.len() as u32);
-        for (name, col) in self.columns {
+        for (name, col) in &self.columns {
             binio::put_str(&mut buf, name);
             binio::put_u32(&mut buf, col.dim as u32);
         }
@@ -337,55 +380,30 @@ impl PointsView<'_> {
             .iter()
             .for_each(|&v| binio::put_u64(&mut buf, v));
         w.write_all(&buf)?;
-        for col in self.columns.values() {
+        for (name, col) in &self.columns {
             col.missing.write_to(w)?;
-            for chunk in col.data.chunks(16 * 1024) {
-                buf.clear();
-                binio::put_f32s_raw(&mut buf, chunk);
-                w.write_all(&buf)?;
-            }
-        }
-        for off in 0..self.ids.len() {
+            let rows = vectors.get(name).map_or(&[][..], Vec::as_slice);
             buf.clear();
-            ops::encode_payload((self.payload)(off), &mut buf);
+            for row in rows {
+                binio::put_f32s_raw(&mut buf, row);
+                if buf.len() >= 1 << 16 {
+                    w.write_all(&buf)?;
+                    buf.clear();
+                }
+            }
             w.write_all(&buf)?;
         }
+        buf.clear();
+        for off in 0..self.ids.len() {
+            binio::put_bytes(&mut buf, self.payloads.text(off));
+            if buf.len() >= 1 << 16 {
+                w.write_all(&buf)?;
+                buf.clear();
+            }
+        }
+        w.write_all(&buf)?;
         Ok(())
     }
-}
-
-fn read_ids(r: &mut dyn Read, rows: usize) -> io::Result<Vec<PointId>> {
-    let mut ids = Vec::with_capacity(rows.min(1 << 24));
-    let mut buf = [0u8; 17];
-    for _ in 0..rows {
-        r.read_exact(&mut buf[..1])?;
-        let len = if buf[0] == 0 { 8 } else { 16 };
-        r.read_exact(&mut buf[1..1 + len])?;
-        let id = binio::Dec::new(&buf[..1 + len])
-            .id()
-            .map_err(|e| files::corrupt(e.0))?;
-        ids.push(id);
-    }
-    Ok(ids)
-}
-
-/// Reads `n` floats straight into one vector, converting 64 KiB at a time (no second
-/// full-size copy of the data).
-fn read_f32s(r: &mut dyn Read, n: usize) -> io::Result<Vec<f32>> {
-    let mut out = Vec::with_capacity(n.min(1 << 28));
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut left = n * 4;
-    while left > 0 {
-        let take = left.min(buf.len());
-        r.read_exact(&mut buf[..take])?;
-        out.extend(
-            buf[..take]
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
-        );
-        left -= take;
-    }
-    Ok(out)
 }
 
 /// Writes a deletion file atomically.
@@ -462,7 +480,7 @@ mod tests {
         assert_eq!(s.vector("", 2), Some(&[4.0, 1.0][..]));
         assert_eq!(s.vector("img", 1), None);
         assert_eq!(s.vector("img", 2), Some(&[1.0, 2.0, 4.0][..]));
-        assert_eq!(s.payloads[1], Payload::new());
+        assert_eq!(s.payloads.get(1), Payload::new());
     }
 
     #[test]

@@ -179,9 +179,10 @@ impl ShardState {
         (&self.segments[loc.seg as usize], loc.off as usize)
     }
 
-    pub fn payload(&self, loc: Loc) -> &Payload {
+    /// The payload of a row, decoded.
+    pub fn payload(&self, loc: Loc) -> Payload {
         let (seg, off) = self.row(loc);
-        &seg.data().payloads[off]
+        seg.data().payloads.get(off)
     }
 
     pub fn vectors(&self, loc: Loc) -> NamedVectors {
@@ -310,7 +311,7 @@ impl ShardState {
             PointSelector::Filter(f) => self
                 .ids
                 .iter()
-                .filter(|(id, loc)| f.matches(**id, self.payload(**loc)))
+                .filter(|(id, loc)| f.matches(**id, &self.payload(**loc)))
                 .map(|(id, _)| *id)
                 .collect(),
         }
@@ -326,12 +327,14 @@ impl ShardState {
             let off = loc.off as usize;
             if loc.seg as usize == last && off >= seg.frozen_len {
                 if let Rows::Appendable(rows) = &mut seg.rows {
-                    change(&mut rows.payloads[off]);
+                    let mut payload = rows.payloads.get(off);
+                    change(&mut payload);
+                    rows.payloads.set(off, &payload);
                     rows.versions[off] = seq;
                     continue;
                 }
             }
-            let mut payload = seg.data().payloads[off].clone();
+            let mut payload = seg.data().payloads.get(off);
             change(&mut payload);
             let vectors = seg.data().vectors_of(off);
             seg.mark_deleted(off);

@@ -1093,3 +1093,39 @@ fn background_merges_settle_with_every_segment_indexed() {
     );
     assert_eq!(shard.count(None), 1000);
 }
+
+#[test]
+fn optimizing_is_reported_while_work_is_due_and_cleared_once_settled() {
+    // Without background threads the signal is plain state: nothing due on an empty
+    // shard; a seal leaves an unpersisted segment, then an index, then a merge due.
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = merge_config();
+    cfg.merge_max_kb = 8;
+    let builder: Arc<dyn IndexBuilder> = Arc::new(index::testing::FlatBuilder);
+    {
+        let inner = engine::Inner::open(dir.path(), cfg.clone(), builder.clone()).unwrap();
+        assert!(!worker::optimizations_pending(&inner));
+        for chunk in random_points(200, 8, 31).chunks(10) {
+            inner.apply(ShardOp::Upsert(chunk.to_vec()), false).unwrap();
+        }
+        assert!(
+            worker::optimizations_pending(&inner),
+            "sealed, not yet checkpointed"
+        );
+        inner.checkpoint().unwrap();
+        assert!(
+            worker::optimizations_pending(&inner),
+            "persisted, not yet indexed or merged"
+        );
+    }
+    // With them, the shard reports optimizing until every sealed row is indexed and no
+    // merge is left; it must not report idle before that.
+    let shard = open_flat(dir.path(), cfg);
+    upsert_in_batches(&shard, random_points(1000, 8, 32), 10);
+    shard.flush().unwrap();
+    wait_for(|| !shard.info().optimizing);
+    let (rows, _) = sealed_rows(&shard);
+    assert_eq!(shard.info().indexed_vectors_count, rows);
+    assert!(!merge::has_work(&shard.inner.state.read()));
+    assert!(shard.inner.merging.lock().is_empty());
+}

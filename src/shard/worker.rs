@@ -25,12 +25,16 @@ use crate::shard::index::{self, BuildParams};
 use crate::shard::manifest::segment_file;
 use crate::shard::merge;
 use crate::shard::segment::SegmentData;
+use crate::shard::state::ShardState;
 use crate::shard::ShardConfig;
 
 #[derive(Default)]
 pub struct Jobs {
     flags: Mutex<Flags>,
     wake: Condvar,
+    /// (segment id, epoch, vector name) that the builder declined or failed to index;
+    /// not retried, and not counted as pending work.
+    skipped: Mutex<HashSet<(u64, u64, String)>>,
 }
 
 #[derive(Default)]
@@ -146,8 +150,6 @@ fn lower_thread_priority() {
 }
 
 fn run(inner: &Inner) {
-    // (segment id, epoch, vector name) that the builder declined or failed to index.
-    let mut skipped: HashSet<(u64, u64, String)> = HashSet::new();
     while let Some((checkpoint, _index)) = inner.jobs.next() {
         if checkpoint {
             if let Err(e) = inner.checkpoint() {
@@ -158,7 +160,7 @@ fn run(inner: &Inner) {
         // Each step may have made segments mergeable; the merger picks them up (and this
         // worker then leaves them to it) without waiting for the index backlog.
         inner.jobs.request_merge();
-        while !inner.jobs.stopped() && index_one(inner, &mut skipped) {
+        while !inner.jobs.stopped() && index_one(inner) {
             inner.jobs.request_merge();
         }
     }
@@ -174,22 +176,26 @@ struct IndexJob {
 }
 
 /// Builds one missing index; returns false when there is nothing left to do.
-fn index_one(inner: &Inner, skipped: &mut HashSet<(u64, u64, String)>) -> bool {
-    let Some(job) = find_job(inner, skipped) else {
+fn index_one(inner: &Inner) -> bool {
+    let Some(job) = find_job(inner, &inner.state.read()) else {
         return false;
+    };
+    let skip = |key| {
+        inner.jobs.skipped.lock().insert(key);
     };
     let key = (job.seg_id, job.epoch, job.name.clone());
     let Some(col) = job.rows.columns.get(&job.name) else {
-        skipped.insert(key);
+        skip(key);
         return true;
     };
-    let Some(built) = inner
-        .builder
-        .build(&col.data, col.dim, job.distance, &job.params, &|| {
-            inner.jobs.stopped()
-        })
-    else {
-        skipped.insert(key);
+    let Some(built) = inner.builder.build(
+        &index::rows_of(&col.data, col.dim),
+        col.dim,
+        job.distance,
+        &job.params,
+        &|| inner.jobs.stopped(),
+    ) else {
+        skip(key);
         return true;
     };
     let file = segment_file(inner.alloc_file(), "hnsw");
@@ -197,7 +203,7 @@ fn index_one(inner: &Inner, skipped: &mut HashSet<(u64, u64, String)>) -> bool {
     if let Err(e) = index::write_index_file(&path, built.as_ref()) {
         tracing::warn!(file = %file, error = %e, "could not write vector index");
         remove_quietly(&path);
-        skipped.insert(key);
+        skip(key);
         return true;
     }
     let attached = {
@@ -223,14 +229,30 @@ fn index_one(inner: &Inner, skipped: &mut HashSet<(u64, u64, String)>) -> bool {
     true
 }
 
-/// The first persisted sealed segment that is big enough and lacks an index.
-fn find_job(inner: &Inner, skipped: &HashSet<(u64, u64, String)>) -> Option<IndexJob> {
+/// Whether background work is due or running: a sealed segment waiting for its
+/// checkpoint, an index to build, or a merge running or worth doing. Collection info
+/// reports this as status `yellow` (Qdrant's "optimizations pending").
+pub fn optimizations_pending(inner: &Inner) -> bool {
+    if !inner.merging.lock().is_empty() {
+        return true;
+    }
     let state = inner.state.read();
+    let unpersisted = state
+        .segments
+        .iter()
+        .any(|s| s.is_sealed() && (s.disk.epoch != s.epoch || s.disk.points.is_empty()));
+    unpersisted || find_job(inner, &state).is_some() || merge::has_work(&state)
+}
+
+/// The first persisted sealed segment that is big enough and lacks an index (one the
+/// merge in progress takes is left to the merge).
+fn find_job(inner: &Inner, state: &ShardState) -> Option<IndexJob> {
     let threshold = state.config.indexing_threshold_kb.saturating_mul(1024);
     if threshold == 0 {
         return None;
     }
     let merging = inner.merging.lock().clone();
+    let skipped = inner.jobs.skipped.lock();
     for seg in &state.segments {
         let crate::shard::state::Rows::Sealed(rows) = &seg.rows else {
             continue;

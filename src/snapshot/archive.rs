@@ -20,6 +20,7 @@ use std::path::{Component, Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::checksum::{HashingReader, HashingWriter};
+use super::syncer::Syncer;
 use crate::error::{Error, Result};
 
 /// Name of the manifest entry, always the last in an archive.
@@ -149,13 +150,15 @@ pub fn write_file(
 }
 
 /// Unpacks an archive stream into `dest` (an empty directory), verifying every file
-/// against the manifest. Returns the manifest. Entries that fail the safety rules, a
+/// against the manifest; every file is fsynced (on a helper thread, see `syncer.rs`)
+/// before this returns. Returns the manifest. Entries that fail the safety rules, a
 /// missing manifest, a file that is not listed or differs from its digest, and a
 /// listed file that is missing all fail with [`Error::BadInput`].
 pub fn unpack_verified(reader: impl Read, dest: &Path) -> Result<Manifest> {
     let mut archive = tar::Archive::new(reader);
     let mut seen: BTreeMap<String, FileDigest> = BTreeMap::new();
     let mut manifest: Option<Manifest> = None;
+    let syncer = Syncer::default();
     let entries = archive.entries().map_err(malformed)?;
     for entry in entries {
         let mut entry = entry.map_err(malformed)?;
@@ -175,7 +178,7 @@ pub fn unpack_verified(reader: impl Read, dest: &Path) -> Result<Manifest> {
                             .map_err(|e| Error::BadInput(format!("Invalid snapshot: unreadable manifest: {e}")))?,
                     );
                 } else {
-                    let digest = write_entry(&mut entry, &dest.join(&relative), &name)?;
+                    let digest = write_entry(&mut entry, &dest.join(&relative), &name, &syncer)?;
                     seen.insert(name, digest);
                 }
             }
@@ -194,6 +197,7 @@ pub fn unpack_verified(reader: impl Read, dest: &Path) -> Result<Manifest> {
         ))
     })?;
     verify_against(&manifest, &seen)?;
+    syncer.finish()?;
     Ok(manifest)
 }
 
@@ -218,10 +222,15 @@ fn verify_against(manifest: &Manifest, seen: &BTreeMap<String, FileDigest>) -> R
     Ok(())
 }
 
-/// Streams one entry into `target`. Errors name the entry inside the archive, never a
-/// path on this server; a failing read (a broken or truncated stream) is the archive's
-/// fault (400), a failing write is ours (5xx).
-fn write_entry(entry: &mut impl Read, target: &Path, name: &str) -> Result<FileDigest> {
+/// Streams one entry into `target` and queues it for its fsync. Errors name the entry
+/// inside the archive, never a path on this server; a failing read (a broken or
+/// truncated stream) is the archive's fault (400), a failing write is ours (5xx).
+fn write_entry(
+    entry: &mut impl Read,
+    target: &Path,
+    name: &str,
+    syncer: &Syncer,
+) -> Result<FileDigest> {
     if let Some(parent) = target.parent() {
         create_dir(parent)?;
     }
@@ -255,8 +264,7 @@ fn write_entry(entry: &mut impl Read, target: &Path, name: &str) -> Result<FileD
     let file = buffered
         .into_inner()
         .map_err(|e| Error::io(format!("writing `{name}`"), e.into_error()))?;
-    file.sync_all()
-        .map_err(|e| Error::io(format!("syncing `{name}`"), e))?;
+    syncer.sync_later(file, name)?;
     Ok(FileDigest { size, sha256 })
 }
 

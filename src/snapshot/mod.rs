@@ -5,4 +5,5 @@ pub mod layout;
 pub mod naming;
 pub mod source;
 pub mod store;
+pub mod syncer;
 pub mod upload;

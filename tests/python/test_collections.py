@@ -4,7 +4,7 @@ import pytest
 from qdrant_client import models
 from qdrant_client.http.exceptions import UnexpectedResponse
 
-from helpers import error_message, http, ok_result
+from helpers import error_message, http, ok_result, poll
 
 DISTANCES = [models.Distance.COSINE, models.Distance.EUCLID, models.Distance.DOT, models.Distance.MANHATTAN]
 
@@ -208,3 +208,32 @@ def test_client_create_get_via_http_match(client, base_url, collection_name):
     raw = ok_result(http("GET", base_url, f"/collections/{collection_name}"))
     assert raw["config"]["params"]["vectors"]["size"] == 5
     assert raw["config"]["params"]["vectors"]["distance"] == "Manhattan"
+
+
+def test_status_is_yellow_while_optimizing_and_green_once_settled(client, collection_name):
+    # Segments are sealed (then indexed, and merged in pairs up to 20 KB) every 10 KB
+    # of vectors: 3000 points of 8 floats are ~94 KB, so background work is certain.
+    client.create_collection(
+        collection_name,
+        vectors_config=models.VectorParams(size=8, distance=models.Distance.COSINE),
+        optimizers_config=models.OptimizersConfigDiff(indexing_threshold=10, max_segment_size=20),
+    )
+    for start in range(0, 3000, 500):
+        client.upsert(collection_name, points=models.Batch(
+            ids=list(range(start, start + 500)),
+            vectors=[[float((i * 7 + d) % 13) + 1.0 for d in range(8)] for i in range(start, start + 500)],
+        ))
+    seen = []
+
+    def green():
+        info = client.get_collection(collection_name)
+        seen.append(info.status)
+        return info.status == models.CollectionStatus.GREEN
+
+    assert poll(green, timeout=120, interval=0.2), f"still {seen[-1]} after 120 s"
+    assert set(seen) <= {models.CollectionStatus.GREEN, models.CollectionStatus.YELLOW}, seen
+    info = client.get_collection(collection_name)
+    assert info.optimizer_status == models.OptimizersStatusOneOf.OK
+    # Green means nothing is left to do: every sealed segment carries its index.
+    assert info.indexed_vectors_count > 0
+    assert info.points_count == 3000

@@ -261,6 +261,22 @@ impl TestNode {
         }
     }
 
+    /// SIGSTOP: the process stays, answers nothing (to its peers it looks cut off).
+    pub fn pause(&self) {
+        self.signal(libc::SIGSTOP);
+    }
+
+    /// SIGCONT after [`Self::pause`].
+    pub fn resume(&self) {
+        self.signal(libc::SIGCONT);
+    }
+
+    fn signal(&self, signal: i32) {
+        let child = self.child.as_ref().expect("the node is running");
+        let done = unsafe { libc::kill(child.id() as i32, signal) };
+        assert_eq!(done, 0, "sending signal {signal} failed");
+    }
+
     /// SIGTERM and wait (bounded) for a clean exit.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {

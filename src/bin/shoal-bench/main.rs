@@ -4,9 +4,12 @@
 //!
 //! Usage: `cargo run --release --bin shoal-bench -- [--points N] [--dim D] [--batch B]
 //! [--queries Q] [--clients C] [--server PATH] [--url URL] [--data embedding|uniform]
-//! [--hnsw-ef EF] [--mode search|snapshot|grpc] [--grpc-url URL]`. Without `--url` it starts
-//! `target/release/shoal` (or `--server`) on loopback ports with a temporary storage
-//! directory, so the figures include nothing but shoal and the loopback network.
+//! [--hnsw-ef EF] [--mode search|snapshot|grpc|cluster|cluster-recover] [--grpc-url URL]
+//! [--max-wait SECONDS]`. Without `--url` it starts `target/release/shoal` (or
+//! `--server`) on loopback ports with a temporary storage directory, so the figures
+//! include nothing but shoal and the loopback network. Searches are measured once the
+//! collection's status is green (no index build or segment merge due or running),
+//! waiting at most `--max-wait` (default 1800 s).
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -15,6 +18,8 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::{json, Value};
 
+mod cluster;
+mod cluster_recover;
 mod grpc;
 mod snapshots;
 
@@ -33,10 +38,13 @@ struct Options {
     hnsw_ef: usize,
     /// `search` (default): load, then search figures; `snapshot`: load (no index), then
     /// snapshot create and recover figures; `grpc`: the same upserts and searches over
-    /// REST and over the public gRPC API, side by side.
+    /// REST and over the public gRPC API, side by side; `cluster`: load, then the same on
+    /// a 3-peer cluster (metadata commit latency, replicated writes, shard transfers).
     mode: String,
     /// gRPC address for `--mode grpc` with `--url` (default: the started server's port).
     grpc_url: Option<String>,
+    /// Longest wait for the collection to turn green before searching.
+    max_wait_secs: u64,
 }
 
 fn parse_options() -> Result<Options> {
@@ -52,6 +60,7 @@ fn parse_options() -> Result<Options> {
         hnsw_ef: 128,
         mode: "search".to_string(),
         grpc_url: None,
+        max_wait_secs: 1800,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -68,6 +77,7 @@ fn parse_options() -> Result<Options> {
             "--hnsw-ef" => o.hnsw_ef = value()?.parse()?,
             "--mode" => o.mode = value()?,
             "--grpc-url" => o.grpc_url = Some(value()?),
+            "--max-wait" => o.max_wait_secs = value()?.parse()?,
             other => bail!("unknown flag {other}"),
         }
     }
@@ -146,15 +156,27 @@ fn free_port() -> Result<u16> {
 }
 
 fn start_server(binary: &PathBuf) -> Result<(Server, String)> {
+    start_peer(binary, free_port()?, &[], &[])
+}
+
+/// A server with `p2p_port` as its peer port, extra environment and arguments.
+fn start_peer(
+    binary: &PathBuf,
+    p2p_port: u16,
+    env: &[(&str, &str)],
+    args: &[String],
+) -> Result<(Server, String)> {
     let dir = tempfile::tempdir()?;
     let port = free_port()?;
     let grpc_port = free_port()?;
     let child = Command::new(binary)
+        .args(args)
+        .envs(env.iter().copied())
         .current_dir(dir.path())
         .env("QDRANT__SERVICE__HOST", "127.0.0.1")
         .env("QDRANT__SERVICE__HTTP_PORT", port.to_string())
         .env("QDRANT__SERVICE__GRPC_PORT", grpc_port.to_string())
-        .env("QDRANT__CLUSTER__P2P__PORT", free_port()?.to_string())
+        .env("QDRANT__CLUSTER__P2P__PORT", p2p_port.to_string())
         .env("QDRANT__STORAGE__STORAGE_PATH", dir.path().join("storage"))
         .env(
             "QDRANT__STORAGE__SNAPSHOTS_PATH",
@@ -219,6 +241,16 @@ async fn wait_ready(http: &reqwest::Client, base: &str) -> Result<()> {
 }
 
 async fn upsert_all(http: &reqwest::Client, base: &str, o: &Options) -> Result<Duration> {
+    upsert_into(http, base, "bench", o).await
+}
+
+/// Loads `o.points` points into `collection` with `o.clients` concurrent clients.
+async fn upsert_into(
+    http: &reqwest::Client,
+    base: &str,
+    collection: &str,
+    o: &Options,
+) -> Result<Duration> {
     let started = Instant::now();
     let batches: Vec<usize> = (0..o.points).step_by(o.batch).collect();
     let mut tasks = Vec::new();
@@ -230,6 +262,7 @@ async fn upsert_all(http: &reqwest::Client, base: &str, o: &Options) -> Result<D
             .step_by(o.clients)
             .collect();
         let (http, base, batch, total) = (http.clone(), base.to_string(), o.batch, o.points);
+        let url = format!("{base}/collections/{collection}/points?wait=true");
         let data = DataGen::new(&o.data, o.dim)?;
         tasks.push(tokio::spawn(async move {
             for start in mine {
@@ -238,7 +271,7 @@ async fn upsert_all(http: &reqwest::Client, base: &str, o: &Options) -> Result<D
                 let points: Vec<Value> = (start..end)
                     .map(|id| json!({"id": id, "vector": data.vector(&mut rng), "payload": {"n": id % 100}}))
                     .collect();
-                call(&http, reqwest::Method::PUT, format!("{base}/collections/bench/points?wait=true"), &json!({"points": points}))
+                call(&http, reqwest::Method::PUT, url.clone(), &json!({"points": points}))
                     .await?;
             }
             Ok::<_, anyhow::Error>(())
@@ -279,35 +312,66 @@ async fn search(
     Ok((started.elapsed(), results))
 }
 
-/// Waits (bounded) until index building has finished.
+/// Waits (bounded) until the bench collection is green; the wait and the indexed count.
 async fn wait_indexed(http: &reqwest::Client, base: &str) -> Result<(Duration, u64)> {
+    wait_indexed_of(http, base, "bench").await
+}
+
+/// [`wait_indexed`] for any collection.
+async fn wait_indexed_of(
+    http: &reqwest::Client,
+    base: &str,
+    collection: &str,
+) -> Result<(Duration, u64)> {
+    let settled = wait_green(http, base, collection, Duration::from_secs(1800)).await?;
+    Ok((settled.waited, settled.indexed))
+}
+
+/// What the wait for background optimizations saw.
+struct Settled {
+    waited: Duration,
+    green: bool,
+    indexed: u64,
+    segments: u64,
+}
+
+/// Waits (bounded: at most `max_wait`) until `collection` reports status `green`: no
+/// index build or segment merge due or running, so searches measure the settled
+/// collection.
+async fn wait_green(
+    http: &reqwest::Client,
+    base: &str,
+    collection: &str,
+    max_wait: Duration,
+) -> Result<Settled> {
     let started = Instant::now();
-    let (mut last, mut stable) = (0, 0);
-    for _ in 0..3_600 {
+    loop {
         let info = call(
             http,
             reqwest::Method::GET,
-            format!("{base}/collections/bench"),
+            format!("{base}/collections/{collection}"),
             &Value::Null,
         )
         .await?;
-        // Sealed segments get indexed; the appendable tail stays exact. Done when the
-        // count has not moved for five seconds.
-        let indexed = info["indexed_vectors_count"].as_u64().unwrap_or(0);
-        stable = if indexed == last { stable + 1 } else { 0 };
-        if indexed > 0 && stable >= 5 {
-            return Ok((started.elapsed(), indexed));
+        let green = info["status"] == "green";
+        if green || started.elapsed() >= max_wait {
+            return Ok(Settled {
+                waited: started.elapsed(),
+                green,
+                indexed: info["indexed_vectors_count"].as_u64().unwrap_or(0),
+                segments: info["segments_count"].as_u64().unwrap_or(0),
+            });
         }
-        last = indexed;
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    Ok((started.elapsed(), last))
 }
 
 /// The benchmark collection; the snapshot mode turns indexing off so that no index
 /// build competes with the measured snapshot work.
 fn collection_body(o: &Options) -> Value {
-    if o.mode == "snapshot" {
+    if o.mode == "cluster-recover" {
+        json!({"vectors": {"size": o.dim, "distance": "Cosine"}, "shard_number": 3, "replication_factor": 2})
+    } else if o.mode == "snapshot" {
         json!({"vectors": {"size": o.dim, "distance": "Cosine"}, "optimizers_config": {"indexing_threshold": 0}})
     } else {
         json!({"vectors": {"size": o.dim, "distance": "Cosine"}})
@@ -367,6 +431,16 @@ async fn main() -> Result<()> {
         o.points as f64 / took.as_secs_f64(),
         took.as_secs_f64()
     );
+    if o.mode == "cluster" {
+        drop(server);
+        return cluster::run(&o, &http, o.points as f64 / took.as_secs_f64()).await;
+    }
+    if o.mode == "cluster-recover" {
+        let (server, _) = server
+            .as_ref()
+            .context("--mode cluster-recover starts its own servers; drop --url")?;
+        return cluster_recover::run(&o, &http, &base, server).await;
+    }
     if o.mode == "snapshot" {
         let (server, _) = server
             .as_ref()
@@ -377,12 +451,19 @@ async fn main() -> Result<()> {
     let mut rng = Rng(42);
     let data = DataGen::new(&o.data, o.dim)?;
     let queries: Vec<Vec<f32>> = (0..o.queries).map(|_| data.vector(&mut rng)).collect();
-    // Index building runs in the background; measure searches only once it is done,
-    // so both figures see an idle machine.
-    let (index_wait, indexed) = wait_indexed(&http, &base).await?;
+    // Index builds and merges run in the background; measure searches only once the
+    // collection is green, so both figures see the settled collection on an idle machine.
+    let settled = wait_green(&http, &base, "bench", Duration::from_secs(o.max_wait_secs)).await?;
     println!(
-        "indexing: {indexed} vectors indexed, waited {:.1} s after the load",
-        index_wait.as_secs_f64()
+        "optimizations: {} after {:.1} s ({} vectors indexed, {} segments)",
+        if settled.green {
+            "green"
+        } else {
+            "STILL YELLOW (figures below are taken mid-optimization)"
+        },
+        settled.waited.as_secs_f64(),
+        settled.indexed,
+        settled.segments
     );
     let (exact_took, exact) = search(&http, &base, &queries, true, o.hnsw_ef).await?;
     println!(

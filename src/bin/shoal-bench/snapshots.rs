@@ -67,7 +67,7 @@ pub async fn run(o: &Options, http: &reqwest::Client, base: &str, server: &Serve
         .join(&name);
 
     let started = Instant::now();
-    upload(http, &second_base, "from_upload", &file).await?;
+    upload(http, &second_base, "from_upload", &file, "").await?;
     let took = started.elapsed();
     expect_points(http, &second_base, "from_upload", o.points).await?;
     println!(
@@ -99,7 +99,15 @@ pub async fn run(o: &Options, http: &reqwest::Client, base: &str, server: &Serve
 }
 
 /// Streams a file as the multipart `snapshot` part.
-async fn upload(http: &reqwest::Client, base: &str, collection: &str, file: &Path) -> Result<()> {
+/// Multipart upload of a snapshot file to `collection`'s upload route (`query` is added
+/// to the URL, e.g. `priority=snapshot`).
+pub(super) async fn upload(
+    http: &reqwest::Client,
+    base: &str,
+    collection: &str,
+    file: &Path,
+    query: &str,
+) -> Result<()> {
     let handle = tokio::fs::File::open(file)
         .await
         .with_context(|| format!("opening {}", file.display()))?;
@@ -109,7 +117,9 @@ async fn upload(http: &reqwest::Client, base: &str, collection: &str, file: &Pat
     let part = reqwest::multipart::Part::stream_with_length(body, len).file_name("bench.snapshot");
     let form = reqwest::multipart::Form::new().part("snapshot", part);
     let response = http
-        .post(format!("{base}/collections/{collection}/snapshots/upload"))
+        .post(format!(
+            "{base}/collections/{collection}/snapshots/upload?{query}"
+        ))
         .multipart(form)
         .send()
         .await?;
