@@ -19,7 +19,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         out_dir.join("qdrant_descriptor.bin"),
         public.encode_to_vec(),
     )?;
-    // The client half is used by shoal-bench.
-    tonic_prost_build::configure().compile_fds(public)?;
+    // Undecodable requests answer InvalidArgument (see src/api/grpc/codec.rs). The client
+    // half is used by shoal-bench and the tests.
+    tonic_prost_build::configure()
+        .codec_path("crate::api::grpc::codec::QdrantCodec")
+        .compile_fds(public)?;
     Ok(())
 }

@@ -388,6 +388,13 @@ fn collection_and_full_snapshots() {
 
         let unknown = client.create_snapshot("nope").await.unwrap_err();
         assert_eq!(code_of(unknown), Code::NotFound);
+        let bad_name = client.create_snapshot("a/b").await.unwrap_err();
+        assert_eq!(code_of(bad_name), Code::InvalidArgument);
+        let empty = client
+            .delete_snapshot(DeleteSnapshotRequestBuilder::new("snap", ""))
+            .await
+            .unwrap_err();
+        assert_eq!(code_of(empty), Code::InvalidArgument);
     });
 }
 
@@ -445,9 +452,114 @@ fn bad_requests_get_qdrant_codes_and_the_server_keeps_serving() {
             .upsert_points(UpsertPointsBuilder::new("c", big))
             .await
             .unwrap_err();
-        assert_eq!(code_of(oversize), Code::OutOfRange);
+        let QdrantError::ResponseError { status } = oversize else {
+            panic!("expected a gRPC status, got {oversize:?}");
+        };
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert!(
+            status.message().contains("max_request_size_mb"),
+            "{status:?}"
+        );
 
         // Still serving on the same client.
         assert!(plain.collection_exists("c").await.unwrap());
+    });
+}
+
+/// Sends raw bytes as a request message, to see how bad input is answered.
+#[derive(Default)]
+struct RawCodec;
+
+struct RawBytes;
+
+impl tonic::codec::Encoder for RawBytes {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+    fn encode(
+        &mut self,
+        item: Vec<u8>,
+        dst: &mut tonic::codec::EncodeBuf<'_>,
+    ) -> Result<(), tonic::Status> {
+        bytes::BufMut::put_slice(dst, &item);
+        Ok(())
+    }
+}
+
+impl tonic::codec::Decoder for RawBytes {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+    fn decode(
+        &mut self,
+        src: &mut tonic::codec::DecodeBuf<'_>,
+    ) -> Result<Option<Vec<u8>>, tonic::Status> {
+        let n = bytes::Buf::remaining(src);
+        Ok(Some(bytes::Buf::copy_to_bytes(src, n).to_vec()))
+    }
+}
+
+impl tonic::codec::Codec for RawCodec {
+    type Encode = Vec<u8>;
+    type Decode = Vec<u8>;
+    type Encoder = RawBytes;
+    type Decoder = RawBytes;
+    fn encoder(&mut self) -> RawBytes {
+        RawBytes
+    }
+    fn decoder(&mut self) -> RawBytes {
+        RawBytes
+    }
+}
+
+#[test]
+fn wrong_message_types_are_invalid_argument_and_reflection_lists_the_services() {
+    let node = TestNode::start();
+    runtime().block_on(async {
+        let url = format!("http://127.0.0.1:{}", node.grpc_port);
+        let channel = tonic::transport::Channel::from_shared(url)
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let mut grpc = tonic::client::Grpc::new(channel.clone());
+        // Field 1 (collection_name, a string) sent as a varint: not an UpsertPoints.
+        for bytes in [vec![0x08, 0x01], vec![0xff, 0xff, 0xff]] {
+            grpc.ready().await.unwrap();
+            let answer = grpc
+                .unary(
+                    tonic::Request::new(bytes),
+                    "/qdrant.Points/Upsert".parse().unwrap(),
+                    RawCodec,
+                )
+                .await
+                .unwrap_err();
+            assert_eq!(answer.code(), Code::InvalidArgument, "{answer:?}");
+        }
+
+        use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+        use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+        use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+        use tonic_reflection::pb::v1::ServerReflectionRequest;
+        let request = ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::ListServices(String::new())),
+        };
+        let mut answers = ServerReflectionClient::new(channel)
+            .server_reflection_info(futures::stream::iter([request]))
+            .await
+            .unwrap()
+            .into_inner();
+        let first = answers.message().await.unwrap().expect("an answer");
+        let Some(MessageResponse::ListServicesResponse(list)) = first.message_response else {
+            panic!("expected a service list, got {first:?}");
+        };
+        let names: Vec<_> = list.service.into_iter().map(|s| s.name).collect();
+        for service in [
+            "qdrant.Qdrant",
+            "qdrant.Collections",
+            "qdrant.Points",
+            "qdrant.Snapshots",
+        ] {
+            assert!(names.iter().any(|n| n == service), "{service} in {names:?}");
+        }
     });
 }

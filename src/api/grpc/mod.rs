@@ -5,12 +5,14 @@
 //!
 //! Handlers only convert (`convert/`) and call the same [`Node`] methods as the REST
 //! routes; errors become statuses through the one table in `api/errors.rs`. Requests
-//! larger than `service.max_request_size_mb` are refused with `OutOfRange` before they
-//! are decoded.
+//! larger than `service.max_request_size_mb` are refused with `InvalidArgument` before
+//! they are read (`oversize.rs`).
 
 pub mod auth_layer;
+pub mod codec;
 mod collections;
 pub mod convert;
+mod oversize;
 mod points;
 mod snapshots;
 
@@ -107,6 +109,7 @@ pub async fn serve(
 
     builder
         .layer(auth_layer::AuthLayer::new(keys))
+        .layer(oversize::OversizeLayer)
         .add_service(public!(
             proto::qdrant_server::QdrantServer<_>,
             HealthService

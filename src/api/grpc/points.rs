@@ -14,7 +14,7 @@ use super::proto::points_server::Points;
 use super::proto::*;
 use super::{answer, seconds_since};
 use crate::error::Result;
-use crate::node::points::{overwrite_payload_op, UpdateResult as NodeUpdate};
+use crate::node::points::{overwrite_payload_op, Query, UpdateResult as NodeUpdate};
 use crate::node::Node;
 use crate::shard::ops::ShardOp;
 
@@ -23,15 +23,28 @@ pub struct PointsService {
 }
 
 impl PointsService {
-    async fn update(
+    /// Applies a delete or payload op and answers with its update result.
+    async fn write(
         &self,
+        start: Instant,
         collection: &str,
         wait: Option<bool>,
         op: Result<ShardOp>,
-    ) -> Result<NodeUpdate> {
-        self.node
-            .update_points(collection, op?, wait.unwrap_or(false))
-            .await
+    ) -> Result<Response<PointsOperationResponse>, Status> {
+        answer(async {
+            let result = self
+                .node
+                .update_points(collection, op?, wait.unwrap_or(false))
+                .await?;
+            Ok(written(result, start))
+        })
+        .await
+    }
+
+    /// Runs one search or query; the answer as gRPC points.
+    async fn one_query(&self, collection: &str, query: Result<Query>) -> Result<Vec<ScoredPoint>> {
+        let mut results = self.node.query_points(collection, vec![query?]).await?;
+        Ok(convert::scored_points(results.pop().unwrap_or_default()))
     }
 }
 
@@ -71,12 +84,8 @@ impl Points for PointsService {
     ) -> Result<Response<PointsOperationResponse>, Status> {
         let start = Instant::now();
         let r = request.into_inner();
-        answer(async {
-            let op = convert::points_selector(r.points).map(ShardOp::Delete);
-            let result = self.update(&r.collection_name, r.wait, op).await?;
-            Ok(written(result, start))
-        })
-        .await
+        let op = convert::points_selector(r.points).map(ShardOp::Delete);
+        self.write(start, &r.collection_name, r.wait, op).await
     }
 
     async fn get(&self, request: Request<GetPoints>) -> Result<Response<GetResponse>, Status> {
@@ -104,18 +113,14 @@ impl Points for PointsService {
     ) -> Result<Response<PointsOperationResponse>, Status> {
         let start = Instant::now();
         let r = request.into_inner();
-        answer(async {
-            let op = (|| {
-                Ok(ShardOp::SetPayload {
-                    selector: convert::points_selector(r.points_selector)?,
-                    payload: payload_from_grpc(r.payload)?,
-                    key: r.key,
-                })
-            })();
-            let result = self.update(&r.collection_name, r.wait, op).await?;
-            Ok(written(result, start))
-        })
-        .await
+        let op = (|| {
+            Ok(ShardOp::SetPayload {
+                selector: convert::points_selector(r.points_selector)?,
+                payload: payload_from_grpc(r.payload)?,
+                key: r.key,
+            })
+        })();
+        self.write(start, &r.collection_name, r.wait, op).await
     }
 
     async fn overwrite_payload(
@@ -124,18 +129,14 @@ impl Points for PointsService {
     ) -> Result<Response<PointsOperationResponse>, Status> {
         let start = Instant::now();
         let r = request.into_inner();
-        answer(async {
-            let op = (|| {
-                overwrite_payload_op(
-                    convert::points_selector(r.points_selector)?,
-                    payload_from_grpc(r.payload)?,
-                    r.key,
-                )
-            })();
-            let result = self.update(&r.collection_name, r.wait, op).await?;
-            Ok(written(result, start))
-        })
-        .await
+        let op = (|| {
+            overwrite_payload_op(
+                convert::points_selector(r.points_selector)?,
+                payload_from_grpc(r.payload)?,
+                r.key,
+            )
+        })();
+        self.write(start, &r.collection_name, r.wait, op).await
     }
 
     async fn delete_payload(
@@ -144,17 +145,12 @@ impl Points for PointsService {
     ) -> Result<Response<PointsOperationResponse>, Status> {
         let start = Instant::now();
         let r = request.into_inner();
-        answer(async {
-            let op = convert::points_selector(r.points_selector).map(|selector| {
-                ShardOp::DeletePayload {
-                    selector,
-                    keys: r.keys,
-                }
+        let op =
+            convert::points_selector(r.points_selector).map(|selector| ShardOp::DeletePayload {
+                selector,
+                keys: r.keys,
             });
-            let result = self.update(&r.collection_name, r.wait, op).await?;
-            Ok(written(result, start))
-        })
-        .await
+        self.write(start, &r.collection_name, r.wait, op).await
     }
 
     async fn clear_payload(
@@ -163,13 +159,9 @@ impl Points for PointsService {
     ) -> Result<Response<PointsOperationResponse>, Status> {
         let start = Instant::now();
         let r = request.into_inner();
-        answer(async {
-            let op = convert::points_selector(r.points)
-                .map(|selector| ShardOp::ClearPayload { selector });
-            let result = self.update(&r.collection_name, r.wait, op).await?;
-            Ok(written(result, start))
-        })
-        .await
+        let op =
+            convert::points_selector(r.points).map(|selector| ShardOp::ClearPayload { selector });
+        self.write(start, &r.collection_name, r.wait, op).await
     }
 
     async fn search(
@@ -180,10 +172,8 @@ impl Points for PointsService {
         let r = request.into_inner();
         answer(async {
             let name = r.collection_name.clone();
-            let query = convert::search_query(r)?;
-            let mut results = self.node.query_points(&name, vec![query]).await?;
             Ok(SearchResponse {
-                result: convert::scored_points(results.pop().unwrap_or_default()),
+                result: self.one_query(&name, convert::search_query(r)).await?,
                 time: seconds_since(start),
             })
         })
@@ -280,10 +270,8 @@ impl Points for PointsService {
         let r = request.into_inner();
         answer(async {
             let name = r.collection_name.clone();
-            let query = convert::query(r)?;
-            let mut results = self.node.query_points(&name, vec![query]).await?;
             Ok(QueryResponse {
-                result: convert::scored_points(results.pop().unwrap_or_default()),
+                result: self.one_query(&name, convert::query(r)).await?,
                 time: seconds_since(start),
             })
         })

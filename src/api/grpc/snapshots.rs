@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use tonic::{Request, Response, Status};
 
-use super::convert::snapshots::{description, descriptions};
+use super::convert::snapshots::{collection_name, description, descriptions, snapshot_name};
 use super::proto::snapshots_server::Snapshots;
 use super::proto::*;
 use super::{answer, seconds_since};
@@ -37,6 +37,7 @@ impl Snapshots for SnapshotsService {
         let start = Instant::now();
         let name = request.into_inner().collection_name;
         answer(async {
+            let name = collection_name(name)?;
             let created = finished(self.node.snapshot_collection(&name, true).await?)?;
             Ok(CreateSnapshotResponse {
                 snapshot_description: Some(description(created)),
@@ -53,7 +54,9 @@ impl Snapshots for SnapshotsService {
         let start = Instant::now();
         let name = request.into_inner().collection_name;
         answer(async {
-            let list = self.node.list_collection_snapshots(&name)?;
+            let list = self
+                .node
+                .list_collection_snapshots(&collection_name(name)?)?;
             Ok(ListSnapshotsResponse {
                 snapshot_descriptions: descriptions(list),
                 time: seconds_since(start),
@@ -69,13 +72,11 @@ impl Snapshots for SnapshotsService {
         let start = Instant::now();
         let request = request.into_inner();
         answer(async {
+            let name = collection_name(request.collection_name)?;
+            let snapshot = snapshot_name(request.snapshot_name)?;
             finished(
                 self.node
-                    .remove_collection_snapshot(
-                        &request.collection_name,
-                        &request.snapshot_name,
-                        true,
-                    )
+                    .remove_collection_snapshot(&name, &snapshot, true)
                     .await?,
             )?;
             Ok(DeleteSnapshotResponse {
@@ -122,6 +123,7 @@ impl Snapshots for SnapshotsService {
         let start = Instant::now();
         let name = request.into_inner().snapshot_name;
         answer(async {
+            let name = snapshot_name(name)?;
             finished(self.node.remove_full_snapshot(&name, true).await?)?;
             Ok(DeleteSnapshotResponse {
                 time: seconds_since(start),

@@ -1,6 +1,7 @@
 //! `--mode grpc`: the same work over REST (JSON) and over the public gRPC API
 //! (protobuf), one after the other against one server: upserts of `--batch`-point
-//! batches with `wait=true`, then single-client search latency. Vectors are made before
+//! batches with `wait=true`, then single-client search latency (REST and gRPC queries
+//! alternate). Vectors are made before
 //! the clock starts; encoding each request is part of what is measured, as it is for
 //! any client.
 
@@ -66,11 +67,20 @@ pub async fn run(o: &Options, http: &reqwest::Client, base: &str, grpc_url: &str
     );
 
     let queries: Vec<Vec<f32>> = (0..o.queries).map(|_| data.vector(&mut rng)).collect();
-    // Warm both paths once, then measure each over the same collection.
+    // Warm both paths once, then alternate REST and gRPC query by query (in turn
+    // first), so that a busy moment of the machine falls on both alike.
     search_rest(http, base, &queries[..1]).await?;
     search_grpc(&mut points, &queries[..1]).await?;
-    let rest = search_rest(http, base, &queries).await?;
-    let grpc = search_grpc(&mut points, &queries).await?;
+    let (mut rest, mut grpc) = (Vec::new(), Vec::new());
+    for (i, q) in queries.chunks(1).enumerate() {
+        if i % 2 == 0 {
+            rest.extend(search_rest(http, base, q).await?);
+            grpc.extend(search_grpc(&mut points, q).await?);
+        } else {
+            grpc.extend(search_grpc(&mut points, q).await?);
+            rest.extend(search_rest(http, base, q).await?);
+        }
+    }
     println!(
         "search REST: mean {:.3} ms, p50 {:.3} ms, p99 {:.3} ms",
         mean(&rest),

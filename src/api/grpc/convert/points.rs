@@ -238,24 +238,23 @@ fn field_json(field: proto::FieldCondition) -> Result<Json> {
         out.insert("match".into(), match_json(m)?);
     }
     if let Some(r) = field.range {
-        let mut range = serde_json::Map::new();
-        for (name, value) in [("lt", r.lt), ("gt", r.gt), ("gte", r.gte), ("lte", r.lte)] {
-            if let Some(v) = value {
-                range.insert(name.into(), json!(v));
-            }
-        }
-        out.insert("range".into(), Json::Object(range));
+        out.insert("range".into(), bounds([r.lt, r.gt, r.gte, r.lte]));
     }
     if let Some(c) = field.values_count {
-        let mut count = serde_json::Map::new();
-        for (name, value) in [("lt", c.lt), ("gt", c.gt), ("gte", c.gte), ("lte", c.lte)] {
-            if let Some(v) = value {
-                count.insert(name.into(), json!(v));
-            }
-        }
-        out.insert("values_count".into(), Json::Object(count));
+        out.insert("values_count".into(), bounds([c.lt, c.gt, c.gte, c.lte]));
     }
     Ok(Json::Object(out))
+}
+
+/// `{"lt", "gt", "gte", "lte"}` with the bounds that are set.
+fn bounds<T: serde::Serialize>([lt, gt, gte, lte]: [Option<T>; 4]) -> Json {
+    let named = [("lt", lt), ("gt", gt), ("gte", gte), ("lte", lte)];
+    Json::Object(
+        named
+            .into_iter()
+            .filter_map(|(name, value)| Some((name.to_string(), json!(value?))))
+            .collect(),
+    )
 }
 
 fn match_json(m: proto::Match) -> Result<Json> {
