@@ -56,6 +56,9 @@ pub struct Node {
     pub(crate) write_recorders: snapshot_transfer::WriteRecorders,
     /// The transfers this peer runs as their source right now (see `recovery.rs`).
     pub(crate) running_transfers: recovery::RunningTransfers,
+    /// Wakes the recovery loop before its next round (e.g. right after a snapshot
+    /// recovery marked replicas Dead that this peer is to re-sync).
+    pub(crate) recovery_kick: tokio::sync::Notify,
 }
 
 impl Node {
@@ -131,6 +134,7 @@ impl Node {
             effects_executed,
             write_recorders: Default::default(),
             running_transfers: Default::default(),
+            recovery_kick: Default::default(),
         });
         tokio::spawn(snapshot_install::watch_stale_recoveries(node.clone()));
         if let Some((restarted, this_uri)) = background {

@@ -1,8 +1,9 @@
 //! Running shard transfers, and the automatic recovery of Dead replicas by a transfer.
 //!
 //! Pending transfers live in the cluster state (`consensus::transfer`). Every clustered
-//! peer looks at that state every 200 ms for transfers to run and once a second for
-//! replicas to recover, and
+//! peer looks at that state every 200 ms for transfers to run and once a second (or at
+//! once when kicked, e.g. by a snapshot recovery that marked replicas Dead) for replicas
+//! to recover, and
 //!
 //! 1. starts a recovery for each shard with a Dead replica and no transfer into it, if it
 //!    is the shard's recovery source (its lowest-id Active replica, see
@@ -82,12 +83,15 @@ pub(crate) async fn run(node: Arc<Node>) {
     let mut round: u32 = 0;
     loop {
         round = round.wrapping_add(1);
-        tokio::time::sleep(TRANSFER_PERIOD).await;
+        let kicked = tokio::select! {
+            _ = tokio::time::sleep(TRANSFER_PERIOD) => false,
+            _ = node.recovery_kick.notified() => true,
+        };
         if !node.consensus.raft_info().running {
             return;
         }
         node.forget_finished_recordings();
-        let due = if round.is_multiple_of(RECOVERY_EVERY) {
+        let due = if kicked || round.is_multiple_of(RECOVERY_EVERY) {
             node.recoveries_due()
         } else {
             Vec::new()

@@ -99,6 +99,9 @@ impl Node {
                 return Err(err);
             }
         };
+        // Replicas just marked Dead are re-synced from this peer: start now, not at the
+        // recovery loop's next round.
+        self.recovery_kick.notify_one();
         let after = self.shard_states(&name);
         Ok(ids
             .iter()
