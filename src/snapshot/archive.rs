@@ -128,17 +128,19 @@ fn file_header(size: u64) -> tar::Header {
 /// file is removed.
 pub fn write_file(
     path: &Path,
-    fill: impl FnOnce(&mut ArchiveWriter<BufWriter<File>>) -> Result<()>,
+    fill: impl FnOnce(&mut ArchiveWriter<BufWriter<EarlyWriteBack>>) -> Result<()>,
 ) -> Result<(String, u64)> {
     let result = (|| {
         let file =
             File::create(path).map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
-        let mut writer = ArchiveWriter::new(BufWriter::with_capacity(1 << 20, file));
+        let mut writer =
+            ArchiveWriter::new(BufWriter::with_capacity(1 << 20, EarlyWriteBack::new(file)));
         fill(&mut writer)?;
         let (buffered, sha256, size) = writer.finish()?;
         let file = buffered
             .into_inner()
-            .map_err(|e| Error::io(format!("writing {}", path.display()), e.into_error()))?;
+            .map_err(|e| Error::io(format!("writing {}", path.display()), e.into_error()))?
+            .file;
         file.sync_all()
             .map_err(|e| Error::io(format!("syncing {}", path.display()), e))?;
         Ok((sha256, size))
@@ -147,6 +149,55 @@ pub fn write_file(
         let _ = std::fs::remove_file(path);
     }
     result
+}
+
+/// A file writer that asks the kernel to start writing back every few MiB as the archive
+/// grows (`sync_file_range`, which does not wait), so the disk works while the archive is
+/// still being built and the final fsync has little left to do.
+pub struct EarlyWriteBack {
+    file: File,
+    written: u64,
+    started_up_to: u64,
+}
+
+/// Bytes written between two write-back requests.
+const WRITE_BACK_EVERY: u64 = 8 << 20;
+
+impl EarlyWriteBack {
+    fn new(file: File) -> Self {
+        EarlyWriteBack {
+            file,
+            written: 0,
+            started_up_to: 0,
+        }
+    }
+}
+
+impl Write for EarlyWriteBack {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.written += n as u64;
+        if self.written - self.started_up_to >= WRITE_BACK_EVERY {
+            use std::os::fd::AsRawFd;
+            let (offset, len) = (self.started_up_to, self.written - self.started_up_to);
+            // A hint only: if it fails, the final fsync still writes everything.
+            // SAFETY: a plain syscall on a file descriptor this value owns.
+            unsafe {
+                libc::sync_file_range(
+                    self.file.as_raw_fd(),
+                    offset as libc::off64_t,
+                    len as libc::off64_t,
+                    libc::SYNC_FILE_RANGE_WRITE,
+                );
+            }
+            self.started_up_to = self.written;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
 }
 
 /// Unpacks an archive stream into `dest` (an empty directory), verifying every file
