@@ -14,8 +14,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{json, Value};
 use support::cluster::{
-    clustered, eventually, first_peer, joining_peer, peer_id, peer_uri, replica_states,
-    stored_counts, wait_converged, wait_for_agreement,
+    clustered, eventually, joining_peer, peer_id, peer_uri, replica_states, stored_counts,
+    three_peers_with, wait_converged, wait_for_agreement,
 };
 use support::{assert_error, vectors, TestNode};
 
@@ -23,12 +23,7 @@ const DIM: usize = 8;
 const FILLED: u64 = 300;
 
 fn start_cluster() -> [TestNode; 3] {
-    let p1 = first_peer();
-    let p2 = joining_peer(&p1);
-    let p3 = joining_peer(&p1);
-    let peers = [p1, p2, p3];
-    wait_for_agreement(&peers.iter().collect::<Vec<_>>(), 3);
-    peers
+    three_peers_with(&[])
 }
 
 fn all(peers: &[TestNode; 3]) -> Vec<&TestNode> {

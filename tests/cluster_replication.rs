@@ -19,22 +19,7 @@ const DIM: usize = 8;
 
 /// `(shard, peer) → state` from `GET /collections/{NAME}/cluster` on `node`.
 fn replicas(node: &TestNode) -> BTreeMap<(u64, u64), String> {
-    let info = node.ok(node.get(&format!("/collections/{NAME}/cluster")));
-    let me = info["peer_id"].as_u64().expect("peer_id");
-    let mut out = BTreeMap::new();
-    for local in info["local_shards"].as_array().expect("local_shards") {
-        let state = local["state"].as_str().unwrap().to_string();
-        out.insert((local["shard_id"].as_u64().unwrap(), me), state);
-    }
-    for remote in info["remote_shards"].as_array().expect("remote_shards") {
-        let state = remote["state"].as_str().unwrap().to_string();
-        let key = (
-            remote["shard_id"].as_u64().unwrap(),
-            remote["peer_id"].as_u64().unwrap(),
-        );
-        out.insert(key, state);
-    }
-    out
+    support::cluster::replica_states(node, NAME)
 }
 
 fn point(id: u64, vector: &[f32]) -> Value {
@@ -217,19 +202,9 @@ fn three_peers_replicate_points_and_survive_losing_replicas() {
     );
 }
 
-/// Points per shard replica from `GET /collections/{NAME}/cluster` of every node:
-/// `(shard, peer) → points_count`.
+/// Points per shard replica of {NAME} on every node: `(shard, peer) → points_count`.
 fn stored_counts(nodes: &[&TestNode]) -> BTreeMap<(u64, u64), u64> {
-    let mut out = BTreeMap::new();
-    for node in nodes {
-        let info = node.ok(node.get(&format!("/collections/{NAME}/cluster")));
-        let me = info["peer_id"].as_u64().unwrap();
-        for local in info["local_shards"].as_array().unwrap() {
-            let key = (local["shard_id"].as_u64().unwrap(), me);
-            out.insert(key, local["points_count"].as_u64().unwrap());
-        }
-    }
-    out
+    support::cluster::stored_counts(nodes, NAME)
 }
 
 #[test]

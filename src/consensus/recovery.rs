@@ -252,6 +252,31 @@ mod tests {
     use crate::consensus::op::ClusterOp;
     use ReplicaState::*;
 
+    fn begin(peer: PeerId, shards: Vec<ShardId>) -> ClusterOp {
+        ClusterOp::BeginRecovery {
+            collection: "c".into(),
+            peer,
+            shards,
+        }
+    }
+
+    fn finish(peer: PeerId, priority: SnapshotPriority, scope: RecoveryScope) -> ClusterOp {
+        ClusterOp::FinishRecovery {
+            collection: "c".into(),
+            peer,
+            shards: vec![0],
+            priority,
+            scope,
+        }
+    }
+
+    fn abort(peer: PeerId) -> ClusterOp {
+        ClusterOp::AbortRecovery {
+            collection: "c".into(),
+            peer,
+        }
+    }
+
     /// A collection `c` with replication factor `rf` and the given replicas of shard 0.
     fn cluster(rf: u32, replicas: &[(PeerId, ReplicaState)]) -> ClusterState {
         let body: crate::collection::config::CreateCollection = serde_json::from_value(
@@ -293,19 +318,9 @@ mod tests {
         priority: SnapshotPriority,
         scope: RecoveryScope,
     ) -> Vec<Effect> {
-        let begin = ClusterOp::BeginRecovery {
-            collection: "c".into(),
-            peer,
-            shards: vec![0],
-        };
-        let mut effects = state.apply(&begin).unwrap();
-        let finish = ClusterOp::FinishRecovery {
-            collection: "c".into(),
-            peer,
-            shards: vec![0],
-            priority,
-            scope,
-        };
+        let op = begin(peer, vec![0]);
+        let mut effects = state.apply(&op).unwrap();
+        let finish = finish(peer, priority, scope);
         effects.extend(state.apply(&finish).unwrap());
         assert_eq!(state.collections["c"].recovering, None);
         effects
@@ -314,33 +329,21 @@ mod tests {
     #[test]
     fn begin_takes_local_replicas_out_of_service_but_never_the_last_active_one() {
         let mut state = cluster(2, &[(1, Active), (2, Active)]);
-        let begin = ClusterOp::BeginRecovery {
-            collection: "c".into(),
-            peer: 2,
-            shards: vec![0],
-        };
-        state.apply(&begin).unwrap();
+        let op = begin(2, vec![0]);
+        state.apply(&op).unwrap();
         assert_eq!(shard0(&state), vec![(1, Active), (2, ManualRecovery)]);
 
         let mut alone = cluster(1, &[(1, Active)]);
-        let begin = ClusterOp::BeginRecovery {
-            collection: "c".into(),
-            peer: 1,
-            shards: vec![0],
-        };
-        alone.apply(&begin).unwrap();
+        let op = begin(1, vec![0]);
+        alone.apply(&op).unwrap();
         assert_eq!(shard0(&alone), vec![(1, Active)]);
     }
 
     #[test]
     fn begin_makes_the_peer_a_replica_of_shards_it_did_not_hold() {
         let mut state = cluster(2, &[(1, Active), (2, Active)]);
-        let begin = ClusterOp::BeginRecovery {
-            collection: "c".into(),
-            peer: 3,
-            shards: vec![0],
-        };
-        let effects = state.apply(&begin).unwrap();
+        let op = begin(3, vec![0]);
+        let effects = state.apply(&op).unwrap();
         assert_eq!(
             shard0(&state),
             vec![(1, Active), (2, Active), (3, ManualRecovery)]
@@ -358,23 +361,13 @@ mod tests {
     #[test]
     fn a_second_recovery_of_the_collection_is_refused_until_the_first_ends() {
         let mut state = cluster(2, &[(1, Active), (2, Active)]);
-        let begin = |peer| ClusterOp::BeginRecovery {
-            collection: "c".into(),
-            peer,
-            shards: vec![0],
-        };
-        state.apply(&begin(1)).unwrap();
+        state.apply(&begin(1, vec![0])).unwrap();
         let before = state.clone();
-        let err = state.apply(&begin(2)).unwrap_err();
+        let err = state.apply(&begin(2, vec![0])).unwrap_err();
         assert!(matches!(err, Error::Conflict(_)), "{err}");
         assert_eq!(state, before, "a refused op changes nothing");
-        state
-            .apply(&ClusterOp::AbortRecovery {
-                collection: "c".into(),
-                peer: 1,
-            })
-            .unwrap();
-        state.apply(&begin(2)).unwrap();
+        state.apply(&abort(1)).unwrap();
+        state.apply(&begin(2, vec![0])).unwrap();
     }
 
     #[test]
@@ -463,27 +456,12 @@ mod tests {
     #[test]
     fn abort_sends_out_of_service_replicas_to_be_resynced() {
         let mut state = cluster(2, &[(1, Active), (2, Active)]);
-        let begin = ClusterOp::BeginRecovery {
-            collection: "c".into(),
-            peer: 2,
-            shards: vec![0],
-        };
-        state.apply(&begin).unwrap();
-        state
-            .apply(&ClusterOp::AbortRecovery {
-                collection: "c".into(),
-                peer: 2,
-            })
-            .unwrap();
+        let op = begin(2, vec![0]);
+        state.apply(&op).unwrap();
+        state.apply(&abort(2)).unwrap();
         assert_eq!(shard0(&state), vec![(1, Active), (2, Dead)]);
         assert_eq!(state.collections["c"].recovering, None);
-        let finish = ClusterOp::FinishRecovery {
-            collection: "c".into(),
-            peer: 2,
-            shards: vec![0],
-            priority: SnapshotPriority::Snapshot,
-            scope: RecoveryScope::Collection,
-        };
+        let finish = finish(2, SnapshotPriority::Snapshot, RecoveryScope::Collection);
         assert!(matches!(
             state.apply(&finish).unwrap_err(),
             Error::Conflict(_)
@@ -493,18 +471,9 @@ mod tests {
     #[test]
     fn abort_removes_the_replicas_the_recovery_added() {
         let mut state = cluster(2, &[(1, Active), (2, Active)]);
-        let begin = ClusterOp::BeginRecovery {
-            collection: "c".into(),
-            peer: 3,
-            shards: vec![0],
-        };
-        state.apply(&begin).unwrap();
-        let effects = state
-            .apply(&ClusterOp::AbortRecovery {
-                collection: "c".into(),
-                peer: 3,
-            })
-            .unwrap();
+        let op = begin(3, vec![0]);
+        state.apply(&op).unwrap();
+        let effects = state.apply(&abort(3)).unwrap();
         assert_eq!(shard0(&state), vec![(1, Active), (2, Active)]);
         assert_eq!(
             effects,
@@ -519,15 +488,8 @@ mod tests {
     #[test]
     fn unknown_shards_are_refused() {
         let mut state = cluster(1, &[(1, Active)]);
-        let begin = ClusterOp::BeginRecovery {
-            collection: "c".into(),
-            peer: 1,
-            shards: vec![0, 7],
-        };
-        assert!(matches!(
-            state.apply(&begin).unwrap_err(),
-            Error::NotFound(_)
-        ));
+        let op = begin(1, vec![0, 7]);
+        assert!(matches!(state.apply(&op).unwrap_err(), Error::NotFound(_)));
         assert_eq!(state.collections["c"].recovering, None);
     }
 }
