@@ -12,7 +12,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
 
     let peer = protox::compile(["proto/peer.proto"], ["proto"])?;
-    tonic_prost_build::configure().compile_fds(peer)?;
+    // Snapshot chunks pass through as `Bytes`, without a copy per chunk.
+    tonic_prost_build::configure()
+        .bytes(".shoal.peer.SnapshotChunk.data")
+        .compile_fds(peer)?;
 
     let public = protox::compile(["qdrant.proto"], ["proto/qdrant"])?;
     std::fs::write(

@@ -131,8 +131,8 @@ impl Shards for ShardService {
         Ok(Response::new(ShardReadResponse { result }))
     }
 
-    /// Feeds the archive bytes to the node's installer as they arrive; the sha256 of the
-    /// last message is handed over once the stream has ended.
+    /// Feeds the archive bytes to the node's installer as they arrive; whether the last
+    /// message arrived is handed over once the stream has ended.
     async fn install_snapshot(
         &self,
         request: Request<tonic::Streaming<SnapshotChunk>>,
@@ -150,17 +150,12 @@ impl Shards for ShardService {
         let (tx, reader) = ChannelReader::channel();
         let pump = async move {
             let mut chunk = Some(header);
-            let mut sha256 = None;
+            let mut complete = false;
             while let Some(current) = chunk {
-                if !current.data.is_empty() {
-                    let data = bytes::Bytes::from(current.data);
-                    if tx.send(Ok(data)).await.is_err() {
-                        break; // The installer gave up; its error is the answer.
-                    }
+                if !current.data.is_empty() && tx.send(Ok(current.data)).await.is_err() {
+                    break; // The installer gave up; its error is the answer.
                 }
-                if !current.sha256.is_empty() {
-                    sha256 = Some(current.sha256);
-                }
+                complete |= current.last;
                 chunk = match stream.message().await {
                     Ok(next) => next,
                     Err(status) => {
@@ -169,11 +164,11 @@ impl Shards for ShardService {
                             status.message()
                         ));
                         let _ = tx.send(Err(cut)).await;
-                        return None;
+                        return false;
                     }
                 };
             }
-            sha256
+            complete
         };
         let points = self
             .node

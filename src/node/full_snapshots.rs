@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
 
-use super::snapshots::{unpack_stream, write_collection_snapshot};
+use super::snapshots::{unpack_stream, write_collection_snapshot, OuterChecksum};
 use super::tasks::TaskHandle;
 use super::{blocking, Node};
 use crate::consensus::op::{AliasAction, ClusterOp};
@@ -126,7 +126,12 @@ impl Node {
                 .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
             let file = std::fs::File::open(&path_owned)
                 .map_err(|e| Error::io(format!("opening {}", path_owned.display()), e))?;
-            unpack_stream(std::io::BufReader::new(file), &dir, &AtomicU64::new(0))?;
+            unpack_stream(
+                std::io::BufReader::new(file),
+                &dir,
+                &AtomicU64::new(0),
+                OuterChecksum::Skip,
+            )?;
             let bytes = std::fs::read(dir.join("config.json")).map_err(|_| {
                 Error::BadInput("Invalid snapshot: a full snapshot needs config.json".into())
             })?;

@@ -13,7 +13,7 @@ use chrono::Utc;
 use tokio::sync::mpsc;
 
 use super::snapshot_install::RecoveredShards;
-use super::snapshots::{RecoverRequest, RecoveryReport, SnapshotPriority, Source};
+use super::snapshots::{OuterChecksum, RecoverRequest, RecoveryReport, SnapshotPriority, Source};
 use super::tasks::TaskHandle;
 use super::{blocking, Node};
 use crate::collection::Collection;
@@ -133,8 +133,9 @@ impl Node {
         tokio::task::spawn_blocking(move || {
             let sink = ChannelWriter { tx: tx.clone() };
             let outcome = local.freeze().and_then(|frozen| {
-                let mut writer =
-                    ArchiveWriter::new(std::io::BufWriter::with_capacity(1 << 20, sink));
+                let mut writer = ArchiveWriter::without_checksum(
+                    std::io::BufWriter::with_capacity(1 << 20, sink),
+                );
                 write_shard_archive(&mut writer, &frozen, peer)?;
                 let (mut buffered, _, _) = writer.finish()?;
                 buffered
@@ -238,9 +239,16 @@ impl Node {
             .recovery_dir(&format!("{real}-shard-{shard}"))?;
         let outcome = async {
             let actual = self
-                .unpack_into(&dir, location, api_key, task.bytes())
+                .unpack_into(
+                    &dir,
+                    location,
+                    api_key,
+                    task.bytes(),
+                    OuterChecksum::when_expected(&expected),
+                )
                 .await?;
             if let Some(expected) = &expected {
+                let actual = actual.unwrap_or_default();
                 checksum::verify(expected, &actual).map_err(|_| {
                     Error::BadInput(format!(
                         "Snapshot checksum mismatch: expected {expected}, got {actual}"

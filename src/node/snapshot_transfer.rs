@@ -1,7 +1,9 @@
 //! The `snapshot` shard transfer method: the source streams a snapshot of its replica
 //! (segments with their built HNSW graphs, so nothing is re-indexed) to the target over
 //! the peer service (`Shards.InstallSnapshot`); the target unpacks it as it arrives,
-//! checks its sha256, and swaps it in for its replica with the same atomic directory
+//! verifies every file against the sha256 the archive's manifest lists for it (the source
+//! knows those of immutable files without reading them, see `shard/file_digests.rs`, so
+//! neither side hashes the archive as a whole), and swaps it in for its replica with the same atomic directory
 //! exchange as a shard recovery (`CollectionRegistry::replace_shard`).
 //!
 //! # Writes during the transfer
@@ -32,17 +34,16 @@ use std::future::Future;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
-use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
-use super::snapshots::Source;
+use super::snapshots::{OuterChecksum, Source};
 use super::{blocking, Node};
 use crate::collection::registry::CollectionRegistry;
 use crate::consensus::transfer::{ShardTransfer, TransferMethod};
 use crate::error::{Error, Result};
 use crate::shard::ops::ShardOp;
+use crate::snapshot::layout;
 use crate::snapshot::upload::ChannelReader;
-use crate::snapshot::{checksum, layout};
 use crate::transport::proto::SnapshotChunk;
 use crate::types::ShardId;
 
@@ -125,23 +126,20 @@ impl Node {
             collection: collection.to_string(),
             shard_id: transfer.shard,
             min_applied_index: self.consensus.raft_info().applied,
-            data: Vec::new(),
-            sha256: String::new(),
+            ..SnapshotChunk::default()
         };
         let (tx, rx) = mpsc::channel(4);
         let feeder = tokio::spawn(async move {
             if tx.send(header).await.is_err() {
                 return;
             }
-            let mut hasher = Sha256::new();
             while let Some(piece) = archive.recv().await {
-                let Ok(bytes) = piece else {
-                    // Ends the stream without a sha256: the target installs nothing.
+                let Ok(data) = piece else {
+                    // Ends the stream without its last message: the target installs nothing.
                     return;
                 };
-                hasher.update(&bytes);
                 let chunk = SnapshotChunk {
-                    data: bytes.to_vec(),
+                    data,
                     ..SnapshotChunk::default()
                 };
                 if tx.send(chunk).await.is_err() {
@@ -149,7 +147,7 @@ impl Node {
                 }
             }
             let last = SnapshotChunk {
-                sha256: checksum::to_hex(&hasher.finalize()),
+                last: true,
                 ..SnapshotChunk::default()
             };
             let _ = tx.send(last).await;
@@ -160,16 +158,17 @@ impl Node {
     }
 
     /// The target's side of `Shards.InstallSnapshot`: unpacks `archive` next to the
-    /// collection, checks it against the sha256 that `sha256` yields once the stream has
-    /// ended, swaps it in and replays the writes recorded meanwhile. Refused unless a
-    /// snapshot transfer of the shard to this peer is pending.
+    /// collection, verifying every file against the archive's manifest, checks that
+    /// `complete` says the stream was not cut short, swaps it in and replays the writes
+    /// recorded meanwhile. Refused unless a snapshot transfer of the shard to this peer
+    /// is pending.
     pub async fn install_transferred_snapshot(
         &self,
         collection: &str,
         shard: ShardId,
         min_applied_index: u64,
         archive: ChannelReader,
-        sha256: impl Future<Output = Option<String>>,
+        complete: impl Future<Output = bool>,
     ) -> Result<u64> {
         self.replica_here(collection, shard, min_applied_index)
             .await?;
@@ -186,17 +185,24 @@ impl Node {
         let started = std::time::Instant::now();
         let received = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let outcome = async {
-            let (actual, expected) = tokio::join!(
-                self.unpack_into(&dir, Source::Stream(archive), None, received.clone()),
-                sha256
+            let (unpacked, complete) = tokio::join!(
+                self.unpack_into(
+                    &dir,
+                    Source::Stream(archive),
+                    None,
+                    received.clone(),
+                    OuterChecksum::Skip
+                ),
+                complete
             );
+            unpacked?;
+            if !complete {
+                return Err(Error::BadInput(
+                    "the snapshot stream ended before its last message (cut short)".into(),
+                ));
+            }
             let unpacked = started.elapsed().as_secs_f64();
             let bytes = received.load(std::sync::atomic::Ordering::Relaxed);
-            let actual = actual?;
-            let expected = expected.ok_or_else(|| {
-                Error::BadInput("the snapshot stream ended without its sha256 (cut short)".into())
-            })?;
-            checksum::verify(&expected, &actual)?;
             let (registry, dir, name) = (self.collections.clone(), dir.clone(), collection.to_string());
             blocking(move || {
                 layout::read_shard(&dir)?;

@@ -268,11 +268,18 @@ impl Node {
         let dir = self.collections.recovery_dir(name)?;
         let started = std::time::Instant::now();
         let result = self
-            .unpack_into(&dir, location, api_key, task.bytes())
+            .unpack_into(
+                &dir,
+                location,
+                api_key,
+                task.bytes(),
+                OuterChecksum::when_expected(&expected),
+            )
             .await
             .and_then(|actual| {
                 tracing::info!(collection = name, elapsed = ?started.elapsed(), "snapshot unpacked and verified");
                 if let Some(expected) = &expected {
+                    let actual = actual.unwrap_or_default();
                     // Same order as Qdrant's recover message: what the client gave, then what we got.
                     checksum::verify(expected, &actual).map_err(|_| {
                         Error::BadInput(format!(
@@ -288,20 +295,24 @@ impl Node {
         result
     }
 
-    /// Unpacks `location` into `dir`; returns the sha256 of the archive bytes.
+    /// Unpacks `location` into `dir`; returns the sha256 of the archive bytes if
+    /// `checksum` asks for it.
     pub(crate) async fn unpack_into(
         &self,
         dir: &Path,
         location: Source<'_>,
         api_key: Option<&str>,
         bytes: Arc<AtomicU64>,
-    ) -> Result<String> {
+        checksum: OuterChecksum,
+    ) -> Result<Option<String>> {
         let dir = dir.to_path_buf();
         let location = match location {
             Source::At(location) => location,
             Source::Stream(body) => {
-                return blocking(move || unpack_stream(body, &dir, &bytes).map(|(sha, _)| sha))
-                    .await
+                return blocking(move || {
+                    unpack_stream(body, &dir, &bytes, checksum).map(|(sha, _)| sha)
+                })
+                .await
             }
         };
         match location {
@@ -314,6 +325,7 @@ impl Node {
                         std::io::BufReader::with_capacity(1 << 20, file),
                         &dir,
                         &bytes,
+                        checksum,
                     )
                     .map(|(sha, _)| sha)
                 })
@@ -326,7 +338,7 @@ impl Node {
                 let reader = tokio_util::io::SyncIoBridge::new(body);
                 let url = url.clone();
                 blocking(move || {
-                    unpack_stream(reader, &dir, &bytes)
+                    unpack_stream(reader, &dir, &bytes, checksum)
                         .map(|(sha, _)| sha)
                         .map_err(|err| match err {
                             Error::Service(msg) => {
@@ -488,21 +500,47 @@ pub fn write_collection_snapshot(
     store.publish(&staged, dir, &name, &sha256)
 }
 
-/// Unpacks a stream, counting bytes; returns the stream's sha256 and the manifest.
+/// Unpacks a stream, counting bytes; returns the manifest and, if `checksum` asks for
+/// it, the stream's sha256 (every file is verified against the manifest either way).
 pub fn unpack_stream(
     reader: impl Read,
     dir: &Path,
     bytes: &AtomicU64,
-) -> Result<(String, Manifest)> {
-    let mut hashing = HashingReader::new(Counted {
+    checksum: OuterChecksum,
+) -> Result<(Option<String>, Manifest)> {
+    let counted = Counted {
         inner: reader,
         bytes,
-    });
+    };
+    let rest = |e| Error::io("reading the rest of the snapshot", e);
+    if checksum == OuterChecksum::Skip {
+        let mut counted = counted;
+        let manifest = archive::unpack_verified(&mut counted, dir)?;
+        std::io::copy(&mut counted, &mut std::io::sink()).map_err(rest)?;
+        return Ok((None, manifest));
+    }
+    let mut hashing = HashingReader::new(counted);
     let manifest = archive::unpack_verified(&mut hashing, dir)?;
-    let (sha, _) = hashing
-        .drain_and_finish()
-        .map_err(|e| Error::io("reading the rest of the snapshot", e))?;
-    Ok((sha, manifest))
+    let (sha, _) = hashing.drain_and_finish().map_err(rest)?;
+    Ok((Some(sha), manifest))
+}
+
+/// Whether an unpack computes the sha256 of the whole archive: only needed when there
+/// is a checksum to compare it with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OuterChecksum {
+    Compute,
+    Skip,
+}
+
+impl OuterChecksum {
+    pub fn when_expected(expected: &Option<String>) -> Self {
+        if expected.is_some() {
+            OuterChecksum::Compute
+        } else {
+            OuterChecksum::Skip
+        }
+    }
 }
 
 /// Only shard directories stay: the collection-level files were read already.

@@ -66,7 +66,7 @@ impl ShardClients {
     }
 
     /// Pushes a shard snapshot to the replica (the `snapshot` transfer method): `chunks`
-    /// must start with the header and end with the sha256 (see `proto/peer.proto`).
+    /// must start with the header and end with the message marked `last` (see `proto/peer.proto`).
     /// Returns the target's point count once it installed the snapshot.
     pub async fn install_snapshot(
         &self,

@@ -24,6 +24,7 @@ use parking_lot::Mutex;
 use crate::error::{Error, Result};
 use crate::shard::bitset::BitSet;
 use crate::shard::engine::{remove_quietly, Inner};
+use crate::shard::file_digests;
 use crate::shard::manifest::{segment_file, Manifest, SegmentEntry, MANIFEST};
 use crate::shard::segment::{self, SegmentData};
 use crate::shard::state::{OnDisk, Rows, ShardState};
@@ -370,10 +371,16 @@ impl FrozenShard {
         &self.manifest
     }
 
-    /// The size in bytes of one of [`FrozenShard::files`].
-    pub fn file_size(&self, rel: &str) -> io::Result<u64> {
+    /// Opens one of [`FrozenShard::files`] for reading, with its size and, when known
+    /// already, its sha256.
+    pub fn open(&self, rel: &str) -> io::Result<FrozenFile> {
         if rel == MANIFEST {
-            return Ok(self.manifest.len() as u64);
+            return Ok(FrozenFile {
+                reader: Box::new(io::Cursor::new(self.manifest.clone())),
+                size: self.manifest.len() as u64,
+                sha256: None,
+                meta: None,
+            });
         }
         if !self.files.iter().any(|f| f == rel) {
             return Err(io::Error::new(
@@ -381,21 +388,14 @@ impl FrozenShard {
                 format!("{rel} is not part of the frozen shard"),
             ));
         }
-        Ok(std::fs::metadata(self.dir.join(rel))?.len())
-    }
-
-    /// Opens one of [`FrozenShard::files`] for reading.
-    pub fn open_file(&self, rel: &str) -> io::Result<Box<dyn Read + Send>> {
-        if rel == MANIFEST {
-            return Ok(Box::new(io::Cursor::new(self.manifest.clone())));
-        }
-        if !self.files.iter().any(|f| f == rel) {
-            return Err(io::Error::new(
-                io::ErrorKind::NotFound,
-                format!("{rel} is not part of the frozen shard"),
-            ));
-        }
-        Ok(Box::new(File::open(self.dir.join(rel))?))
+        let file = File::open(self.dir.join(rel))?;
+        let meta = file.metadata()?;
+        Ok(FrozenFile {
+            reader: Box::new(file),
+            size: meta.len(),
+            sha256: file_digests::lookup(&meta),
+            meta: Some(meta),
+        })
     }
 
     /// Copies the frozen files into `target` (created if missing), which then opens as
@@ -407,10 +407,28 @@ impl FrozenShard {
                 std::fs::create_dir_all(parent)?;
             }
             let mut out = File::create(&dest)?;
-            io::copy(&mut self.open_file(&rel)?, &mut out)?;
+            io::copy(&mut self.open(&rel)?.reader, &mut out)?;
             out.sync_all()?;
         }
         Ok(())
+    }
+}
+
+/// One file of a [`FrozenShard`], opened.
+pub struct FrozenFile {
+    pub reader: Box<dyn Read + Send>,
+    pub size: u64,
+    /// The file's sha256, when it is known without reading the file (`file_digests.rs`).
+    pub sha256: Option<String>,
+    meta: Option<std::fs::Metadata>,
+}
+
+impl FrozenFile {
+    /// Remembers the digest a reader computed, for the next snapshot of this file.
+    pub fn remember(&self, sha256: &str) {
+        if let Some(meta) = &self.meta {
+            file_digests::remember(meta, sha256.to_string());
+        }
     }
 }
 

@@ -9,6 +9,8 @@ use std::fs::{self, File};
 use std::io::{self, BufWriter, Read, Write};
 use std::path::Path;
 
+use super::file_digests::{self, Sha256Writer};
+
 /// Suffix of files being written; any left at open time are crash leftovers.
 pub const TMP_SUFFIX: &str = ".tmp";
 
@@ -18,6 +20,8 @@ pub fn fsync_dir(dir: &Path) -> io::Result<()> {
 }
 
 /// Writes `path` atomically: temp file, `fill`, fsync, rename, fsync of the directory.
+/// The file's sha256 is computed on the way and remembered for snapshots
+/// (`file_digests.rs`).
 pub fn write_atomic(
     path: &Path,
     fill: impl FnOnce(&mut dyn Write) -> io::Result<()>,
@@ -26,12 +30,15 @@ pub fn write_atomic(
     tmp_name.push(TMP_SUFFIX);
     let tmp = Path::new(&tmp_name);
     let result = (|| {
-        let mut w = BufWriter::with_capacity(1 << 20, File::create(tmp)?);
+        let mut w = Sha256Writer::new(BufWriter::with_capacity(1 << 20, File::create(tmp)?));
         fill(&mut w)?;
-        let file = w.into_inner().map_err(|e| e.into_error())?;
+        let Sha256Writer { inner, hasher } = w;
+        let file = inner.into_inner().map_err(|e| e.into_error())?;
         file.sync_all()?;
         fs::rename(tmp, path)?;
-        fsync_dir(path.parent().unwrap_or(Path::new(".")))
+        fsync_dir(path.parent().unwrap_or(Path::new(".")))?;
+        file_digests::remember_file(&file, file_digests::hex(hasher));
+        Ok(())
     })();
     if result.is_err() {
         let _ = fs::remove_file(tmp);

@@ -36,6 +36,7 @@ pub mod bitset;
 pub mod checkpoint;
 pub mod distance;
 pub mod engine;
+pub mod file_digests;
 pub mod files;
 pub mod filter;
 pub mod hnsw;

@@ -23,10 +23,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use parking_lot::{Condvar, Mutex};
+use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
-use crate::shard::files;
 use crate::shard::ops::{self, ShardOp};
+use crate::shard::{file_digests, files};
 
 /// Directory of the WAL inside a shard directory.
 pub const WAL_DIR: &str = "wal";
@@ -51,6 +52,9 @@ pub struct Wal {
     last_seq: u64,
     broken: Option<String>,
     scratch: Vec<u8>,
+    /// sha256 of the current file, when this process wrote all of it; remembered for
+    /// snapshots when the file is closed (`file_digests.rs`).
+    current_sha256: Option<Sha256>,
 }
 
 /// What [`Wal::open`] found.
@@ -108,6 +112,7 @@ impl Wal {
             last_seq: next - 1,
             broken: None,
             scratch: Vec::new(),
+            current_sha256: (current_len == 0).then(Sha256::new),
         };
         Ok(Replayed { wal, last_seq })
     }
@@ -144,6 +149,9 @@ impl Wal {
             return Err(Error::io("writing WAL record", e));
         }
         self.current_len += self.scratch.len() as u64;
+        if let Some(hasher) = &mut self.current_sha256 {
+            hasher.update(&self.scratch);
+        }
         self.last_seq = seq;
         if self.scratch.capacity() > 4 << 20 {
             self.scratch = Vec::new();
@@ -166,6 +174,9 @@ impl Wal {
         self.current
             .sync_data()
             .map_err(|e| Error::io("syncing WAL file", e))?;
+        if let Some(hasher) = self.current_sha256.take() {
+            file_digests::remember_file(&self.current, file_digests::hex(hasher));
+        }
         let next = self.last_seq + 1;
         let path = self.dir.join(file_name(next));
         let file = open_append(&path)?;
@@ -186,6 +197,7 @@ impl Wal {
         });
         self.current = Arc::new(file);
         self.current_len = 0;
+        self.current_sha256 = Some(Sha256::new());
         Ok(())
     }
 
@@ -193,6 +205,7 @@ impl Wal {
     #[cfg(test)]
     fn redirect_for_test(&mut self, file: File) {
         self.current = Arc::new(file);
+        self.current_sha256 = None;
     }
 
     /// The file to fsync to make everything up to the returned sequence number durable.

@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use super::checksum::{HashingReader, HashingWriter};
 use super::syncer::Syncer;
 use crate::error::{Error, Result};
+use crate::shard::file_digests;
 
 /// Name of the manifest entry, always the last in an archive.
 pub const MANIFEST: &str = "shoal-manifest.json";
@@ -43,15 +44,35 @@ pub struct Manifest {
 pub struct ArchiveWriter<W: Write> {
     tar: tar::Builder<HashingWriter<W>>,
     manifest: Manifest,
+    /// Copy buffer for file data (large, so a file is read and written in few calls).
+    buffer: Vec<u8>,
 }
 
+/// Bytes of file data read and written at a time.
+const COPY_BUFFER: usize = 1 << 20;
+/// Tar entries are padded to whole blocks.
+const BLOCK: u64 = 512;
+
 impl<W: Write> ArchiveWriter<W> {
+    /// An archive whose sha256 [`ArchiveWriter::finish`] returns (for the `.checksum`
+    /// sidecar of a stored snapshot).
     pub fn new(out: W) -> Self {
-        let mut tar = tar::Builder::new(HashingWriter::new(out));
+        Self::over(HashingWriter::new(out))
+    }
+
+    /// An archive streamed where no outer checksum is wanted (a shard transfer or a
+    /// streamed download): every file is still listed with its sha256 in the manifest.
+    pub fn without_checksum(out: W) -> Self {
+        Self::over(HashingWriter::counting(out))
+    }
+
+    fn over(out: HashingWriter<W>) -> Self {
+        let mut tar = tar::Builder::new(out);
         tar.mode(tar::HeaderMode::Deterministic);
         ArchiveWriter {
             tar,
             manifest: Manifest::default(),
+            buffer: Vec::new(),
         }
     }
 
@@ -64,39 +85,96 @@ impl<W: Write> ArchiveWriter<W> {
             .metadata()
             .map_err(|e| Error::io(format!("reading {}", source.display()), e))?
             .len();
-        self.add_reader(archive_path, size, file)
+        self.add_reader(archive_path, size, file).map(drop)
     }
 
     /// Adds in-memory bytes under `archive_path`.
     pub fn add_bytes(&mut self, archive_path: &str, bytes: &[u8]) -> Result<()> {
         self.add_reader(archive_path, bytes.len() as u64, bytes)
+            .map(drop)
     }
 
-    /// Adds `size` bytes read from `reader`.
-    pub fn add_reader(&mut self, archive_path: &str, size: u64, reader: impl Read) -> Result<()> {
-        check_entry_path(Path::new(archive_path))?;
-        let mut header = file_header(size);
+    /// Adds `size` bytes read from `reader`; returns their sha256.
+    pub fn add_reader(
+        &mut self,
+        archive_path: &str,
+        size: u64,
+        reader: impl Read,
+    ) -> Result<String> {
         let mut hashing = HashingReader::new(reader.take(size));
-        self.tar
-            .append_data(&mut header, archive_path, &mut hashing)
-            .map_err(|e| Error::io(format!("writing {archive_path} into the archive"), e))?;
-        let (sha256, read) = hashing
+        self.append(archive_path, size, &mut hashing)?;
+        let (sha256, _) = hashing
             .drain_and_finish()
             .map_err(|e| Error::io("hashing", e))?;
-        if read != size {
-            return Err(Error::Service(format!(
-                "{archive_path} changed size while it was archived"
-            )));
-        }
+        self.manifest.files.insert(
+            archive_path.to_string(),
+            FileDigest {
+                size,
+                sha256: sha256.clone(),
+            },
+        );
+        Ok(sha256)
+    }
+
+    /// Adds `size` bytes read from `reader` whose sha256 is known already (an immutable
+    /// file, see `shard/file_digests.rs`): the bytes are copied without hashing them a
+    /// second time. If they are not what `sha256` says, the archive fails verification
+    /// when it is restored.
+    pub fn add_known(
+        &mut self,
+        archive_path: &str,
+        size: u64,
+        reader: impl Read,
+        sha256: String,
+    ) -> Result<()> {
+        self.append(archive_path, size, reader)?;
         self.manifest
             .files
             .insert(archive_path.to_string(), FileDigest { size, sha256 });
         Ok(())
     }
 
+    /// Writes one entry: exactly `size` bytes of `reader`, or an error if it has fewer.
+    fn append(&mut self, archive_path: &str, size: u64, mut reader: impl Read) -> Result<()> {
+        check_entry_path(Path::new(archive_path))?;
+        let mut header = file_header(size);
+        if header.set_path(archive_path).is_err() {
+            // A path too long for the header needs tar's long-name entry.
+            let mut limited = Counting::new((&mut reader).take(size));
+            self.tar
+                .append_data(&mut header, archive_path, &mut limited)
+                .map_err(|e| Error::io(format!("writing {archive_path} into the archive"), e))?;
+            return check_size(archive_path, size, limited.count);
+        }
+        header.set_cksum();
+        if self.buffer.is_empty() {
+            self.buffer = vec![0u8; COPY_BUFFER];
+        }
+        let out = self.tar.get_mut();
+        let write_err = |e| Error::io(format!("writing {archive_path} into the archive"), e);
+        out.write_all(header.as_bytes()).map_err(write_err)?;
+        let mut copied = 0u64;
+        while copied < size {
+            let want = (size - copied).min(self.buffer.len() as u64) as usize;
+            let read = match reader.read(&mut self.buffer[..want]) {
+                Ok(0) => break,
+                Ok(read) => read,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(Error::io(format!("reading {archive_path}"), e)),
+            };
+            out.write_all(&self.buffer[..read]).map_err(write_err)?;
+            copied += read as u64;
+        }
+        check_size(archive_path, size, copied)?;
+        let padding = (BLOCK - size % BLOCK) % BLOCK;
+        out.write_all(&[0u8; BLOCK as usize][..padding as usize])
+            .map_err(write_err)?;
+        Ok(())
+    }
+
     /// Appends the manifest and the tar trailer; returns the sink, the archive's sha256
-    /// and its size.
-    pub fn finish(mut self) -> Result<(W, String, u64)> {
+    /// (unless made [`ArchiveWriter::without_checksum`]) and its size.
+    pub fn finish(mut self) -> Result<(W, Option<String>, u64)> {
         let manifest = serde_json::to_vec_pretty(&self.manifest).map_err(Error::service)?;
         let mut header = file_header(manifest.len() as u64);
         self.tar
@@ -107,6 +185,37 @@ impl<W: Write> ArchiveWriter<W> {
             .into_inner()
             .map_err(|e| Error::io("finishing the archive", e))?;
         Ok(hashing.finish())
+    }
+}
+
+/// An entry that did not deliver the size its header promised.
+fn check_size(archive_path: &str, size: u64, got: u64) -> Result<()> {
+    if got == size {
+        Ok(())
+    } else {
+        Err(Error::Service(format!(
+            "{archive_path} changed size while it was archived ({size} bytes expected, {got} read)"
+        )))
+    }
+}
+
+/// Counts the bytes read through it.
+struct Counting<R> {
+    inner: R,
+    count: u64,
+}
+
+impl<R> Counting<R> {
+    fn new(inner: R) -> Self {
+        Counting { inner, count: 0 }
+    }
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count += n as u64;
+        Ok(n)
     }
 }
 
@@ -137,6 +246,7 @@ pub fn write_file(
             ArchiveWriter::new(BufWriter::with_capacity(1 << 20, EarlyWriteBack::new(file)));
         fill(&mut writer)?;
         let (buffered, sha256, size) = writer.finish()?;
+        let sha256 = sha256.ok_or_else(|| Error::Service("the archive was not hashed".into()))?;
         let file = buffered
             .into_inner()
             .map_err(|e| Error::io(format!("writing {}", path.display()), e.into_error()))?
@@ -249,6 +359,10 @@ pub fn unpack_verified(reader: impl Read, dest: &Path) -> Result<Manifest> {
     })?;
     verify_against(&manifest, &seen)?;
     syncer.finish()?;
+    // Verified: a snapshot or transfer of these files need not hash them again.
+    for (name, digest) in seen {
+        file_digests::remember_path(&dest.join(name), digest.sha256);
+    }
     Ok(manifest)
 }
 
@@ -312,6 +426,7 @@ fn write_entry(
             .map_err(|e| Error::io(format!("writing `{name}`"), e))?;
     }
     let (buffered, sha256, size) = out.finish();
+    let sha256 = sha256.unwrap_or_default();
     let file = buffered
         .into_inner()
         .map_err(|e| Error::io(format!("writing `{name}`"), e.into_error()))?;
@@ -382,7 +497,43 @@ mod tests {
         let (again, _) = HashingReader::new(bytes.as_slice())
             .drain_and_finish()
             .unwrap();
-        assert_eq!(sha, again);
+        assert_eq!(sha, Some(again));
+        let mut w = ArchiveWriter::without_checksum(Vec::new());
+        w.add_bytes("x", b"1").unwrap();
+        let (unhashed, sha, unhashed_size) = w.finish().unwrap();
+        assert_eq!((unhashed.len() as u64, sha), (unhashed_size, None));
+        assert_eq!(unhashed_size, size);
+    }
+
+    #[test]
+    fn a_known_digest_is_listed_as_given_and_checked_on_restore() {
+        let right =
+            crate::snapshot::checksum::to_hex(&<sha2::Sha256 as sha2::Digest>::digest(b"payload"));
+        for (digest, ok) in [(right, true), ("0".repeat(64), false)] {
+            let mut w = ArchiveWriter::new(Vec::new());
+            w.add_known("0/seg", 7, &b"payload"[..], digest).unwrap();
+            let (bytes, _, _) = w.finish().unwrap();
+            let dir = tempfile::tempdir().unwrap();
+            let result = unpack_verified(bytes.as_slice(), dir.path());
+            assert_eq!(result.is_ok(), ok, "{result:?}");
+        }
+    }
+
+    #[test]
+    fn long_paths_and_short_sources_are_handled() {
+        let long = format!("0/{}/file.bin", "d".repeat(120));
+        let bytes = archive(&[(long.as_str(), &[1u8; 1000]), ("b", &[2u8; 513])]);
+        let dir = tempfile::tempdir().unwrap();
+        unpack_verified(bytes.as_slice(), dir.path()).unwrap();
+        assert_eq!(
+            std::fs::read(dir.path().join(&long)).unwrap(),
+            vec![1u8; 1000]
+        );
+        assert_eq!(std::fs::read(dir.path().join("b")).unwrap(), vec![2u8; 513]);
+
+        let mut w = ArchiveWriter::new(Vec::new());
+        let err = w.add_reader("short", 10, &b"12345"[..]).unwrap_err();
+        assert!(err.to_string().contains("changed size"), "{err}");
     }
 
     #[test]

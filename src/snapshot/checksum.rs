@@ -105,10 +105,11 @@ impl BackgroundSha256 {
     }
 }
 
-/// A writer that hashes everything written through it.
+/// A writer that hashes everything written through it (or, made with
+/// [`HashingWriter::counting`], only counts it).
 pub struct HashingWriter<W> {
     inner: W,
-    hasher: BackgroundSha256,
+    hasher: Option<BackgroundSha256>,
     written: u64,
 }
 
@@ -116,21 +117,37 @@ impl<W: Write> HashingWriter<W> {
     pub fn new(inner: W) -> Self {
         HashingWriter {
             inner,
-            hasher: BackgroundSha256::default(),
+            hasher: Some(BackgroundSha256::default()),
             written: 0,
         }
     }
 
-    /// The inner writer, the hex digest and the number of bytes written.
-    pub fn finish(self) -> (W, String, u64) {
-        (self.inner, self.hasher.finish(), self.written)
+    /// Counts the bytes but computes no digest.
+    pub fn counting(inner: W) -> Self {
+        HashingWriter {
+            inner,
+            hasher: None,
+            written: 0,
+        }
+    }
+
+    /// The inner writer, the hex digest (unless only counting) and the number of bytes
+    /// written.
+    pub fn finish(self) -> (W, Option<String>, u64) {
+        (
+            self.inner,
+            self.hasher.map(BackgroundSha256::finish),
+            self.written,
+        )
     }
 }
 
 impl<W: Write> Write for HashingWriter<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
+        if let Some(hasher) = &mut self.hasher {
+            hasher.update(&buf[..n]);
+        }
         self.written += n as u64;
         Ok(n)
     }
@@ -239,7 +256,13 @@ mod tests {
         w.write_all(b"ab").unwrap();
         w.write_all(b"c").unwrap();
         let (bytes, hex, n) = w.finish();
-        assert_eq!((bytes.as_slice(), hex.as_str(), n), (&b"abc"[..], ABC, 3));
+        assert_eq!(
+            (bytes.as_slice(), hex.as_deref(), n),
+            (&b"abc"[..], Some(ABC), 3)
+        );
+        let mut w = HashingWriter::counting(Vec::new());
+        w.write_all(b"abc").unwrap();
+        assert_eq!(w.finish(), (b"abc".to_vec(), None, 3));
         let r = HashingReader::new(&b"abc"[..]);
         assert_eq!(r.drain_and_finish().unwrap(), (ABC.to_string(), 3));
     }

@@ -80,13 +80,17 @@ pub fn write_shard<W: Write>(
         br#"{"type":"ReplicaSet"}"#,
     )?;
     for rel in frozen.files() {
-        let size = frozen
-            .file_size(&rel)
-            .map_err(|e| Error::io(format!("reading {rel}"), e))?;
-        let reader = frozen
-            .open_file(&rel)
+        let mut file = frozen
+            .open(&rel)
             .map_err(|e| Error::io(format!("opening {rel}"), e))?;
-        archive.add_reader(&format!("{prefix}{rel}"), size, reader)?;
+        let path = format!("{prefix}{rel}");
+        match file.sha256.clone() {
+            Some(known) => archive.add_known(&path, file.size, &mut file.reader, known)?,
+            None => {
+                let sha256 = archive.add_reader(&path, file.size, &mut file.reader)?;
+                file.remember(&sha256);
+            }
+        }
     }
     Ok(())
 }
