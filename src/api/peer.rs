@@ -20,8 +20,8 @@ use crate::snapshot::upload::ChannelReader;
 use crate::transport::proto::raft_server::{Raft, RaftServer};
 use crate::transport::proto::shards_server::{Shards, ShardsServer};
 use crate::transport::proto::{
-    Empty, InstallSnapshotResponse, JoinRequest, JoinResponse, RaftMessage, ShardOpRequest,
-    ShardOpResponse, ShardReadRequest, ShardReadResponse, SnapshotChunk,
+    DrainRequest, Empty, InstallSnapshotResponse, JoinRequest, JoinResponse, RaftMessage,
+    ShardOpRequest, ShardOpResponse, ShardReadRequest, ShardReadResponse, SnapshotChunk,
 };
 use crate::transport::MAX_PEER_MESSAGE_BYTES;
 
@@ -116,6 +116,15 @@ impl Shards for ShardService {
             .await
             .map_err(status_of)?;
         Ok(Response::new(ShardOpResponse { operation_id }))
+    }
+
+    async fn drain(&self, request: Request<DrainRequest>) -> Result<Response<Empty>, Status> {
+        let r = request.into_inner();
+        self.node
+            .serve_drain(&r.collection, r.shard_id, r.index)
+            .await
+            .map_err(status_of)?;
+        Ok(Response::new(Empty {}))
     }
 
     async fn read(

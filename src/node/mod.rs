@@ -59,6 +59,8 @@ pub struct Node {
     /// Wakes the recovery loop before its next round (e.g. right after a snapshot
     /// recovery marked replicas Dead that this peer is to re-sync).
     pub(crate) recovery_kick: tokio::sync::Notify,
+    /// Writes this peer routed or received that have not ended yet (see `inflight.rs`).
+    pub(crate) inflight: crate::replication::inflight::InflightWrites,
 }
 
 impl Node {
@@ -135,6 +137,7 @@ impl Node {
             write_recorders: Default::default(),
             running_transfers: Default::default(),
             recovery_kick: Default::default(),
+            inflight: Default::default(),
         });
         tokio::spawn(snapshot_install::watch_stale_recoveries(node.clone()));
         if let Some((restarted, this_uri)) = background {

@@ -1,9 +1,9 @@
 //! Running shard transfers, and the automatic recovery of Dead replicas by a transfer.
 //!
 //! Pending transfers live in the cluster state (`consensus::transfer`). Every clustered
-//! peer looks at that state every 200 ms for transfers to run and once a second (or at
-//! once when kicked, e.g. by a snapshot recovery that marked replicas Dead) for replicas
-//! to recover, and
+//! peer looks at that state for transfers to run whenever it has applied a committed entry
+//! (and every 200 ms), and once a second (or at once when kicked, e.g. by a snapshot
+//! recovery that marked replicas Dead) for replicas to recover, and
 //!
 //! 1. starts a recovery for each shard with a Dead replica and no transfer into it, if it
 //!    is the shard's recovery source (its lowest-id Active replica, see
@@ -15,8 +15,9 @@
 //!    transfer was cut short before transfers were recorded) is marked Dead first;
 //! 2. runs every pending transfer whose source it is and which it does not run yet:
 //!    those it just started, those a user asked for, and those it was running when it
-//!    stopped (the state says what is left to do). A run waits a moment (so writes sent
-//!    by peers that still saw the target Dead have reached the source), copies the data
+//!    stopped (the state says what is left to do). A run first asks every peer to confirm
+//!    that the writes it routed while it still saw the target Dead have ended
+//!    (`Shards.Drain`), so they are on the source before it is read; then it copies the data
 //!    by the transfer's method (`stream_records.rs`, `snapshot_transfer.rs`) and commits
 //!    `FinishTransfer`, which makes the target Active (and, for a move, drops the source
 //!    replica in the same step). A failed run aborts the transfer: a move's target is
@@ -44,10 +45,11 @@ use crate::types::{PeerId, ShardId};
 const TRANSFER_PERIOD: Duration = Duration::from_millis(200);
 /// Every how many of those it looks for replicas to recover (once a second).
 const RECOVERY_EVERY: u32 = 5;
-/// Time for every peer to apply a replica state change: "Partial" before the copy starts,
-/// so that writes sent by peers that still saw the replica Dead are on the source before
-/// it is read; "Dead" before a cut-short Partial replica is emptied. Applying a committed
-/// entry takes a few milliseconds on a healthy peer; this leaves a wide margin.
+/// Time for every peer to apply a replica state change, when a peer cannot confirm it
+/// (see `Node::settle_writes`): "Partial" before the copy starts, so that writes sent by
+/// peers that still saw the replica Dead are on the source before it is read; "Dead"
+/// before a cut-short Partial replica is emptied. Applying a committed entry takes a few
+/// milliseconds on a healthy peer; this leaves a wide margin.
 const PARTIAL_SETTLE: Duration = Duration::from_millis(200);
 
 /// The transfers this peer is running: `(collection, shard, target)`.
@@ -65,10 +67,11 @@ struct Running<'a> {
 impl RunningTransfers {
     fn claim(&self, collection: &str, shard: ShardId, to: PeerId) -> Option<Running<'_>> {
         let key = (collection.to_string(), shard, to);
-        self.running
-            .lock()
-            .insert(key.clone())
-            .then_some(Running { set: self, key })
+        // `then`, not `then_some`: a `Running` made for a claim that failed would be
+        // dropped here, unmarking the transfer that does run (and locking `running`
+        // while this statement still holds it).
+        let claimed = self.running.lock().insert(key.clone());
+        claimed.then(|| Running { set: self, key })
     }
 }
 
@@ -81,11 +84,20 @@ impl Drop for Running<'_> {
 /// The loop; ends when consensus stops.
 pub(crate) async fn run(node: Arc<Node>) {
     let mut round: u32 = 0;
+    let mut executed = node.effects_executed.clone();
     loop {
         round = round.wrapping_add(1);
         let kicked = tokio::select! {
             _ = tokio::time::sleep(TRANSFER_PERIOD) => false,
             _ = node.recovery_kick.notified() => true,
+            // A committed entry (a `StartTransfer` among them) was applied here: a
+            // transfer this peer is the source of starts now, not at the next round.
+            changed = executed.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                false
+            }
         };
         if !node.consensus.raft_info().running {
             return;
@@ -180,7 +192,7 @@ impl Node {
             // A cut-short transfer: stop the writes to it before it is refilled.
             self.set_replica_state(collection, shard, target, ReplicaState::Dead)
                 .await?;
-            tokio::time::sleep(PARTIAL_SETTLE).await;
+            self.settle_writes(collection, shard).await;
         }
         let method = self.settings.storage.shard_transfer_method;
         tracing::info!(
@@ -201,6 +213,44 @@ impl Node {
             },
         })
         .await
+    }
+
+    /// Waits until every peer routes writes to the shard by the cluster state this peer
+    /// has applied now, and the writes routed by an older state have ended
+    /// (`Shards.Drain`, see `replication/inflight.rs`). A peer that does not answer
+    /// cannot be asked; then the wait is a fixed [`PARTIAL_SETTLE`] instead.
+    async fn settle_writes(&self, collection: &str, shard: ShardId) {
+        let index = self.consensus.raft_info().applied;
+        let me = self.consensus.peer_id();
+        let drains = self.consensus.peers().into_iter().map(|(peer, uri)| {
+            let replica = crate::replication::remote::RemoteReplica {
+                peer,
+                uri,
+                collection: collection.to_string(),
+                shard,
+            };
+            async move {
+                if peer == me {
+                    self.serve_drain(collection, shard, index).await
+                } else {
+                    self.shard_clients.drain(&replica, index).await
+                }
+            }
+        });
+        let failed: Vec<String> = futures::future::join_all(drains)
+            .await
+            .into_iter()
+            .filter_map(|outcome| outcome.err().map(|err| err.to_string()))
+            .collect();
+        if !failed.is_empty() {
+            tracing::info!(
+                collection,
+                shard,
+                ?failed,
+                "not every peer confirmed that older writes ended; waiting a fixed time instead"
+            );
+            tokio::time::sleep(PARTIAL_SETTLE).await;
+        }
     }
 
     /// Runs one transfer whose source is this peer, unless it runs already (see the
@@ -226,7 +276,7 @@ impl Node {
             "shard transfer started"
         );
         let started = std::time::Instant::now();
-        tokio::time::sleep(PARTIAL_SETTLE).await;
+        self.settle_writes(collection, shard).await;
         let copied = match transfer.method {
             TransferMethod::StreamRecords => self.stream_records(collection, &transfer).await,
             TransferMethod::Snapshot => self.send_snapshot(collection, &transfer).await,
@@ -285,5 +335,20 @@ impl Node {
             state,
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_claim_fails_and_leaves_the_first_in_place() {
+        let running = RunningTransfers::default();
+        let first = running.claim("c", 0, 7).expect("first claim");
+        assert!(running.claim("c", 0, 7).is_none());
+        assert!(running.running.lock().contains(&("c".to_string(), 0, 7)));
+        drop(first);
+        assert!(running.claim("c", 0, 7).is_some());
     }
 }

@@ -26,7 +26,7 @@ use crate::collection::Collection;
 use crate::consensus::op::ClusterOp;
 use crate::consensus::state::ReplicaState;
 use crate::error::{Error, Result};
-use crate::replication::remote::{encode_op, RemoteReplica};
+use crate::replication::remote::{decode_op, encode_op, RemoteReplica};
 use crate::replication::replica_set::ReplicaSet;
 use crate::replication::wire::{self, decode, ShardRead, ShardReadResult};
 use crate::shard::ops::ShardOp;
@@ -104,11 +104,13 @@ impl Node {
     ) -> ShardWrite {
         let required = ReplicaSet::required_acks(wcf, targets.len());
         let me = self.consensus.peer_id();
-        let encoded = if targets.iter().any(|peer| *peer != me) {
-            Some(encode_op(&op))
-        } else {
-            None
-        };
+        // Counted until every replica answered: a transfer started meanwhile waits for it
+        // if its route skipped the transfer's target (see `inflight.rs`).
+        let _inflight = self.inflight.begin(&set.collection, set.shard, index);
+        let encoded = targets
+            .iter()
+            .any(|peer| *peer != me)
+            .then(|| encode_op(&op));
         let set_ref = &set;
         let calls = targets.iter().map(|peer| {
             let (op, encoded) = (op.clone(), encoded.as_ref());
@@ -118,10 +120,7 @@ impl Node {
                         .await
                 } else {
                     match encoded {
-                        Some(Ok(bytes)) => {
-                            self.apply_remote(set_ref, *peer, bytes, wait, index).await
-                        }
-                        Some(Err(err)) => Err(Error::service(err)),
+                        Some(bytes) => self.apply_remote(set_ref, *peer, bytes, wait, index).await,
                         None => Err(Error::service("operation not encoded")),
                     }
                 };
@@ -278,10 +277,32 @@ impl Node {
         wait: bool,
         min_applied_index: u64,
     ) -> Result<u64> {
-        let op: ShardOp = decode(op, "shard operation")?;
+        let op = decode_op(op)?;
+        let _inflight = self.inflight.begin(collection, shard, min_applied_index);
         self.replica_here(collection, shard, min_applied_index)
             .await?;
         self.apply_here(collection, shard, op, wait).await
+    }
+
+    /// The peer service's `Shards.Drain`: answers once this peer has executed the cluster
+    /// state up to `index` (so it routes new writes by it) and no write to the shard that
+    /// it routed or received by an older state is in flight (see `inflight.rs`).
+    pub async fn serve_drain(&self, collection: &str, shard: ShardId, index: u64) -> Result<()> {
+        let limit = Duration::from_millis(self.settings.cluster.grpc_timeout_ms / 2);
+        let mut executed = self.effects_executed.clone();
+        let drained = async {
+            executed
+                .wait_for(|executed| *executed >= index)
+                .await
+                .map_err(|_| Error::Unavailable("this peer is shutting down".into()))?;
+            self.inflight.drained(collection, shard, index).await;
+            Ok(())
+        };
+        tokio::time::timeout(limit, drained).await.map_err(|_| {
+            Error::Unavailable(format!(
+                "writes to shard {shard} of collection {collection} routed before index {index} did not end within {limit:?}"
+            ))
+        })?
     }
 
     /// The peer service's `Shards.Read`: runs a read on this peer's replica and answers

@@ -25,9 +25,9 @@
 //! The cost is memory on the target for the writes of one transfer.
 //!
 //! A write applied on the source before the snapshot was taken but sent by a peer that
-//! still saw the target Dead reaches only the source, and is in the snapshot. The source
-//! waits a moment after starting the transfer (see `recovery.rs`) before taking the
-//! snapshot, so that such writes have landed.
+//! still saw the target Dead reaches only the source, and is in the snapshot: before
+//! taking it, the source asks every peer to confirm that such writes have ended
+//! (`Shards.Drain`, see `recovery.rs` and `replication/inflight.rs`).
 
 use std::collections::HashMap;
 use std::future::Future;

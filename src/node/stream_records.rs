@@ -43,7 +43,7 @@ impl Node {
             let clear = ShardOp::Delete(PointSelector::Filter(Filter::default()));
             let index = self.consensus.raft_info().applied;
             self.shard_clients
-                .apply(&target, &encode_op(&clear)?, true, index)
+                .apply(&target, &encode_op(&clear), true, index)
                 .await?;
         }
         let mut offset = None;
@@ -66,7 +66,7 @@ impl Node {
                 let op = ShardOp::Upsert(records.into_iter().map(point_of).collect());
                 let index = self.consensus.raft_info().applied;
                 self.shard_clients
-                    .apply(&target, &encode_op(&op)?, true, index)
+                    .apply(&target, &encode_op(&op), true, index)
                     .await?;
             }
             match next {

@@ -13,7 +13,10 @@
 //! - [`wire`]: the serde payloads of the peer calls and the one function that runs a read
 //!   on a local shard (used for local and remote reads alike).
 //! - [`remote`]: the client of the peer service `Shards` (timeouts, cached channels).
+//! - [`inflight`]: the writes on their way to replicas, by the cluster state that routed
+//!   them, so a transfer can wait for those that skip its target (`Shards.Drain`).
 
+pub mod inflight;
 pub mod placement;
 pub mod remote;
 pub mod replica_set;

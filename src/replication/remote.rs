@@ -20,9 +20,9 @@ use tonic::Code;
 
 use super::wire::{decode, encode, ShardRead, ShardReadResult};
 use crate::error::{Error, Result};
-use crate::shard::ops::ShardOp;
+use crate::shard::ops::{self, ShardOp};
 use crate::transport::proto::shards_client::ShardsClient;
-use crate::transport::proto::{ShardOpRequest, ShardReadRequest, SnapshotChunk};
+use crate::transport::proto::{DrainRequest, ShardOpRequest, ShardReadRequest, SnapshotChunk};
 use crate::transport::{describe_status, MAX_PEER_MESSAGE_BYTES};
 use crate::types::{PeerId, ShardId};
 
@@ -117,6 +117,20 @@ impl ShardClients {
         Ok(answer.into_inner().operation_id)
     }
 
+    /// `Shards.Drain` on the replica's peer (see `inflight.rs`).
+    pub async fn drain(&self, replica: &RemoteReplica, index: u64) -> Result<()> {
+        let request = DrainRequest {
+            collection: replica.collection.clone(),
+            shard_id: replica.shard,
+            index,
+        };
+        self.client(replica)?
+            .drain(request)
+            .await
+            .map_err(|status| error_of(replica, &status))?;
+        Ok(())
+    }
+
     /// Runs `read` on the replica.
     pub async fn read(
         &self,
@@ -178,9 +192,20 @@ impl ShardClients {
     }
 }
 
-/// Encodes an op for [`ShardClients::apply`] once, however many replicas it goes to.
-pub fn encode_op(op: &ShardOp) -> Result<Vec<u8>> {
-    encode(op)
+/// Encodes an op for [`ShardClients::apply`] once, however many replicas it goes to: the
+/// WAL's binary record (`shard/ops.rs`: vectors as raw little-endian floats, payloads as
+/// JSON text), so neither side formats or parses floats as text.
+pub fn encode_op(op: &ShardOp) -> Vec<u8> {
+    let mut out = Vec::new();
+    ops::encode(0, op, &mut out);
+    out
+}
+
+/// Decodes what [`encode_op`] made; bad bytes are the sender's fault.
+pub fn decode_op(bytes: &[u8]) -> Result<ShardOp> {
+    ops::decode(bytes)
+        .map(|(_, op)| op)
+        .map_err(|e| Error::BadInput(format!("undecodable shard operation: {}", e.0)))
 }
 
 /// The error a failed call stands for. A peer that answered keeps its error class (its

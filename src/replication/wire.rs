@@ -1,6 +1,7 @@
-//! What travels in the `bytes` fields of the peer service `Shards`: a [`ShardOp`] or a
-//! [`ShardRead`] on the way in, a [`ShardReadResult`] on the way back, all as serde JSON
-//! (floats round-trip exactly, payloads stay JSON).
+//! What travels in the `bytes` fields of the peer service `Shards` for reads: a
+//! [`ShardRead`] on the way in, a [`ShardReadResult`] on the way back, as serde JSON
+//! (floats round-trip exactly, payloads stay JSON). Writes (`ShardOp`) travel in the
+//! WAL's binary encoding instead (`remote::encode_op`).
 //!
 //! [`execute`] runs a read on a local shard. The node calls it for its own replicas and
 //! for replicas asked by other peers, so a read gives the same answer wherever it runs.
@@ -188,8 +189,9 @@ mod tests {
             vectors: NamedVectors::from([(String::new(), vec![0.1, -1.0e-7, 3.4028235e38])]),
             payload: serde_json::from_value(json!({"a": [1, 2.5, "x"]})).unwrap(),
         }]);
-        let back: ShardOp = decode(&encode(&op).unwrap(), "op").unwrap();
-        assert_eq!(back, op);
+        use crate::replication::remote::{decode_op, encode_op};
+        assert_eq!(decode_op(&encode_op(&op)).unwrap(), op);
+        assert!(matches!(decode_op(b"\x01\x02"), Err(Error::BadInput(_))));
 
         let result = ShardReadResult::Hits(vec![ScoredPoint {
             id: PointId::Num(1),

@@ -310,7 +310,9 @@ impl TestNode {
         if let Some(body) = body {
             req = req.json(body);
         }
-        let resp = req.send().expect("request failed");
+        let resp = req
+            .send()
+            .unwrap_or_else(|e| panic!("{path}: request failed: {e}\n{}", self.log()));
         let status = resp.status().as_u16();
         let text = resp.text().unwrap_or_default();
         let json = serde_json::from_str(&text).unwrap_or(Value::String(text));
