@@ -8,8 +8,11 @@
 //! exactly until its index is attached. Segments taken by the merge in progress are not
 //! indexed (the merge builds one index over all of them).
 //!
-//! The *merger* runs merges (`merge.rs`) one at a time, at a lower CPU priority (nice
-//! 10), whenever the worker has finished a round of checkpoints and index builds.
+//! Index builds run on a thread of their own at a lower CPU priority (nice 5), so that
+//! under load writes and searches come first; the worker thread keeps the normal
+//! priority for checkpoints. The *merger* runs merges (`merge.rs`) one at a time, at a
+//! lower priority still (nice 10), whenever the worker has finished a round of
+//! checkpoints and index builds.
 //!
 //! Stopping wakes both; a build in progress gives up at its next stop poll.
 
@@ -118,7 +121,7 @@ pub fn spawn(inner: Arc<Inner>) -> std::io::Result<Vec<JoinHandle<()>>> {
 }
 
 fn run_merges(inner: &Inner) {
-    lower_thread_priority();
+    lower_thread_priority(MERGE_NICE);
     while inner.jobs.next_merge() {
         loop {
             match merge::merge_once(inner, &|| {}) {
@@ -133,18 +136,23 @@ fn run_merges(inner: &Inner) {
     }
 }
 
-/// Merges yield the CPU to writes, searches, checkpoints and fresh indexes: nice 10 for
-/// this thread (and the index build threads it starts, which inherit it).
-fn lower_thread_priority() {
+/// Nice value of index builds: below writes, searches and checkpoints (0), above merges.
+const INDEX_NICE: i32 = 5;
+/// Nice value of merges.
+const MERGE_NICE: i32 = 10;
+
+/// Lowers the calling thread's CPU priority to `nice` (threads it starts inherit it):
+/// background work yields the CPU to writes, searches and checkpoints.
+fn lower_thread_priority(nice: i32) {
     #[cfg(target_os = "linux")]
     {
         // SAFETY: plain syscalls on the calling thread; no memory is shared.
         let rc = unsafe {
             let tid = libc::gettid();
-            libc::setpriority(libc::PRIO_PROCESS as _, tid as libc::id_t, 10)
+            libc::setpriority(libc::PRIO_PROCESS as _, tid as libc::id_t, nice)
         };
         if rc != 0 {
-            tracing::debug!("could not lower the merge thread's priority");
+            tracing::debug!(nice, "could not lower a background thread's priority");
         }
     }
 }
@@ -188,13 +196,27 @@ fn index_one(inner: &Inner) -> bool {
         skip(key);
         return true;
     };
-    let Some(built) = inner.builder.build(
-        &index::rows_of(&col.data, col.dim),
-        col.dim,
-        job.distance,
-        &job.params,
-        &|| inner.jobs.stopped(),
-    ) else {
+    // On a thread of its own at a lower priority (the worker itself stays at the normal
+    // one, for the checkpoints the write path waits on).
+    let built = std::thread::scope(|scope| {
+        let build = std::thread::Builder::new()
+            .name("index-build".into())
+            .spawn_scoped(scope, || {
+                lower_thread_priority(INDEX_NICE);
+                inner.builder.build(
+                    &index::rows_of(&col.data, col.dim),
+                    col.dim,
+                    job.distance,
+                    &job.params,
+                    &|| inner.jobs.stopped(),
+                )
+            });
+        match build {
+            Ok(handle) => handle.join().ok().flatten(),
+            Err(_) => None,
+        }
+    });
+    let Some(built) = built else {
         skip(key);
         return true;
     };
