@@ -409,27 +409,33 @@ fn write_entry(
             )),
             _ => Error::io(format!("creating a file for `{name}`"), e),
         })?;
-    let mut out = HashingWriter::new(BufWriter::with_capacity(1 << 20, file));
+    // Pieces of 256 KiB go straight to the file (a buffer in between would only copy).
+    let mut out = HashingWriter::new(file);
     let mut buffer = vec![0u8; 256 * 1024];
-    loop {
-        let read = match entry.read(&mut buffer) {
-            Ok(0) => break,
-            Ok(read) => read,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => {
-                return Err(Error::BadInput(format!(
-                    "Invalid snapshot: the archive broke off while reading `{name}`: {e}"
-                )))
+    let mut ended = false;
+    while !ended {
+        // Fill the buffer (a stream may deliver small pieces), then write it.
+        let mut filled = 0;
+        while filled < buffer.len() {
+            match entry.read(&mut buffer[filled..]) {
+                Ok(0) => {
+                    ended = true;
+                    break;
+                }
+                Ok(read) => filled += read,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    return Err(Error::BadInput(format!(
+                        "Invalid snapshot: the archive broke off while reading `{name}`: {e}"
+                    )))
+                }
             }
-        };
-        out.write_all(&buffer[..read])
+        }
+        out.write_all(&buffer[..filled])
             .map_err(|e| Error::io(format!("writing `{name}`"), e))?;
     }
-    let (buffered, sha256, size) = out.finish();
+    let (file, sha256, size) = out.finish();
     let sha256 = sha256.unwrap_or_default();
-    let file = buffered
-        .into_inner()
-        .map_err(|e| Error::io(format!("writing `{name}`"), e.into_error()))?;
     syncer.sync_later(file, name)?;
     Ok(FileDigest { size, sha256 })
 }

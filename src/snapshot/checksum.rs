@@ -13,7 +13,7 @@
 
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{sync_channel, SyncSender};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::thread::JoinHandle;
 
 use sha2::{Digest, Sha256};
@@ -42,17 +42,26 @@ const QUEUE: usize = 3;
 pub struct BackgroundSha256 {
     batch: Vec<u8>,
     worker: Option<(SyncSender<Vec<u8>>, JoinHandle<Sha256>)>,
+    /// Batches the thread has hashed, handed back for reuse (fresh memory costs a page
+    /// fault per 4 KiB).
+    spare: Option<Receiver<Vec<u8>>>,
     inline: Sha256,
 }
 
 impl Default for BackgroundSha256 {
     fn default() -> Self {
         let (tx, rx) = sync_channel::<Vec<u8>>(QUEUE);
+        let (back, spare) = sync_channel::<Vec<u8>>(QUEUE + 1);
         let worker = std::thread::Builder::new()
             .name("sha256".into())
             .spawn(move || {
                 let mut hasher = Sha256::new();
-                rx.iter().for_each(|batch| hasher.update(&batch));
+                for mut batch in rx {
+                    hasher.update(&batch);
+                    batch.clear();
+                    // Dropped instead if the owner is gone or has enough spares.
+                    let _ = back.try_send(batch);
+                }
                 hasher
             })
             .ok()
@@ -60,6 +69,7 @@ impl Default for BackgroundSha256 {
         BackgroundSha256 {
             batch: Vec::with_capacity(BATCH),
             worker,
+            spare: Some(spare),
             inline: Sha256::new(),
         }
     }
@@ -82,7 +92,12 @@ impl BackgroundSha256 {
     }
 
     fn send(&mut self) {
-        let full = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH));
+        let next = self
+            .spare
+            .as_ref()
+            .and_then(|spare| spare.try_recv().ok())
+            .unwrap_or_else(|| Vec::with_capacity(BATCH));
+        let full = std::mem::replace(&mut self.batch, next);
         if let Some((tx, _)) = &self.worker {
             // Fails only if the thread panicked; `finish` passes that panic on.
             let _ = tx.send(full);
