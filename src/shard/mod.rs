@@ -18,7 +18,8 @@
 //! `json_path` (Qdrant filters), `engine` (locks, recovery, write path), `checkpoint`
 //! (checkpoints and freezing), `worker` (background checkpoints and indexing), `merge`
 //! (merging small sealed segments into larger ones, dropping deleted rows), `index`
-//! (the seam between segments and a vector index) and `hnsw` (the HNSW graph).
+//! (the seam between segments and a vector index), `hnsw` (the HNSW graph) and
+//! `file_digests` (the sha256 of files that will not change again, for snapshots).
 //!
 //! Segment sizes: the appendable segment is sealed at `segment_max_kb` (so fresh data
 //! gets an index soon); the merge optimizer then merges neighbouring sealed segments up

@@ -47,6 +47,10 @@ struct Options {
     max_wait_secs: u64,
 }
 
+const USAGE: &str = "usage: shoal-bench [--points N] [--dim D] [--batch B] [--queries Q] \
+[--clients C] [--server PATH] [--url URL] [--data embedding|uniform] [--hnsw-ef EF] \
+[--mode search|snapshot|grpc|cluster|cluster-recover] [--grpc-url URL] [--max-wait SECONDS]";
+
 fn parse_options() -> Result<Options> {
     let mut o = Options {
         points: 100_000,
@@ -78,8 +82,16 @@ fn parse_options() -> Result<Options> {
             "--mode" => o.mode = value()?,
             "--grpc-url" => o.grpc_url = Some(value()?),
             "--max-wait" => o.max_wait_secs = value()?.parse()?,
-            other => bail!("unknown flag {other}"),
+            "--help" | "-h" => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
+            other => bail!("unknown flag {other}\n{USAGE}"),
         }
+    }
+    // The server runs in a temporary directory: a relative path must not be read from there.
+    if let Ok(absolute) = std::fs::canonicalize(&o.server) {
+        o.server = absolute;
     }
     Ok(o)
 }
