@@ -29,12 +29,25 @@ pub struct TestNode {
     http: reqwest::blocking::Client,
 }
 
-/// A port that was free a moment ago on 127.0.0.1.
+/// A port on 127.0.0.1 that is free now, below Linux's ephemeral range (32768 and up), so
+/// that no outgoing connection (of this test or another) takes it between this check and
+/// the node binding it: a port the kernel picks for `:0` is one it may also hand to the
+/// next outgoing connection. Each port is handed out once per test process, from a start
+/// that differs between processes.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("no free port")
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FIRST: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let start = std::process::id().wrapping_mul(7919) % SPAN;
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        assert!(n < SPAN, "ran out of test ports");
+        let port = (FIRST + (start + n) % SPAN) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 impl TestNode {
