@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
 
-use super::snapshots::{unpack_stream, write_collection_snapshot, OuterChecksum};
+use super::snapshots::{unpack_stream, write_collection_snapshot};
 use super::tasks::TaskHandle;
 use super::{blocking, Node};
 use crate::consensus::op::{AliasAction, ClusterOp};
@@ -130,7 +130,7 @@ impl Node {
                 std::io::BufReader::new(file),
                 &dir,
                 &AtomicU64::new(0),
-                OuterChecksum::Skip,
+                None,
             )?;
             let bytes = std::fs::read(dir.join("config.json")).map_err(|_| {
                 Error::BadInput("Invalid snapshot: a full snapshot needs config.json".into())

@@ -288,21 +288,34 @@ impl Node {
     /// state up to `index` (so it routes new writes by it) and no write to the shard that
     /// it routed or received by an older state is in flight (see `inflight.rs`).
     pub async fn serve_drain(&self, collection: &str, shard: ShardId, index: u64) -> Result<()> {
-        let limit = Duration::from_millis(self.settings.cluster.grpc_timeout_ms / 2);
-        let mut executed = self.effects_executed.clone();
-        let drained = async {
-            executed
-                .wait_for(|executed| *executed >= index)
-                .await
-                .map_err(|_| Error::Unavailable("this peer is shutting down".into()))?;
-            self.inflight.drained(collection, shard, index).await;
-            Ok(())
-        };
-        tokio::time::timeout(limit, drained).await.map_err(|_| {
+        let limit = self.catch_up_limit();
+        let started = std::time::Instant::now();
+        let late = || {
             Error::Unavailable(format!(
                 "writes to shard {shard} of collection {collection} routed before index {index} did not end within {limit:?}"
             ))
-        })?
+        };
+        if !self.executed_up_to(index, limit).await {
+            return Err(late());
+        }
+        let rest = limit.saturating_sub(started.elapsed());
+        tokio::time::timeout(rest, self.inflight.drained(collection, shard, index))
+            .await
+            .map_err(|_| late())
+    }
+
+    /// How long a peer call waits for this peer to catch up with the caller's state.
+    fn catch_up_limit(&self) -> Duration {
+        Duration::from_millis(self.settings.cluster.grpc_timeout_ms / 2)
+    }
+
+    /// Waits (at most `limit`) until this peer has executed the cluster state up to
+    /// `index`; whether it has.
+    async fn executed_up_to(&self, index: u64, limit: Duration) -> bool {
+        let mut executed = self.effects_executed.clone();
+        let caught_up = executed.wait_for(|executed| *executed >= index);
+        let outcome = tokio::time::timeout(limit, caught_up).await;
+        matches!(outcome, Ok(Ok(_)))
     }
 
     /// The peer service's `Shards.Read`: runs a read on this peer's replica and answers
@@ -330,10 +343,10 @@ impl Node {
         shard: ShardId,
         min_applied_index: u64,
     ) -> Result<Arc<LocalShard>> {
-        let wait = Duration::from_millis(self.settings.cluster.grpc_timeout_ms / 2);
-        let mut executed = self.effects_executed.clone();
-        let caught_up = executed.wait_for(|index| *index >= min_applied_index);
-        if tokio::time::timeout(wait, caught_up).await.is_err() {
+        if !self
+            .executed_up_to(min_applied_index, self.catch_up_limit())
+            .await
+        {
             tracing::debug!(
                 collection,
                 shard,

@@ -13,7 +13,7 @@ use chrono::Utc;
 use tokio::sync::mpsc;
 
 use super::snapshot_install::RecoveredShards;
-use super::snapshots::{OuterChecksum, RecoverRequest, RecoveryReport, SnapshotPriority, Source};
+use super::snapshots::{RecoverRequest, RecoveryReport, SnapshotPriority, Source};
 use super::tasks::TaskHandle;
 use super::{blocking, Node};
 use crate::collection::Collection;
@@ -238,23 +238,8 @@ impl Node {
             .collections
             .recovery_dir(&format!("{real}-shard-{shard}"))?;
         let outcome = async {
-            let actual = self
-                .unpack_into(
-                    &dir,
-                    location,
-                    api_key,
-                    task.bytes(),
-                    OuterChecksum::when_expected(&expected),
-                )
+            self.unpack_into(&dir, location, api_key, task.bytes(), expected)
                 .await?;
-            if let Some(expected) = &expected {
-                let actual = actual.unwrap_or_default();
-                checksum::verify(expected, &actual).map_err(|_| {
-                    Error::BadInput(format!(
-                        "Snapshot checksum mismatch: expected {expected}, got {actual}"
-                    ))
-                })?;
-            }
             let dir_owned = dir.clone();
             blocking(move || {
                 layout::read_shard(&dir_owned)?;

@@ -36,7 +36,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use tokio::sync::mpsc;
 
-use super::snapshots::{OuterChecksum, Source};
+use super::snapshots::Source;
 use super::{blocking, Node};
 use crate::collection::registry::CollectionRegistry;
 use crate::consensus::transfer::{ShardTransfer, TransferMethod};
@@ -191,7 +191,7 @@ impl Node {
                     Source::Stream(archive),
                     None,
                     received.clone(),
-                    OuterChecksum::Skip
+                    None
                 ),
                 complete
             );

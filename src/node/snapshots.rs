@@ -268,25 +268,10 @@ impl Node {
         let dir = self.collections.recovery_dir(name)?;
         let started = std::time::Instant::now();
         let result = self
-            .unpack_into(
-                &dir,
-                location,
-                api_key,
-                task.bytes(),
-                OuterChecksum::when_expected(&expected),
-            )
+            .unpack_into(&dir, location, api_key, task.bytes(), expected)
             .await
-            .and_then(|actual| {
+            .and_then(|()| {
                 tracing::info!(collection = name, elapsed = ?started.elapsed(), "snapshot unpacked and verified");
-                if let Some(expected) = &expected {
-                    let actual = actual.unwrap_or_default();
-                    // Same order as Qdrant's recover message: what the client gave, then what we got.
-                    checksum::verify(expected, &actual).map_err(|_| {
-                        Error::BadInput(format!(
-                            "Snapshot checksum mismatch: expected {expected}, got {actual}"
-                        ))
-                    })?;
-                }
                 layout::read_collection(&dir, !self.settings.cluster.enabled)
             });
         if result.is_err() {
@@ -295,22 +280,22 @@ impl Node {
         result
     }
 
-    /// Unpacks `location` into `dir`; returns the sha256 of the archive bytes if
-    /// `checksum` asks for it.
+    /// Unpacks `location` into `dir`, verifying every file and, when `expected` is
+    /// given, the sha256 of the whole archive.
     pub(crate) async fn unpack_into(
         &self,
         dir: &Path,
         location: Source<'_>,
         api_key: Option<&str>,
         bytes: Arc<AtomicU64>,
-        checksum: OuterChecksum,
-    ) -> Result<Option<String>> {
+        expected: Option<String>,
+    ) -> Result<()> {
         let dir = dir.to_path_buf();
         let location = match location {
             Source::At(location) => location,
             Source::Stream(body) => {
                 return blocking(move || {
-                    unpack_stream(body, &dir, &bytes, checksum).map(|(sha, _)| sha)
+                    unpack_stream(body, &dir, &bytes, expected.as_deref()).map(drop)
                 })
                 .await
             }
@@ -325,9 +310,9 @@ impl Node {
                         std::io::BufReader::with_capacity(1 << 20, file),
                         &dir,
                         &bytes,
-                        checksum,
+                        expected.as_deref(),
                     )
-                    .map(|(sha, _)| sha)
+                    .map(drop)
                 })
                 .await
             }
@@ -338,8 +323,8 @@ impl Node {
                 let reader = tokio_util::io::SyncIoBridge::new(body);
                 let url = url.clone();
                 blocking(move || {
-                    unpack_stream(reader, &dir, &bytes, checksum)
-                        .map(|(sha, _)| sha)
+                    unpack_stream(reader, &dir, &bytes, expected.as_deref())
+                        .map(drop)
                         .map_err(|err| match err {
                             Error::Service(msg) => {
                                 Error::Service(format!("downloading {url}: {msg}"))
@@ -500,47 +485,36 @@ pub fn write_collection_snapshot(
     store.publish(&staged, dir, &name, &sha256)
 }
 
-/// Unpacks a stream, counting bytes; returns the manifest and, if `checksum` asks for
-/// it, the stream's sha256 (every file is verified against the manifest either way).
+/// Unpacks a stream, counting bytes, and verifies every file against the manifest; when
+/// `expected` is given, also the sha256 of the whole stream (computed only then).
+/// Returns the manifest.
 pub fn unpack_stream(
     reader: impl Read,
     dir: &Path,
     bytes: &AtomicU64,
-    checksum: OuterChecksum,
-) -> Result<(Option<String>, Manifest)> {
+    expected: Option<&str>,
+) -> Result<Manifest> {
     let counted = Counted {
         inner: reader,
         bytes,
     };
     let rest = |e| Error::io("reading the rest of the snapshot", e);
-    if checksum == OuterChecksum::Skip {
+    let Some(expected) = expected else {
         let mut counted = counted;
         let manifest = archive::unpack_verified(&mut counted, dir)?;
         std::io::copy(&mut counted, &mut std::io::sink()).map_err(rest)?;
-        return Ok((None, manifest));
-    }
+        return Ok(manifest);
+    };
     let mut hashing = HashingReader::new(counted);
     let manifest = archive::unpack_verified(&mut hashing, dir)?;
-    let (sha, _) = hashing.drain_and_finish().map_err(rest)?;
-    Ok((Some(sha), manifest))
-}
-
-/// Whether an unpack computes the sha256 of the whole archive: only needed when there
-/// is a checksum to compare it with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OuterChecksum {
-    Compute,
-    Skip,
-}
-
-impl OuterChecksum {
-    pub fn when_expected(expected: &Option<String>) -> Self {
-        if expected.is_some() {
-            OuterChecksum::Compute
-        } else {
-            OuterChecksum::Skip
-        }
-    }
+    let (actual, _) = hashing.drain_and_finish().map_err(rest)?;
+    // Same order as Qdrant's recover message: what the client gave, then what we got.
+    checksum::verify(expected, &actual).map_err(|_| {
+        Error::BadInput(format!(
+            "Snapshot checksum mismatch: expected {expected}, got {actual}"
+        ))
+    })?;
+    Ok(manifest)
 }
 
 /// Only shard directories stay: the collection-level files were read already.

@@ -6,12 +6,16 @@ network disconnect/reconnect, logs, and `down -v`. Works with the Compose v2 plu
 import functools
 import json
 import os
-import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import requests
+
+# The port picker is shared with the python suite (tests/python/ports.py).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))
+from ports import free_ports  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
@@ -34,30 +38,6 @@ def compose_command() -> list[str]:
     raise RuntimeError("neither `docker compose` nor `docker-compose` works")
 
 
-_FIRST_PORT, _PORT_SPAN = 20000, 12000
-_port_offset = [(os.getpid() * 7919) % _PORT_SPAN]
-
-
-def free_ports(count: int) -> list[int]:
-    """Distinct TCP ports free on 127.0.0.1, below Linux's ephemeral range (32768 and up),
-    so that no outgoing connection takes one before the node binds it (a port the kernel
-    picks for port 0 is one it may hand to the next outgoing connection). Each port is
-    handed out once per test run."""
-    ports: list[int] = []
-    for _ in range(_PORT_SPAN):
-        if len(ports) == count:
-            return ports
-        port = _FIRST_PORT + _port_offset[0] % _PORT_SPAN
-        _port_offset[0] += 1
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        ports.append(port)
-    if len(ports) == count:
-        return ports
-    raise RuntimeError("ran out of test ports")
 
 
 def run(args: list[str], timeout: float = COMMAND_TIMEOUT_S, check: bool = True, env=None) -> str:
