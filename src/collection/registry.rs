@@ -1,12 +1,18 @@
 //! The collections open on this peer, by real name. Directories live under
 //! `<storage_path>/collections/<name>/<shard id>/`. The registry only opens and drops;
 //! what should exist is decided by the cluster state (see `node::applier`).
+//!
+//! Every change that closes and reopens a collection (a recovery's swap, a transfer's
+//! install, a replica added or removed by the applier) holds that collection's swap turn
+//! ([`SwapTurns`]) from its first look at the open collection to the reopen. Two of them
+//! at once would each wait for the other's reference to go away (until the idle wait
+//! ran out), and one would fail.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use parking_lot::RwLock;
+use parking_lot::{Condvar, Mutex, RwLock};
 
 use super::config::CollectionConfig;
 use super::Collection;
@@ -20,6 +26,7 @@ const RECOVERY_PREFIX: &str = ".recovery-";
 pub struct CollectionRegistry {
     root: PathBuf,
     open: RwLock<HashMap<String, Arc<Collection>>>,
+    swaps: SwapTurns,
 }
 
 impl CollectionRegistry {
@@ -30,6 +37,7 @@ impl CollectionRegistry {
         Ok(CollectionRegistry {
             root,
             open: RwLock::new(HashMap::new()),
+            swaps: SwapTurns::default(),
         })
     }
 
@@ -70,6 +78,7 @@ impl CollectionRegistry {
     /// Closes a collection and deletes its files. The directory is first renamed
     /// aside so a crash half-way never leaves a partly deleted collection in place.
     pub fn drop_collection(&self, name: &str) -> Result<()> {
+        let _turn = self.swaps.take(name);
         let removed = self.open.write().remove(name);
         drop(removed);
         let dir = self.dir_of(name);
@@ -131,6 +140,7 @@ impl CollectionRegistry {
         local_shards: &[ShardId],
     ) -> Result<Arc<Collection>> {
         let live = self.dir_of(name);
+        let _turn = self.swaps.take(name);
         // Wait for users to finish without blocking lookups of other collections, then
         // hold the write lock so that new lookups wait (not fail) during the swap.
         if let Some(current) = self.get(name) {
@@ -194,6 +204,7 @@ impl CollectionRegistry {
         name: &str,
         replacements: &[(ShardId, PathBuf)],
     ) -> Result<Arc<Collection>> {
+        let _turn = self.swaps.take(name);
         if let Some(current) = self.get(name) {
             wait_idle(&current, name, IDLE_WAIT)?;
         }
@@ -261,6 +272,7 @@ impl CollectionRegistry {
     /// Opens one more local shard of an open collection (a replica placed here after the
     /// collection was created). Idempotent.
     pub fn add_local_shard(&self, name: &str, shard: ShardId) -> Result<()> {
+        let _turn = self.swaps.take(name);
         let Some(current) = self.get(name) else {
             return Ok(());
         };
@@ -275,6 +287,7 @@ impl CollectionRegistry {
     /// Closes a local shard of an open collection and deletes its files (moved aside first,
     /// so a crash never leaves half a shard). Idempotent.
     pub fn remove_local_shard(&self, name: &str, shard: ShardId) -> Result<()> {
+        let _turn = self.swaps.take(name);
         if let Some(current) = self.get(name) {
             if current.local_shards().contains_key(&shard) {
                 let local: Vec<ShardId> = current
@@ -300,7 +313,8 @@ impl CollectionRegistry {
     }
 
     /// Closes `current` once idle and opens it again with `local` shards.
-    /// If the new set does not open, the previous one is opened again.
+    /// If the new set does not open, the previous one is opened again. The caller holds
+    /// the collection's swap turn.
     fn reopen(&self, name: &str, current: Arc<Collection>, local: &[ShardId]) -> Result<()> {
         let previous: Vec<ShardId> = current.local_shards().keys().copied().collect();
         wait_idle(&current, name, IDLE_WAIT)?;
@@ -318,6 +332,41 @@ impl CollectionRegistry {
                 Err(err)
             }
         }
+    }
+}
+
+/// One swap at a time per collection (see the module doc). Blocking: taken on
+/// `spawn_blocking` threads only.
+#[derive(Default)]
+struct SwapTurns {
+    busy: Mutex<std::collections::HashSet<String>>,
+    freed: Condvar,
+}
+
+/// A collection's swap turn; the next waiter goes when it is dropped.
+struct SwapTurn<'a> {
+    turns: &'a SwapTurns,
+    name: String,
+}
+
+impl SwapTurns {
+    fn take(&self, name: &str) -> SwapTurn<'_> {
+        let mut busy = self.busy.lock();
+        while busy.contains(name) {
+            self.freed.wait(&mut busy);
+        }
+        busy.insert(name.to_string());
+        SwapTurn {
+            turns: self,
+            name: name.to_string(),
+        }
+    }
+}
+
+impl Drop for SwapTurn<'_> {
+    fn drop(&mut self) {
+        self.turns.busy.lock().remove(&self.name);
+        self.turns.freed.notify_all();
     }
 }
 
@@ -398,5 +447,53 @@ mod tests {
         exchange(&a, &b).unwrap();
         assert_eq!(std::fs::read(b.join("x")).unwrap(), b"from a");
         assert!(!a.join("x").exists());
+    }
+
+    fn two_dim_config() -> CollectionConfig {
+        use crate::collection::config::{CollectionDefaults, CreateCollection};
+        let body: CreateCollection = serde_json::from_value(
+            serde_json::json!({"vectors": {"size": 2, "distance": "Dot"}, "shard_number": 3}),
+        )
+        .unwrap();
+        body.into_config(&CollectionDefaults::default()).unwrap()
+    }
+
+    /// A shard swap and a replica added by the applier at the same moment: each used to
+    /// wait for the other's reference to the collection until the idle wait ran out.
+    #[test]
+    fn concurrent_reopens_of_one_collection_take_turns() {
+        let storage = tempfile::tempdir().unwrap();
+        let registry = Arc::new(CollectionRegistry::new(storage.path()).unwrap());
+        registry.open("c", two_dim_config(), &[0]).unwrap();
+        // A request still using the collection: both reopens start waiting for it.
+        let user = registry.get("c").unwrap();
+        let barrier = Arc::new(std::sync::Barrier::new(3));
+        let swapper = {
+            let (registry, barrier) = (registry.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                let incoming = registry.recovery_dir("c-shard-1").unwrap();
+                barrier.wait();
+                registry.replace_shard("c", 1, &incoming).map(|_| ())
+            })
+        };
+        let adder = {
+            let (registry, barrier) = (registry.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                registry.add_local_shard("c", 2)
+            })
+        };
+        barrier.wait();
+        let started = std::time::Instant::now();
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        drop(user);
+        swapper.join().unwrap().unwrap();
+        adder.join().unwrap().unwrap();
+        assert!(
+            started.elapsed() < IDLE_WAIT,
+            "the two reopens waited for each other"
+        );
+        let shards: Vec<ShardId> = registry.get("c").unwrap().local_shards().keys().copied().collect();
+        assert_eq!(shards, vec![0, 1, 2]);
     }
 }
