@@ -12,6 +12,10 @@
 //! - a failed append is rolled back (the file is truncated to its previous length), so
 //!   the log never holds a half record it did not crash in the middle of; if even the
 //!   rollback fails the log refuses further appends until reopened;
+//! - a failed `fsync` also makes the log refuse appends (and every durable write waiting
+//!   for a sync fails) until reopened: Linux may drop the unwritten pages and report the
+//!   next `fsync` as a success, so nothing written since the last good sync can be
+//!   acknowledged as durable any more. Reopening replays what really is on disk;
 //! - on open, a torn or corrupt tail of the newest file (a crash mid-write) is truncated
 //!   away; damage in an older file is an error, because records after it would be lost.
 //!
@@ -159,6 +163,12 @@ impl Wal {
         Ok(())
     }
 
+    /// Refuses appends from now on: see the module doc on failed syncs.
+    fn mark_sync_failed(&mut self, err: &io::Error) {
+        self.broken
+            .get_or_insert_with(|| format!("an fsync of the log failed ({err}); records since the last good sync may not be on disk"));
+    }
+
     fn roll_back(&mut self) {
         if let Err(e) = self.current.set_len(self.current_len) {
             self.broken = Some(format!("could not roll back a failed write: {e}"));
@@ -171,9 +181,10 @@ impl Wal {
         if self.current_len == 0 {
             return Ok(());
         }
-        self.current
-            .sync_data()
-            .map_err(|e| Error::io("syncing WAL file", e))?;
+        if let Err(e) = self.current.sync_data() {
+            self.mark_sync_failed(&e);
+            return Err(Error::io("syncing WAL file", e));
+        }
         if let Some(hasher) = self.current_sha256.take() {
             file_digests::remember_file(&self.current, file_digests::hex(hasher));
         }
@@ -375,6 +386,8 @@ pub struct SyncGate {
 struct GateState {
     synced: u64,
     syncing: bool,
+    /// Set by a failed sync; what was not synced before it never will be by this log.
+    failed: Option<String>,
 }
 
 impl SyncGate {
@@ -385,6 +398,11 @@ impl SyncGate {
             if g.synced >= seq {
                 return Ok(());
             }
+            if let Some(why) = &g.failed {
+                return Err(Error::Service(format!(
+                    "the write may not be durable; the WAL is unusable until the shard is reopened: {why}"
+                )));
+            }
             if g.syncing {
                 self.done.wait(&mut g);
                 continue;
@@ -394,8 +412,12 @@ impl SyncGate {
                 parking_lot::MutexGuard::unlocked(&mut g, || wal.lock().sync_target());
             let result = parking_lot::MutexGuard::unlocked(&mut g, || file.sync_data());
             g.syncing = false;
-            if result.is_ok() {
-                g.synced = g.synced.max(upto);
+            match &result {
+                Ok(()) => g.synced = g.synced.max(upto),
+                Err(e) => {
+                    g.failed = Some(format!("an fsync of the log failed ({e})"));
+                    parking_lot::MutexGuard::unlocked(&mut g, || wal.lock().mark_sync_failed(e));
+                }
             }
             self.done.notify_all();
             result.map_err(|e| Error::io("syncing WAL", e))?;
@@ -518,6 +540,39 @@ mod tests {
         let (seen, mut wal) = replay_all(dir.path(), 1);
         assert_eq!(seen, vec![1]);
         wal.append(2, &op(2)).unwrap();
+    }
+
+    #[test]
+    fn a_failed_fsync_refuses_every_later_write_until_reopened() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, mut wal) = replay_all(dir.path(), 1);
+        wal.append(1, &op(1)).unwrap();
+        let gate = SyncGate::default();
+        let wal = Mutex::new(wal);
+        gate.wait_durable(1, &wal).unwrap();
+        wal.lock().append(2, &op(2)).unwrap();
+        // fsync of /dev/null fails (EINVAL), as it can fail on a disk that lost a write.
+        let null = OpenOptions::new().write(true).open("/dev/null").unwrap();
+        wal.lock().redirect_for_test(null);
+        assert!(gate.wait_durable(2, &wal).is_err());
+        // Already durable before the failure: still answered as durable.
+        gate.wait_durable(1, &wal).unwrap();
+        // Neither a retry of the same sync nor a new append can be acknowledged now.
+        let retried = gate.wait_durable(2, &wal).unwrap_err();
+        assert!(
+            retried.to_string().contains("may not be durable"),
+            "{retried}"
+        );
+        let refused = wal.lock().append(3, &op(3)).unwrap_err();
+        assert!(
+            refused
+                .to_string()
+                .contains("unusable until the shard is reopened"),
+            "{refused}"
+        );
+        drop(wal);
+        let (seen, _) = replay_all(dir.path(), 1);
+        assert_eq!(seen, vec![1, 2]);
     }
 
     #[test]
