@@ -28,7 +28,9 @@ pub struct Settings {
 pub struct ServiceSettings {
     pub host: String,
     pub http_port: u16,
-    /// `null` disables the public gRPC API.
+    /// `null` disables the public gRPC API (in the environment too:
+    /// `QDRANT__SERVICE__GRPC_PORT=null`, see [`port_or_null`]).
+    #[serde(deserialize_with = "port_or_null")]
     pub grpc_port: Option<u16>,
     /// Largest JSON request body in MiB (multipart uploads are not limited by it).
     pub max_request_size_mb: usize,
@@ -254,6 +256,62 @@ pub struct TlsSettings {
     pub key: Option<PathBuf>,
 }
 
+/// A port that may be switched off with `null`. A YAML `null` arrives as a nil value,
+/// but an environment variable is always text, so the text `null` (any case) is read
+/// as `None` here too: `QDRANT__SERVICE__GRPC_PORT=null` disables the port as the file's
+/// `grpc_port: null` does. Numbers (or number text) must fit a port; anything else is
+/// an error that names the key.
+fn port_or_null<'de, D>(deserializer: D) -> Result<Option<u16>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    struct PortOrNull;
+
+    impl<'de> serde::de::Visitor<'de> for PortOrNull {
+        type Value = Option<u16>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a port number (0-65535) or null")
+        }
+
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_any(self)
+        }
+
+        fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<Self::Value, E> {
+            u16::try_from(n)
+                .map(Some)
+                .map_err(|_| E::invalid_value(serde::de::Unexpected::Unsigned(n), &self))
+        }
+
+        fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<Self::Value, E> {
+            u16::try_from(n)
+                .map(Some)
+                .map_err(|_| E::invalid_value(serde::de::Unexpected::Signed(n), &self))
+        }
+
+        fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Self::Value, E> {
+            let text = text.trim();
+            if text.eq_ignore_ascii_case("null") {
+                return Ok(None);
+            }
+            text.parse::<u16>()
+                .map(Some)
+                .map_err(|_| E::invalid_value(serde::de::Unexpected::Str(text), &self))
+        }
+    }
+
+    deserializer.deserialize_any(PortOrNull)
+}
+
 /// Why settings could not be loaded; the message names the file or key at fault.
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
@@ -471,6 +529,61 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("tls.cert"), "{err}");
+    }
+
+    #[test]
+    fn grpc_port_null_disables_the_port_from_the_file_and_from_the_environment() {
+        let nowhere = Path::new("/nonexistent/config");
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("no-grpc.yaml");
+        std::fs::write(&file, "service:\n  grpc_port: null\n").unwrap();
+        let s = Settings::load_from(nowhere, Some(&file), env(&[])).unwrap();
+        assert_eq!(s.service.grpc_port, None);
+
+        for text in ["null", "NULL", " Null "] {
+            let s =
+                Settings::load_from(nowhere, None, env(&[("QDRANT__SERVICE__GRPC_PORT", text)]))
+                    .unwrap();
+            assert_eq!(s.service.grpc_port, None, "{text:?}");
+        }
+        // The environment's null wins over a port named in the file, and a number in the
+        // environment over the file's null.
+        let port_file = dir.path().join("port.yaml");
+        std::fs::write(&port_file, "service:\n  grpc_port: 7334\n").unwrap();
+        let s = Settings::load_from(
+            nowhere,
+            Some(&port_file),
+            env(&[("QDRANT__SERVICE__GRPC_PORT", "null")]),
+        )
+        .unwrap();
+        assert_eq!(s.service.grpc_port, None);
+        assert_eq!(s.service.http_port, 6333, "other keys keep their values");
+        let s = Settings::load_from(
+            nowhere,
+            Some(&file),
+            env(&[("QDRANT__SERVICE__GRPC_PORT", "7444")]),
+        )
+        .unwrap();
+        assert_eq!(s.service.grpc_port, Some(7444));
+        let s = Settings::load_from(nowhere, Some(&port_file), env(&[])).unwrap();
+        assert_eq!(s.service.grpc_port, Some(7334));
+        // A quoted number in the file is a port as well.
+        std::fs::write(&port_file, "service:\n  grpc_port: \"7335\"\n").unwrap();
+        let s = Settings::load_from(nowhere, Some(&port_file), env(&[])).unwrap();
+        assert_eq!(s.service.grpc_port, Some(7335));
+    }
+
+    #[test]
+    fn a_grpc_port_that_is_neither_a_port_nor_null_names_the_key() {
+        for text in ["nil", "none", "", "65536", "-1", "6334.5"] {
+            let err = Settings::load_from(
+                Path::new("/nonexistent/config"),
+                None,
+                env(&[("QDRANT__SERVICE__GRPC_PORT", text)]),
+            )
+            .unwrap_err();
+            assert!(err.to_string().contains("grpc_port"), "{text:?}: {err}");
+        }
     }
 
     #[test]

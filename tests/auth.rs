@@ -1,6 +1,7 @@
 //! API keys on both public ports (the matrix: no key, wrong key, read-only key, full
-//! key; `api-key` header and `Authorization: Bearer`), the upload that is refused before
-//! its body is read, and TLS on REST and gRPC with a certificate made by the test.
+//! key; `api-key` header or gRPC metadata, and `Authorization: Bearer`), the upload that
+//! is refused before its body is read, and TLS on REST and gRPC with a certificate made
+//! by the test.
 
 mod support;
 
@@ -8,16 +9,21 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
+use qdrant_client::qdrant::collections_client::CollectionsClient;
 use qdrant_client::qdrant::{
-    CreateCollectionBuilder, Distance, PointStruct, SearchPointsBuilder, UpsertPointsBuilder,
-    VectorParamsBuilder,
+    CreateCollectionBuilder, DeleteCollectionBuilder, Distance, ListCollectionsRequest,
+    PointStruct, SearchPointsBuilder, UpsertPointsBuilder, VectorParamsBuilder,
 };
 use qdrant_client::{Payload, Qdrant, QdrantError};
 use reqwest::blocking::Client;
 use reqwest::Method;
 use serde_json::{json, Value};
 use support::TestNode;
-use tonic::Code;
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::interceptor::InterceptedService;
+use tonic::service::Interceptor;
+use tonic::transport::Channel;
+use tonic::{Code, Status};
 
 const FULL: &str = "full-key-for-tests";
 const READ: &str = "read-only-key-for-tests";
@@ -249,6 +255,39 @@ fn grpc_client(node: &TestNode, key: Option<&str>) -> Qdrant {
     config.build().unwrap()
 }
 
+/// The official client stubs (qdrant-client's `Collections` service) on a channel whose
+/// every call carries `authorization: Bearer <key>` instead of `api-key`.
+async fn bearer_collections(
+    node: &TestNode,
+    key: &str,
+) -> CollectionsClient<InterceptedService<Channel, Bearer>> {
+    let channel = Channel::from_shared(format!("http://127.0.0.1:{}", node.grpc_port))
+        .unwrap()
+        .connect_timeout(Duration::from_secs(10))
+        .timeout(Duration::from_secs(60))
+        .connect()
+        .await
+        .expect("gRPC connection");
+    let value = format!("Bearer {key}").parse().unwrap();
+    CollectionsClient::with_interceptor(channel, Bearer(value))
+}
+
+#[derive(Clone)]
+struct Bearer(MetadataValue<Ascii>);
+
+impl Interceptor for Bearer {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, Status> {
+        request
+            .metadata_mut()
+            .insert("authorization", self.0.clone());
+        Ok(request)
+    }
+}
+
+fn status_code<T>(result: Result<T, Status>) -> Code {
+    result.map_or_else(|status| status.code(), |_| Code::Ok)
+}
+
 fn code<T: std::fmt::Debug>(result: Result<T, QdrantError>) -> Code {
     match result {
         Ok(_) => Code::Ok,
@@ -327,6 +366,49 @@ fn grpc_key_matrix() {
             Code::PermissionDenied
         );
         assert_eq!(code(full.delete_collection("c").await), Code::Ok);
+
+        // The same keys as `Authorization: Bearer <key>`.
+        let mut bearer_wrong = bearer_collections(&node, "not-the-key").await;
+        let mut bearer_read = bearer_collections(&node, READ).await;
+        let mut bearer_full = bearer_collections(&node, FULL).await;
+        let create = || {
+            CreateCollectionBuilder::new("b")
+                .vectors_config(VectorParamsBuilder::new(2, Distance::Dot))
+                .build()
+        };
+        let list = || ListCollectionsRequest {};
+        let delete = || DeleteCollectionBuilder::new("b").build();
+        assert_eq!(
+            status_code(bearer_wrong.create(create()).await),
+            Code::Unauthenticated
+        );
+        assert_eq!(
+            status_code(bearer_read.create(create()).await),
+            Code::PermissionDenied
+        );
+        assert_eq!(status_code(bearer_full.create(create()).await), Code::Ok);
+        assert_eq!(
+            status_code(bearer_wrong.list(list()).await),
+            Code::Unauthenticated
+        );
+        for client in [&mut bearer_read, &mut bearer_full] {
+            let names: Vec<String> = client
+                .list(list())
+                .await
+                .unwrap()
+                .into_inner()
+                .collections
+                .into_iter()
+                .map(|c| c.name)
+                .collect();
+            assert_eq!(names, ["b"]);
+        }
+        assert_eq!(
+            status_code(bearer_read.delete(delete()).await),
+            Code::PermissionDenied
+        );
+        assert_eq!(status_code(bearer_full.delete(delete()).await), Code::Ok);
+        assert!(!full.collection_exists("b").await.unwrap());
     });
 }
 

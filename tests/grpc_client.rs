@@ -1,15 +1,18 @@
 //! The official Rust `qdrant-client` (gRPC, gzip on) against a real shoal node:
 //! collections and aliases, points and payloads, search, query, scroll and count,
-//! collection and full snapshots, and the error codes of bad requests.
+//! collection and full snapshots, the cluster info of a collection, the error codes of
+//! bad requests, and `service.grpc_port: null` (file and environment).
 
 mod support;
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use qdrant_client::qdrant::{
-    Condition, CountPointsBuilder, CreateAliasBuilder, CreateCollectionBuilder,
-    DeletePayloadPointsBuilder, DeletePointsBuilder, DeleteSnapshotRequestBuilder, Distance,
-    Filter, GetPointsBuilder, PointId, PointStruct, PointsIdsList, QueryPointsBuilder,
+    CollectionClusterInfoRequest, Condition, CountPointsBuilder, CreateAliasBuilder,
+    CreateCollectionBuilder, DeletePayloadPointsBuilder, DeletePointsBuilder,
+    DeleteSnapshotRequestBuilder, Distance, Filter, GetPointsBuilder, ListCollectionAliasesRequest,
+    PointId, PointStruct, PointsIdsList, QueryPointsBuilder, RenameAliasBuilder, ReplicaState,
     ScrollPointsBuilder, SearchBatchPointsBuilder, SearchPointsBuilder, SetPayloadPointsBuilder,
     UpsertPointsBuilder, VectorParamsBuilder,
 };
@@ -562,4 +565,257 @@ fn wrong_message_types_are_invalid_argument_and_reflection_lists_the_services() 
             assert!(names.iter().any(|n| n == service), "{service} in {names:?}");
         }
     });
+}
+
+#[test]
+fn collection_cluster_info_on_a_single_node() {
+    let node = TestNode::start();
+    let rt = runtime();
+    let client = client(&node);
+    let more: Vec<PointStruct> = (10..16u64)
+        .map(|i| PointStruct::new(i, vec![i as f32, 1.0, 0.0, 0.0], Payload::new()))
+        .collect();
+    let info = rt.block_on(async {
+        client
+            .create_collection(
+                CreateCollectionBuilder::new("sharded")
+                    .vectors_config(VectorParamsBuilder::new(4, Distance::Cosine))
+                    .shard_number(2),
+            )
+            .await
+            .unwrap();
+        for batch in [points(), more] {
+            client
+                .upsert_points(UpsertPointsBuilder::new("sharded", batch).wait(true))
+                .await
+                .unwrap();
+        }
+        client
+            .create_alias(CreateAliasBuilder::new("sharded", "sharded_alias"))
+            .await
+            .unwrap();
+        let info = client
+            .collection_cluster_info(CollectionClusterInfoRequest {
+                collection_name: "sharded".into(),
+            })
+            .await
+            .unwrap();
+        // The same answer through an alias.
+        let via_alias = client
+            .collection_cluster_info(CollectionClusterInfoRequest {
+                collection_name: "sharded_alias".into(),
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            (
+                via_alias.peer_id,
+                via_alias.shard_count,
+                &via_alias.local_shards
+            ),
+            (info.peer_id, info.shard_count, &info.local_shards)
+        );
+        let unknown = client
+            .collection_cluster_info(CollectionClusterInfoRequest {
+                collection_name: "nope".into(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(code_of(unknown), Code::NotFound);
+        info
+    });
+
+    // One peer holds both shards, Active, with every point once.
+    assert_ne!(info.peer_id, 0, "{info:?}");
+    assert_eq!(info.shard_count, 2, "{info:?}");
+    let mut shard_ids: Vec<u32> = info.local_shards.iter().map(|s| s.shard_id).collect();
+    shard_ids.sort_unstable();
+    assert_eq!(shard_ids, [0, 1], "{info:?}");
+    for shard in &info.local_shards {
+        assert_eq!(shard.state, ReplicaState::Active as i32, "{info:?}");
+    }
+    let stored: u64 = info.local_shards.iter().map(|s| s.points_count).sum();
+    assert_eq!(stored, 10, "{info:?}");
+    assert!(info.remote_shards.is_empty(), "{info:?}");
+    assert!(info.shard_transfers.is_empty(), "{info:?}");
+
+    // REST reports the same peer and the same shards.
+    let rest = node.ok(node.get("/collections/sharded/cluster"));
+    assert_eq!(rest["peer_id"], json!(info.peer_id), "{rest}");
+    assert_eq!(rest["shard_count"], json!(info.shard_count), "{rest}");
+    for shard in &info.local_shards {
+        let same = rest["local_shards"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["shard_id"] == json!(shard.shard_id))
+            .unwrap_or_else(|| panic!("shard {} in {rest}", shard.shard_id));
+        assert_eq!(same["points_count"], json!(shard.points_count), "{rest}");
+        assert_eq!(same["state"], "Active", "{rest}");
+    }
+}
+
+#[test]
+fn aliases_rename_and_delete() {
+    let node = TestNode::start();
+    runtime().block_on(async {
+        let client = client(&node);
+        for name in ["books", "films"] {
+            client
+                .create_collection(
+                    CreateCollectionBuilder::new(name)
+                        .vectors_config(VectorParamsBuilder::new(4, Distance::Dot)),
+                )
+                .await
+                .unwrap();
+        }
+        client
+            .upsert_points(UpsertPointsBuilder::new("books", points()).wait(true))
+            .await
+            .unwrap();
+        client
+            .create_alias(CreateAliasBuilder::new("books", "library"))
+            .await
+            .unwrap();
+        client
+            .create_alias(CreateAliasBuilder::new("films", "cinema"))
+            .await
+            .unwrap();
+
+        let pairs = |aliases: Vec<qdrant_client::qdrant::AliasDescription>| {
+            let mut pairs: Vec<(String, String)> = aliases
+                .into_iter()
+                .map(|a| (a.alias_name, a.collection_name))
+                .collect();
+            pairs.sort();
+            pairs
+        };
+        let of_books = || ListCollectionAliasesRequest {
+            collection_name: "books".into(),
+        };
+
+        // Rename: the new name resolves to the same collection, the old one is gone.
+        let renamed = client
+            .rename_alias(RenameAliasBuilder::new("library", "shelf"))
+            .await
+            .unwrap();
+        assert!(renamed.result, "{renamed:?}");
+        assert_eq!(
+            pairs(client.list_aliases().await.unwrap().aliases),
+            [
+                ("cinema".to_string(), "films".to_string()),
+                ("shelf".to_string(), "books".to_string())
+            ]
+        );
+        assert_eq!(
+            pairs(
+                client
+                    .list_collection_aliases(of_books())
+                    .await
+                    .unwrap()
+                    .aliases
+            ),
+            [("shelf".to_string(), "books".to_string())]
+        );
+        let through_new = client
+            .count(CountPointsBuilder::new("shelf").exact(true))
+            .await
+            .unwrap();
+        assert_eq!(through_new.result.unwrap().count, 4);
+        let through_old = client.collection_info("library").await.unwrap_err();
+        assert_eq!(code_of(through_old), Code::NotFound);
+        let missing = client
+            .rename_alias(RenameAliasBuilder::new("library", "other"))
+            .await
+            .unwrap_err();
+        assert_eq!(code_of(missing), Code::NotFound);
+
+        // Delete: the alias stops resolving, the collection and the other alias stay.
+        let deleted = client.delete_alias("shelf").await.unwrap();
+        assert!(deleted.result, "{deleted:?}");
+        assert_eq!(
+            pairs(client.list_aliases().await.unwrap().aliases),
+            [("cinema".to_string(), "films".to_string())]
+        );
+        assert!(client
+            .list_collection_aliases(of_books())
+            .await
+            .unwrap()
+            .aliases
+            .is_empty());
+        let gone = client.collection_info("shelf").await.unwrap_err();
+        assert_eq!(code_of(gone), Code::NotFound);
+        let again = client.delete_alias("shelf").await.unwrap_err();
+        assert_eq!(code_of(again), Code::NotFound);
+        let left = client
+            .count(CountPointsBuilder::new("books").exact(true))
+            .await
+            .unwrap();
+        assert_eq!(left.result.unwrap().count, 4);
+    });
+    // REST sees the same aliases.
+    let rest = node.ok(node.get("/aliases"));
+    assert_eq!(
+        rest["aliases"],
+        json!([{"alias_name": "cinema", "collection_name": "films"}]),
+        "{rest}"
+    );
+}
+
+/// Whether something accepts TCP connections on the loopback port.
+fn listening(port: u16) -> bool {
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5)).is_ok()
+}
+
+const GRPC_LISTENING: &str = "public gRPC API listening";
+
+#[test]
+fn grpc_port_null_disables_the_public_grpc_port() {
+    let mut node = TestNode::prepare(&[]);
+    let port = node.grpc_port;
+    // The lowest layer (config/config.yaml in the node's working directory) names the
+    // port; the layers above switch it off with null. The test's default
+    // QDRANT__SERVICE__GRPC_PORT is left out so that the files decide.
+    std::fs::create_dir_all(node.dir().join("config")).unwrap();
+    std::fs::write(
+        node.dir().join("config/config.yaml"),
+        format!("service:\n  grpc_port: {port}\n"),
+    )
+    .unwrap();
+    let no_grpc = node.dir().join("no-grpc.yaml");
+    std::fs::write(&no_grpc, "service:\n  grpc_port: null\n").unwrap();
+    node.unset_env("QDRANT__SERVICE__GRPC_PORT");
+
+    // Control: with only the lower layer, gRPC is served on the port.
+    node.launch(&[]);
+    assert!(node.log().contains(GRPC_LISTENING), "{}", node.log());
+    let version = runtime().block_on(async { client(&node).health_check().await.unwrap().version });
+    assert!(!version.is_empty());
+    node.create_collection("kept", json!({"vectors": {"size": 4, "distance": "Dot"}}));
+    node.stop();
+
+    let disabled = |node: &mut TestNode, args: &[String], how: &str| {
+        let before = node.log().len();
+        node.launch(args);
+        let listed = node.ok(node.get("/collections"));
+        assert_eq!(
+            listed["collections"],
+            json!([{"name": "kept"}]),
+            "{how}: REST answers"
+        );
+        assert!(!listening(port), "{how}: something listens on {port}");
+        let run_log = node.log()[before..].to_string();
+        assert!(!run_log.contains(GRPC_LISTENING), "{how}:\n{run_log}");
+        node.stop();
+    };
+    // The --config-path file's null over config/config.yaml's port.
+    disabled(
+        &mut node,
+        &["--config-path".to_string(), no_grpc.display().to_string()],
+        "grpc_port: null in --config-path",
+    );
+    // The environment's null over config/config.yaml's port.
+    node.set_env("QDRANT__SERVICE__GRPC_PORT", "null");
+    disabled(&mut node, &[], "QDRANT__SERVICE__GRPC_PORT=null");
 }

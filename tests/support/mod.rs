@@ -24,6 +24,9 @@ pub struct TestNode {
     pub grpc_port: u16,
     pub p2p_port: u16,
     extra_env: Vec<(String, String)>,
+    /// Variables taken out of the node's environment, defaults included
+    /// (see [`TestNode::unset_env`]).
+    removed_env: Vec<String>,
     /// Command-line arguments for the next start (see [`TestNode::set_args`]).
     args: Vec<String>,
     http: reqwest::blocking::Client,
@@ -82,12 +85,27 @@ impl TestNode {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            removed_env: Vec::new(),
             args: Vec::new(),
             http: reqwest::blocking::Client::builder()
                 .timeout(Duration::from_secs(60))
                 .build()
                 .expect("http client"),
         }
+    }
+
+    /// Sets `key` for every later (re)start, over the defaults.
+    pub fn set_env(&mut self, key: &str, value: &str) {
+        self.removed_env.retain(|k| k != key);
+        self.extra_env.retain(|(k, _)| k != key);
+        self.extra_env.push((key.to_string(), value.to_string()));
+    }
+
+    /// Leaves `key` out of the environment of every later (re)start, even one of the
+    /// defaults (e.g. `QDRANT__SERVICE__GRPC_PORT`, so that a config file decides).
+    pub fn unset_env(&mut self, key: &str) {
+        self.extra_env.retain(|(k, _)| k != key);
+        self.removed_env.push(key.to_string());
     }
 
     /// Arguments used by every later (re)start.
@@ -227,6 +245,9 @@ impl TestNode {
             .stderr(log);
         for (k, v) in &self.extra_env {
             command.env(k, v);
+        }
+        for k in &self.removed_env {
+            command.env_remove(k);
         }
         command.args(&self.args);
         command
