@@ -493,7 +493,13 @@ mod tests {
             started.elapsed() < IDLE_WAIT,
             "the two reopens waited for each other"
         );
-        let shards: Vec<ShardId> = registry.get("c").unwrap().local_shards().keys().copied().collect();
+        let shards: Vec<ShardId> = registry
+            .get("c")
+            .unwrap()
+            .local_shards()
+            .keys()
+            .copied()
+            .collect();
         assert_eq!(shards, vec![0, 1, 2]);
     }
 }

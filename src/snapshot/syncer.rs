@@ -16,13 +16,16 @@ use crate::error::{Error, Result};
 /// Files that may wait for their fsync (open handles only, no data).
 const QUEUE: usize = 64;
 
+/// A file to fsync and the name it is reported by.
+type Pending = (File, String);
+
 pub struct Syncer {
-    worker: Option<(SyncSender<(File, String)>, JoinHandle<Result<()>>)>,
+    worker: Option<(SyncSender<Pending>, JoinHandle<Result<()>>)>,
 }
 
 impl Default for Syncer {
     fn default() -> Self {
-        let (tx, rx) = sync_channel::<(File, String)>(QUEUE);
+        let (tx, rx) = sync_channel::<Pending>(QUEUE);
         let worker = std::thread::Builder::new()
             .name("unpack-fsync".into())
             .spawn(move || {
