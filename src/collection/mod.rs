@@ -76,11 +76,29 @@ impl Collection {
         config: CollectionConfig,
         local_shards: &[ShardId],
     ) -> Result<Collection> {
+        Self::open_keeping(dir, name, config, local_shards, &BTreeMap::new())
+    }
+
+    /// [`Collection::open`], except that the shards in `kept` (open already, from the
+    /// collection this one replaces) are used as they are instead of being read again.
+    pub fn open_keeping(
+        dir: &Path,
+        name: &str,
+        config: CollectionConfig,
+        local_shards: &[ShardId],
+        kept: &BTreeMap<ShardId, Arc<LocalShard>>,
+    ) -> Result<Collection> {
         let shard_config = shard_config(&config);
         let mut shards = BTreeMap::new();
         for shard_id in local_shards {
-            let shard = LocalShard::open(&dir.join(shard_id.to_string()), shard_config.clone())?;
-            shards.insert(*shard_id, Arc::new(shard));
+            let shard = match kept.get(shard_id) {
+                Some(open) => open.clone(),
+                None => Arc::new(LocalShard::open(
+                    &dir.join(shard_id.to_string()),
+                    shard_config.clone(),
+                )?),
+            };
+            shards.insert(*shard_id, shard);
         }
         Ok(Collection {
             name: name.to_string(),
@@ -104,6 +122,12 @@ impl Collection {
 
     pub fn local_shards(&self) -> &BTreeMap<ShardId, Arc<LocalShard>> {
         &self.shards
+    }
+
+    /// Gives the collection up for its open shards, to open it again with some of them
+    /// kept (see [`Collection::open_keeping`]).
+    pub fn into_shards(self) -> BTreeMap<ShardId, Arc<LocalShard>> {
+        self.shards
     }
 
     /// True when `expected_refs` references to this collection exist and nobody else

@@ -17,6 +17,7 @@ use parking_lot::{Condvar, Mutex, RwLock};
 use super::config::CollectionConfig;
 use super::Collection;
 use crate::error::{Error, Result};
+use crate::shard::LocalShard;
 use crate::types::ShardId;
 
 /// Prefix of directories where recoveries unpack, next to the live collections so that
@@ -148,7 +149,8 @@ impl CollectionRegistry {
         }
         let mut open = self.open.write();
         let previous_config = match open.get(name).cloned() {
-            Some(previous) => Some(close_when_idle(&mut open, name, previous)?),
+            // Every shard is replaced: none is kept open.
+            Some(previous) => Some(take_when_idle(&mut open, name, previous)?.0),
             None => None,
         };
         let had_live = live.exists();
@@ -196,7 +198,8 @@ impl CollectionRegistry {
     }
 
     /// Swaps each directory in as the data of its shard (one atomic exchange per shard;
-    /// a shard not open here yet is moved into place) and reopens the collection once.
+    /// a shard not open here yet is moved into place) and reopens the collection once:
+    /// the replaced shards are read from disk, the others stay open as they were.
     /// If anything fails, every swapped shard is exchanged back and the previous data
     /// is opened again.
     pub fn replace_shards(
@@ -214,7 +217,9 @@ impl CollectionRegistry {
             .cloned()
             .ok_or_else(|| Error::collection_not_found(name))?;
         let mut local = current.local_shards().keys().copied().collect::<Vec<_>>();
-        let config = close_when_idle(&mut open, name, current)?;
+        let (config, mut kept) = take_when_idle(&mut open, name, current)?;
+        // Closed before their directories are exchanged.
+        kept.retain(|shard, _| !replacements.iter().any(|(replaced, _)| replaced == shard));
         let previous_local = local.clone();
         let collection_dir = self.dir_of(name);
         let mut swapped: Vec<(&Path, PathBuf, bool)> = Vec::new();
@@ -239,7 +244,9 @@ impl CollectionRegistry {
         }
         let reopened = outcome
             .and_then(|()| crate::snapshot::store::sync_dir(&collection_dir))
-            .and_then(|()| Collection::open(&collection_dir, name, config.clone(), &local));
+            .and_then(|()| {
+                Collection::open_keeping(&collection_dir, name, config.clone(), &local, &kept)
+            });
         match reopened {
             Ok(collection) => {
                 let collection = Arc::new(collection);
@@ -255,11 +262,12 @@ impl CollectionRegistry {
                         let _ = std::fs::rename(live, new_dir);
                     }
                 }
-                let collection = Arc::new(Collection::open(
+                let collection = Arc::new(Collection::open_keeping(
                     &collection_dir,
                     name,
                     config,
                     &previous_local,
+                    &kept,
                 )?);
                 open.insert(name.to_string(), collection);
                 Err(err)
@@ -312,22 +320,24 @@ impl CollectionRegistry {
         Ok(())
     }
 
-    /// Closes `current` once idle and opens it again with `local` shards.
-    /// If the new set does not open, the previous one is opened again. The caller holds
-    /// the collection's swap turn.
+    /// Takes `current` out once idle and opens it again with `local` shards: those it had
+    /// stay open, a shard no longer in `local` is closed, a new one is opened. If the new
+    /// set does not open, the previous one is opened again. The caller holds the
+    /// collection's swap turn.
     fn reopen(&self, name: &str, current: Arc<Collection>, local: &[ShardId]) -> Result<()> {
         let previous: Vec<ShardId> = current.local_shards().keys().copied().collect();
         wait_idle(&current, name, IDLE_WAIT)?;
         let mut open = self.open.write();
-        let config = close_when_idle(&mut open, name, current)?;
+        let (config, mut kept) = take_when_idle(&mut open, name, current)?;
+        kept.retain(|shard, _| local.contains(shard));
         let dir = self.dir_of(name);
-        match Collection::open(&dir, name, config.clone(), local) {
+        match Collection::open_keeping(&dir, name, config.clone(), local, &kept) {
             Ok(collection) => {
                 open.insert(name.to_string(), Arc::new(collection));
                 Ok(())
             }
             Err(err) => {
-                let collection = Collection::open(&dir, name, config, &previous)?;
+                let collection = Collection::open_keeping(&dir, name, config, &previous, &kept)?;
                 open.insert(name.to_string(), Arc::new(collection));
                 Err(err)
             }
@@ -375,19 +385,29 @@ const IDLE_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 /// How long it waits again once new lookups are held back by the write lock.
 const LOCKED_IDLE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// Takes `collection` out of the map once nothing else uses it (its files are then
-/// closed), and returns its config. If it stays busy, it is left in place and the
-/// swap fails with 503 before anything changed.
-fn close_when_idle(
+/// Takes `collection` out of the map once nothing else uses it, and returns its config
+/// and its open shards, held by nothing else: a shard the caller drops is closed (its
+/// files too). If the collection stays busy, it is left in place and the swap fails with
+/// 503 before anything changed.
+fn take_when_idle(
     open: &mut HashMap<String, Arc<Collection>>,
     name: &str,
     collection: Arc<Collection>,
-) -> Result<CollectionConfig> {
+) -> Result<(CollectionConfig, BTreeMap<ShardId, Arc<LocalShard>>)> {
     wait_idle(&collection, name, LOCKED_IDLE_WAIT)?;
     let config = collection.config();
     open.remove(name);
-    drop(collection);
-    Ok(config)
+    // Idle and out of the map (whose write lock the caller holds): this is the last
+    // reference, so the collection itself can be taken apart.
+    match Arc::try_unwrap(collection) {
+        Ok(collection) => Ok((config, collection.into_shards())),
+        Err(still_used) => {
+            open.insert(name.to_string(), still_used);
+            Err(Error::Unavailable(format!(
+                "collection `{name}` became busy while it was being reopened; try again"
+            )))
+        }
+    }
 }
 
 /// Waits (bounded) until only the registry and the caller hold `collection`.
@@ -436,6 +456,7 @@ fn exchange(a: &Path, b: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::shard::ops::ShardOp;
 
     #[test]
     fn exchange_swaps_directories() {
@@ -456,6 +477,49 @@ mod tests {
         )
         .unwrap();
         body.into_config(&CollectionDefaults::default()).unwrap()
+    }
+
+    /// Adding, replacing or removing one shard reopens only that shard: the others stay
+    /// the same open shards (nothing is read from disk again for them).
+    #[test]
+    fn reopening_for_one_shard_keeps_the_others_open() {
+        let storage = tempfile::tempdir().unwrap();
+        let registry = CollectionRegistry::new(storage.path()).unwrap();
+        registry.open("c", two_dim_config(), &[0]).unwrap();
+        let shard_ptr = |id: ShardId| Arc::as_ptr(&registry.get("c").unwrap().local_shards()[&id]);
+        let first = shard_ptr(0);
+        registry.add_local_shard("c", 2).unwrap();
+        assert_eq!(shard_ptr(0), first);
+        let second = shard_ptr(2);
+        let incoming = registry.recovery_dir("c-shard-1").unwrap();
+        registry.replace_shard("c", 1, &incoming).unwrap();
+        assert_eq!((shard_ptr(0), shard_ptr(2)), (first, second));
+        let point = crate::collection::point::PointRecord {
+            id: crate::types::PointId::Num(7),
+            vectors: [(String::new(), vec![1.0, 0.0])].into_iter().collect(),
+            payload: Default::default(),
+        };
+        let shard_one = || registry.get("c").unwrap().local_shards()[&1].clone();
+        shard_one()
+            .apply(ShardOp::Upsert(vec![point]), true)
+            .unwrap();
+        assert_eq!(shard_one().count(None), 1);
+        // An empty shard swapped in: the point is gone, so it was read from the new data.
+        let incoming = registry.recovery_dir("c-shard-1").unwrap();
+        registry.replace_shard("c", 1, &incoming).unwrap();
+        assert_eq!(shard_one().count(None), 0);
+        assert_eq!((shard_ptr(0), shard_ptr(2)), (first, second));
+        registry.remove_local_shard("c", 2).unwrap();
+        assert_eq!(shard_ptr(0), first);
+        let shards: Vec<ShardId> = registry
+            .get("c")
+            .unwrap()
+            .local_shards()
+            .keys()
+            .copied()
+            .collect();
+        assert_eq!(shards, vec![0, 1]);
+        assert!(!registry.dir_of("c").join("2").exists());
     }
 
     /// A shard swap and a replica added by the applier at the same moment: each used to
