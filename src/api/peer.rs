@@ -16,6 +16,7 @@ use tonic::{Code, Request, Response, Status};
 use crate::error::Error;
 use crate::node::Node;
 use crate::replication::remote::STREAM_WINDOW;
+use crate::snapshot::archive::FileCheck;
 use crate::snapshot::upload::ChannelReader;
 use crate::transport::proto::raft_server::{Raft, RaftServer};
 use crate::transport::proto::shards_server::{Shards, ShardsServer};
@@ -156,6 +157,11 @@ impl Shards for ShardService {
             header.shard_id,
             header.min_applied_index,
         );
+        let check = if header.crc32_files {
+            FileCheck::Crc32
+        } else {
+            FileCheck::Sha256
+        };
         let (tx, reader) = ChannelReader::channel();
         let pump = async move {
             let mut chunk = Some(header);
@@ -181,7 +187,14 @@ impl Shards for ShardService {
         };
         let points = self
             .node
-            .install_transferred_snapshot(&collection, shard, min_applied_index, reader, pump)
+            .install_transferred_snapshot(
+                &collection,
+                shard,
+                min_applied_index,
+                reader,
+                check,
+                pump,
+            )
             .await
             .map_err(status_of)?;
         Ok(Response::new(InstallSnapshotResponse { points }))

@@ -131,6 +131,7 @@ impl Node {
                 &dir,
                 &AtomicU64::new(0),
                 None,
+                archive::FileCheck::Sha256,
             )?;
             let bytes = std::fs::read(dir.join("config.json")).map_err(|_| {
                 Error::BadInput("Invalid snapshot: a full snapshot needs config.json".into())

@@ -20,7 +20,7 @@ use crate::collection::Collection;
 use crate::consensus::recovery::RecoveryScope;
 use crate::error::{Error, Result};
 use crate::shard::LocalShard;
-use crate::snapshot::archive::{self, ArchiveWriter};
+use crate::snapshot::archive::{self, ArchiveWriter, FileCheck};
 use crate::snapshot::checksum;
 use crate::snapshot::layout;
 use crate::snapshot::naming;
@@ -121,10 +121,12 @@ impl Node {
 
     /// A fresh shard snapshot streamed as it is written; never stored. Returns the file
     /// name to announce and the stream of archive bytes (an error ends the stream early).
+    /// `check` says what its manifest lists: sha256 for users, crc32 for a transfer.
     pub fn stream_shard_snapshot(
         &self,
         name: &str,
         shard: ShardId,
+        check: FileCheck,
     ) -> Result<(String, mpsc::Receiver<std::io::Result<Bytes>>)> {
         let (collection, local) = self.local_shard(name, shard)?;
         let peer = self.consensus.peer_id();
@@ -133,9 +135,11 @@ impl Node {
         tokio::task::spawn_blocking(move || {
             let sink = ChannelWriter { tx: tx.clone() };
             let outcome = local.freeze().and_then(|frozen| {
-                let mut writer = ArchiveWriter::without_checksum(
-                    std::io::BufWriter::with_capacity(1 << 20, sink),
-                );
+                let buffered = std::io::BufWriter::with_capacity(1 << 20, sink);
+                let mut writer = match check {
+                    FileCheck::Sha256 => ArchiveWriter::without_checksum(buffered),
+                    FileCheck::Crc32 => ArchiveWriter::for_transfer(buffered),
+                };
                 write_shard_archive(&mut writer, &frozen, peer)?;
                 let (mut buffered, _, _) = writer.finish()?;
                 buffered

@@ -36,12 +36,13 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use tokio::sync::mpsc;
 
-use super::snapshots::Source;
+use super::snapshots::unpack_stream;
 use super::{blocking, Node};
 use crate::collection::registry::CollectionRegistry;
 use crate::consensus::transfer::{ShardTransfer, TransferMethod};
 use crate::error::{Error, Result};
 use crate::shard::ops::ShardOp;
+use crate::snapshot::archive::FileCheck;
 use crate::snapshot::layout;
 use crate::snapshot::upload::ChannelReader;
 use crate::transport::proto::SnapshotChunk;
@@ -121,11 +122,13 @@ impl Node {
     ) -> Result<u64> {
         let set = self.replica_set(collection, transfer.shard)?;
         let target = self.remote_replica(&set, transfer.to)?;
-        let (_, mut archive) = self.stream_shard_snapshot(collection, transfer.shard)?;
+        let (_, mut archive) =
+            self.stream_shard_snapshot(collection, transfer.shard, FileCheck::Crc32)?;
         let header = SnapshotChunk {
             collection: collection.to_string(),
             shard_id: transfer.shard,
             min_applied_index: self.consensus.raft_info().applied,
+            crc32_files: true,
             ..SnapshotChunk::default()
         };
         let (tx, rx) = mpsc::channel(4);
@@ -158,7 +161,8 @@ impl Node {
     }
 
     /// The target's side of `Shards.InstallSnapshot`: unpacks `archive` next to the
-    /// collection, verifying every file against the archive's manifest, checks that
+    /// collection, verifying every file against the archive's manifest (as `check` says;
+    /// a source that sets no crc32 flag is checked by sha256), checks that
     /// `complete` says the stream was not cut short, swaps it in and replays the writes
     /// recorded meanwhile. Refused unless a snapshot transfer of the shard to this peer
     /// is pending.
@@ -168,6 +172,7 @@ impl Node {
         shard: ShardId,
         min_applied_index: u64,
         archive: ChannelReader,
+        check: FileCheck,
         complete: impl Future<Output = bool>,
     ) -> Result<u64> {
         self.replica_here(collection, shard, min_applied_index)
@@ -185,16 +190,11 @@ impl Node {
         let started = std::time::Instant::now();
         let received = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let outcome = async {
-            let (unpacked, complete) = tokio::join!(
-                self.unpack_into(
-                    &dir,
-                    Source::Stream(archive),
-                    None,
-                    received.clone(),
-                    None
-                ),
-                complete
-            );
+            let (target, counter) = (dir.clone(), received.clone());
+            let unpack = blocking(move || {
+                unpack_stream(archive, &target, &counter, None, check).map(drop)
+            });
+            let (unpacked, complete) = tokio::join!(unpack, complete);
             unpacked?;
             if !complete {
                 return Err(Error::BadInput(

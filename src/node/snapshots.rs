@@ -26,7 +26,7 @@ use crate::consensus::recovery::RecoveryScope;
 use crate::consensus::state::validate_name;
 use crate::error::{Error, Result};
 use crate::replication::placement;
-use crate::snapshot::archive::{self, Manifest};
+use crate::snapshot::archive::{self, FileCheck, Manifest};
 use crate::snapshot::checksum::{self, HashingReader};
 use crate::snapshot::layout::{self, UnpackedCollection};
 use crate::snapshot::naming;
@@ -295,7 +295,8 @@ impl Node {
             Source::At(location) => location,
             Source::Stream(body) => {
                 return blocking(move || {
-                    unpack_stream(body, &dir, &bytes, expected.as_deref()).map(drop)
+                    unpack_stream(body, &dir, &bytes, expected.as_deref(), FileCheck::Sha256)
+                        .map(drop)
                 })
                 .await
             }
@@ -311,6 +312,7 @@ impl Node {
                         &dir,
                         &bytes,
                         expected.as_deref(),
+                        FileCheck::Sha256,
                     )
                     .map(drop)
                 })
@@ -323,7 +325,7 @@ impl Node {
                 let reader = tokio_util::io::SyncIoBridge::new(body);
                 let url = url.clone();
                 blocking(move || {
-                    unpack_stream(reader, &dir, &bytes, expected.as_deref())
+                    unpack_stream(reader, &dir, &bytes, expected.as_deref(), FileCheck::Sha256)
                         .map(drop)
                         .map_err(|err| match err {
                             Error::Service(msg) => {
@@ -485,14 +487,15 @@ pub fn write_collection_snapshot(
     store.publish(&staged, dir, &name, &sha256)
 }
 
-/// Unpacks a stream, counting bytes, and verifies every file against the manifest; when
-/// `expected` is given, also the sha256 of the whole stream (computed only then).
-/// Returns the manifest.
+/// Unpacks a stream, counting bytes, and verifies every file against the manifest (as
+/// `check` says); when `expected` is given, also the sha256 of the whole stream (computed
+/// only then). Returns the manifest.
 pub fn unpack_stream(
     reader: impl Read,
     dir: &Path,
     bytes: &AtomicU64,
     expected: Option<&str>,
+    check: FileCheck,
 ) -> Result<Manifest> {
     let counted = Counted {
         inner: reader,
@@ -501,12 +504,12 @@ pub fn unpack_stream(
     let rest = |e| Error::io("reading the rest of the snapshot", e);
     let Some(expected) = expected else {
         let mut counted = counted;
-        let manifest = archive::unpack_verified(&mut counted, dir)?;
+        let manifest = archive::unpack_checked(&mut counted, dir, check)?;
         std::io::copy(&mut counted, &mut std::io::sink()).map_err(rest)?;
         return Ok(manifest);
     };
     let mut hashing = HashingReader::new(counted);
-    let manifest = archive::unpack_verified(&mut hashing, dir)?;
+    let manifest = archive::unpack_checked(&mut hashing, dir, check)?;
     let (actual, _) = hashing.drain_and_finish().map_err(rest)?;
     // Same order as Qdrant's recover message: what the client gave, then what we got.
     checksum::verify(expected, &actual).map_err(|_| {

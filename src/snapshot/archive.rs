@@ -7,6 +7,12 @@
 //! fails unless every byte matches, so a restore verifies all data, not only the outer
 //! checksum.
 //!
+//! Shard transfers between peers check files by crc32 instead ([`FileCheck::Crc32`]):
+//! the source computes it as the bytes stream out and lists it next to the sha256 it
+//! knows, and the target compares the crc32 (sha256 costs ~1 s of CPU per GiB here,
+//! crc32 a few ms) and remembers the listed sha256 for its own snapshots later. Files a
+//! user stores and moves (snapshots) are always checked by sha256.
+//!
 //! Unpacking is defensive: only regular files and directories are accepted; absolute
 //! paths, `..` components, symlinks, hard links, devices and FIFOs fail the whole
 //! archive before anything is written outside the destination (which should be a fresh
@@ -31,7 +37,22 @@ pub const MANIFEST: &str = "shoal-manifest.json";
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FileDigest {
     pub size: u64,
+    /// Empty in a transfer archive when the source did not know it (it is not computed
+    /// for a transfer).
+    #[serde(default)]
     pub sha256: String,
+    /// Listed in transfer archives only ([`FileCheck::Crc32`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crc32: Option<u32>,
+}
+
+/// How the files of an archive are checked against its manifest (see the module doc).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileCheck {
+    /// Snapshots: every file's sha256.
+    Sha256,
+    /// Shard transfers between peers: every file's crc32.
+    Crc32,
 }
 
 /// The manifest: every file of the archive by its path inside the archive.
@@ -44,6 +65,7 @@ pub struct Manifest {
 pub struct ArchiveWriter<W: Write> {
     tar: tar::Builder<HashingWriter<W>>,
     manifest: Manifest,
+    check: FileCheck,
     /// Copy buffer for file data (large, so a file is read and written in few calls).
     buffer: Vec<u8>,
 }
@@ -57,21 +79,28 @@ impl<W: Write> ArchiveWriter<W> {
     /// An archive whose sha256 [`ArchiveWriter::finish`] returns (for the `.checksum`
     /// sidecar of a stored snapshot).
     pub fn new(out: W) -> Self {
-        Self::over(HashingWriter::new(out))
+        Self::over(HashingWriter::new(out), FileCheck::Sha256)
     }
 
-    /// An archive streamed where no outer checksum is wanted (a shard transfer or a
-    /// streamed download): every file is still listed with its sha256 in the manifest.
+    /// An archive streamed where no outer checksum is wanted (a streamed download):
+    /// every file is still listed with its sha256 in the manifest.
     pub fn without_checksum(out: W) -> Self {
-        Self::over(HashingWriter::counting(out))
+        Self::over(HashingWriter::counting(out), FileCheck::Sha256)
     }
 
-    fn over(out: HashingWriter<W>) -> Self {
+    /// A shard transfer's archive: no outer checksum, every file listed with the crc32
+    /// computed as it streams and the sha256 when it is known already.
+    pub fn for_transfer(out: W) -> Self {
+        Self::over(HashingWriter::counting(out), FileCheck::Crc32)
+    }
+
+    fn over(out: HashingWriter<W>, check: FileCheck) -> Self {
         let mut tar = tar::Builder::new(out);
         tar.mode(tar::HeaderMode::Deterministic);
         ArchiveWriter {
             tar,
             manifest: Manifest::default(),
+            check,
             buffer: Vec::new(),
         }
     }
@@ -94,13 +123,18 @@ impl<W: Write> ArchiveWriter<W> {
             .map(drop)
     }
 
-    /// Adds `size` bytes read from `reader`; returns their sha256.
+    /// Adds `size` bytes read from `reader`; returns their sha256 (none in a transfer
+    /// archive, which does not compute it).
     pub fn add_reader(
         &mut self,
         archive_path: &str,
         size: u64,
         reader: impl Read,
-    ) -> Result<String> {
+    ) -> Result<Option<String>> {
+        if self.check == FileCheck::Crc32 {
+            self.add_known(archive_path, size, reader, String::new())?;
+            return Ok(None);
+        }
         let mut hashing = HashingReader::new(reader.take(size));
         self.append(archive_path, size, &mut hashing)?;
         let (sha256, _) = hashing
@@ -111,9 +145,10 @@ impl<W: Write> ArchiveWriter<W> {
             FileDigest {
                 size,
                 sha256: sha256.clone(),
+                crc32: None,
             },
         );
-        Ok(sha256)
+        Ok(Some(sha256))
     }
 
     /// Adds `size` bytes read from `reader` whose sha256 is known already (an immutable
@@ -127,24 +162,32 @@ impl<W: Write> ArchiveWriter<W> {
         reader: impl Read,
         sha256: String,
     ) -> Result<()> {
-        self.append(archive_path, size, reader)?;
-        self.manifest
-            .files
-            .insert(archive_path.to_string(), FileDigest { size, sha256 });
+        let crc32 = self.append(archive_path, size, reader)?;
+        self.manifest.files.insert(
+            archive_path.to_string(),
+            FileDigest {
+                size,
+                sha256,
+                crc32,
+            },
+        );
         Ok(())
     }
 
     /// Writes one entry: exactly `size` bytes of `reader`, or an error if it has fewer.
-    fn append(&mut self, archive_path: &str, size: u64, mut reader: impl Read) -> Result<()> {
+    /// Returns the bytes' crc32 in a transfer archive.
+    fn append(&mut self, archive_path: &str, size: u64, reader: impl Read) -> Result<Option<u32>> {
         check_entry_path(Path::new(archive_path))?;
+        let mut reader = Counting::new(reader, self.check == FileCheck::Crc32);
         let mut header = file_header(size);
         if header.set_path(archive_path).is_err() {
             // A path too long for the header needs tar's long-name entry.
-            let mut limited = Counting::new((&mut reader).take(size));
+            let mut limited = (&mut reader).take(size);
             self.tar
                 .append_data(&mut header, archive_path, &mut limited)
                 .map_err(|e| Error::io(format!("writing {archive_path} into the archive"), e))?;
-            return check_size(archive_path, size, limited.count);
+            check_size(archive_path, size, reader.count)?;
+            return Ok(reader.crc32());
         }
         header.set_cksum();
         if self.buffer.is_empty() {
@@ -169,7 +212,7 @@ impl<W: Write> ArchiveWriter<W> {
         let padding = (BLOCK - size % BLOCK) % BLOCK;
         out.write_all(&[0u8; BLOCK as usize][..padding as usize])
             .map_err(write_err)?;
-        Ok(())
+        Ok(reader.crc32())
     }
 
     /// Appends the manifest and the tar trailer; returns the sink, the archive's sha256
@@ -199,15 +242,24 @@ fn check_size(archive_path: &str, size: u64, got: u64) -> Result<()> {
     }
 }
 
-/// Counts the bytes read through it.
+/// Counts the bytes read through it and, if asked, computes their crc32.
 struct Counting<R> {
     inner: R,
     count: u64,
+    crc32: Option<crc32fast::Hasher>,
 }
 
 impl<R> Counting<R> {
-    fn new(inner: R) -> Self {
-        Counting { inner, count: 0 }
+    fn new(inner: R, crc32: bool) -> Self {
+        Counting {
+            inner,
+            count: 0,
+            crc32: crc32.then(crc32fast::Hasher::new),
+        }
+    }
+
+    fn crc32(self) -> Option<u32> {
+        self.crc32.map(crc32fast::Hasher::finalize)
     }
 }
 
@@ -215,6 +267,9 @@ impl<R: Read> Read for Counting<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
         self.count += n as u64;
+        if let Some(crc) = &mut self.crc32 {
+            crc.update(&buf[..n]);
+        }
         Ok(n)
     }
 }
@@ -316,6 +371,11 @@ impl Write for EarlyWriteBack {
 /// missing manifest, a file that is not listed or differs from its digest, and a
 /// listed file that is missing all fail with [`Error::BadInput`].
 pub fn unpack_verified(reader: impl Read, dest: &Path) -> Result<Manifest> {
+    unpack_checked(reader, dest, FileCheck::Sha256)
+}
+
+/// [`unpack_verified`], checking the files as `check` says (see the module doc).
+pub fn unpack_checked(reader: impl Read, dest: &Path, check: FileCheck) -> Result<Manifest> {
     let mut archive = tar::Archive::new(reader);
     let mut seen: BTreeMap<String, FileDigest> = BTreeMap::new();
     let mut manifest: Option<Manifest> = None;
@@ -339,7 +399,8 @@ pub fn unpack_verified(reader: impl Read, dest: &Path) -> Result<Manifest> {
                             .map_err(|e| Error::BadInput(format!("Invalid snapshot: unreadable manifest: {e}")))?,
                     );
                 } else {
-                    let digest = write_entry(&mut entry, &dest.join(&relative), &name, &syncer)?;
+                    let digest =
+                        write_entry(&mut entry, &dest.join(&relative), &name, &syncer, check)?;
                     seen.insert(name, digest);
                 }
             }
@@ -357,26 +418,53 @@ pub fn unpack_verified(reader: impl Read, dest: &Path) -> Result<Manifest> {
              (snapshots made by Qdrant hold its own segment format, which shoal cannot read)"
         ))
     })?;
-    verify_against(&manifest, &seen)?;
+    verify_against(&manifest, &seen, check)?;
     syncer.finish()?;
-    // Verified: a snapshot or transfer of these files need not hash them again.
+    // Verified: a snapshot or transfer of these files need not hash them again. After a
+    // crc32 check, the sha256 the source listed is theirs (when it knew it).
     for (name, digest) in seen {
-        file_digests::remember_path(&dest.join(name), digest.sha256);
+        let sha256 = match check {
+            FileCheck::Sha256 => digest.sha256,
+            FileCheck::Crc32 => manifest.files[&name].sha256.clone(),
+        };
+        if !sha256.is_empty() {
+            file_digests::remember_path(&dest.join(name), sha256);
+        }
     }
     Ok(manifest)
 }
 
-fn verify_against(manifest: &Manifest, seen: &BTreeMap<String, FileDigest>) -> Result<()> {
+fn verify_against(
+    manifest: &Manifest,
+    seen: &BTreeMap<String, FileDigest>,
+    check: FileCheck,
+) -> Result<()> {
     for (name, digest) in seen {
-        match manifest.files.get(name) {
-            None => return Err(Error::BadInput(format!("Invalid snapshot: `{name}` is not listed in the manifest"))),
-            Some(expected) if expected != digest => {
-                return Err(Error::BadInput(format!(
-                    "Invalid snapshot: `{name}` is corrupt (expected {} bytes with sha256 {}, found {} bytes with sha256 {})",
-                    expected.size, expected.sha256, digest.size, digest.sha256
-                )))
-            }
-            Some(_) => {}
+        let Some(expected) = manifest.files.get(name) else {
+            return Err(Error::BadInput(format!(
+                "Invalid snapshot: `{name}` is not listed in the manifest"
+            )));
+        };
+        let (expected_sum, found_sum) = match check {
+            FileCheck::Sha256 => (
+                format!("sha256 {}", expected.sha256),
+                format!("sha256 {}", digest.sha256),
+            ),
+            FileCheck::Crc32 => (
+                format!("crc32 {:?}", expected.crc32),
+                format!("crc32 {:?}", digest.crc32),
+            ),
+        };
+        let matches = expected.size == digest.size
+            && match check {
+                FileCheck::Sha256 => expected.sha256 == digest.sha256,
+                FileCheck::Crc32 => expected.crc32.is_some() && expected.crc32 == digest.crc32,
+            };
+        if !matches {
+            return Err(Error::BadInput(format!(
+                "Invalid snapshot: `{name}` is corrupt (expected {} bytes with {expected_sum}, found {} bytes with {found_sum})",
+                expected.size, digest.size
+            )));
         }
     }
     if let Some(missing) = manifest.files.keys().find(|name| !seen.contains_key(*name)) {
@@ -395,6 +483,7 @@ fn write_entry(
     target: &Path,
     name: &str,
     syncer: &Syncer,
+    check: FileCheck,
 ) -> Result<FileDigest> {
     if let Some(parent) = target.parent() {
         create_dir(parent)?;
@@ -410,7 +499,13 @@ fn write_entry(
             _ => Error::io(format!("creating a file for `{name}`"), e),
         })?;
     // Pieces of 256 KiB go straight to the file (a buffer in between would only copy).
-    let mut out = HashingWriter::new(file);
+    let (mut out, mut crc32) = match check {
+        FileCheck::Sha256 => (HashingWriter::new(file), None),
+        FileCheck::Crc32 => (
+            HashingWriter::counting(file),
+            Some(crc32fast::Hasher::new()),
+        ),
+    };
     let mut buffer = vec![0u8; 256 * 1024];
     let mut ended = false;
     while !ended {
@@ -433,11 +528,18 @@ fn write_entry(
         }
         out.write_all(&buffer[..filled])
             .map_err(|e| Error::io(format!("writing `{name}`"), e))?;
+        if let Some(crc) = &mut crc32 {
+            crc.update(&buffer[..filled]);
+        }
     }
     let (file, sha256, size) = out.finish();
     let sha256 = sha256.unwrap_or_default();
     syncer.sync_later(file, name)?;
-    Ok(FileDigest { size, sha256 })
+    Ok(FileDigest {
+        size,
+        sha256,
+        crc32: crc32.map(crc32fast::Hasher::finalize),
+    })
 }
 
 fn create_dir(path: &Path) -> Result<()> {
@@ -523,6 +625,57 @@ mod tests {
             let result = unpack_verified(bytes.as_slice(), dir.path());
             assert_eq!(result.is_ok(), ok, "{result:?}");
         }
+    }
+
+    /// A transfer archive: crc32 for every file (long names too), the sha256 only where
+    /// the source knew it; the target checks the crc32s and catches a flipped byte.
+    #[test]
+    fn transfer_archives_are_checked_by_crc32() {
+        let known =
+            crate::snapshot::checksum::to_hex(&<sha2::Sha256 as sha2::Digest>::digest(b"segment"));
+        let long = format!("0/{}/wal.log", "d".repeat(120));
+        let transfer = || {
+            let mut w = ArchiveWriter::for_transfer(Vec::new());
+            w.add_known("0/seg", 7, &b"segment"[..], known.clone())
+                .unwrap();
+            assert_eq!(w.add_reader(&long, 9, &b"wal bytes"[..]).unwrap(), None);
+            let (bytes, outer, _) = w.finish().unwrap();
+            assert_eq!(outer, None);
+            bytes
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let manifest = unpack_checked(transfer().as_slice(), dir.path(), FileCheck::Crc32).unwrap();
+        assert_eq!(manifest.files["0/seg"].sha256, known);
+        assert_eq!(
+            manifest.files["0/seg"].crc32,
+            Some(crc32fast::hash(b"segment"))
+        );
+        assert_eq!(manifest.files[&long].sha256, "");
+        assert_eq!(
+            manifest.files[&long].crc32,
+            Some(crc32fast::hash(b"wal bytes"))
+        );
+        assert_eq!(std::fs::read(dir.path().join(&long)).unwrap(), b"wal bytes");
+
+        let mut flipped = transfer();
+        let at = flipped.windows(9).position(|w| w == b"wal bytes").unwrap();
+        flipped[at] = b'X';
+        let dir = tempfile::tempdir().unwrap();
+        let err = unpack_checked(flipped.as_slice(), dir.path(), FileCheck::Crc32).unwrap_err();
+        assert!(err.to_string().contains("is corrupt"), "{err}");
+        // A transfer archive is no snapshot: a file without its sha256 fails that check.
+        let dir = tempfile::tempdir().unwrap();
+        let err = unpack_verified(transfer().as_slice(), dir.path()).unwrap_err();
+        assert!(err.to_string().contains("is corrupt"), "{err}");
+    }
+
+    /// An archive without crc32s (a snapshot, or an older source) cannot pass a crc32 check.
+    #[test]
+    fn a_crc32_check_needs_crc32s_in_the_manifest() {
+        let bytes = archive(&[("data", b"bytes")]);
+        let dir = tempfile::tempdir().unwrap();
+        let err = unpack_checked(bytes.as_slice(), dir.path(), FileCheck::Crc32).unwrap_err();
+        assert!(err.to_string().contains("crc32 None"), "{err}");
     }
 
     #[test]

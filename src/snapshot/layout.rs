@@ -87,8 +87,9 @@ pub fn write_shard<W: Write>(
         match file.sha256.clone() {
             Some(known) => archive.add_known(&path, file.size, &mut file.reader, known)?,
             None => {
-                let sha256 = archive.add_reader(&path, file.size, &mut file.reader)?;
-                file.remember(&sha256);
+                if let Some(sha256) = archive.add_reader(&path, file.size, &mut file.reader)? {
+                    file.remember(&sha256);
+                }
             }
         }
     }

@@ -18,6 +18,7 @@ use super::snapshots::{recover_from_upload, serve_file};
 use crate::node::snapshots::{RecoverRequest, SnapshotPriority};
 use crate::node::tasks::finish_or_accept;
 use crate::node::Node;
+use crate::snapshot::archive::FileCheck;
 use crate::types::ShardId;
 
 pub fn routes() -> Router<Arc<Node>> {
@@ -99,7 +100,7 @@ async fn stream(
     State(node): State<Arc<Node>>,
     Path((name, shard)): Path<(String, ShardId)>,
 ) -> ApiResult<Response> {
-    let (file_name, chunks) = node.stream_shard_snapshot(&name, shard)?;
+    let (file_name, chunks) = node.stream_shard_snapshot(&name, shard, FileCheck::Sha256)?;
     let body = Body::from_stream(tokio_stream_of(chunks));
     Ok((
         [

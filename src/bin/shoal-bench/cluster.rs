@@ -25,9 +25,15 @@ const MIB: f64 = 1024.0 * 1024.0;
 const METADATA_OPS: usize = 30;
 
 pub(super) struct Peer {
-    _server: Server,
+    server: Server,
     pub base: String,
     pub id: u64,
+}
+
+impl Peer {
+    pub fn pid(&self) -> u32 {
+        self.server.child.id()
+    }
 }
 
 pub async fn run(o: &Options, http: &reqwest::Client, single_node_rate: f64) -> Result<()> {
@@ -212,7 +218,7 @@ pub(super) async fn start_cluster(o: &Options, http: &reqwest::Client) -> Result
         .await?;
         let id = view["peer_id"].as_u64().context("peer_id")?;
         peers.push(Peer {
-            _server: server,
+            server: server,
             base,
             id,
         });

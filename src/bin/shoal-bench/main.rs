@@ -45,11 +45,15 @@ struct Options {
     grpc_url: Option<String>,
     /// Longest wait for the collection to turn green before searching.
     max_wait_secs: u64,
+    /// `--mode cluster-recover`: recoveries timed from the one snapshot (each round a
+    /// fresh single node, then a fresh cluster).
+    rounds: usize,
 }
 
 const USAGE: &str = "usage: shoal-bench [--points N] [--dim D] [--batch B] [--queries Q] \
 [--clients C] [--server PATH] [--url URL] [--data embedding|uniform] [--hnsw-ef EF] \
-[--mode search|snapshot|grpc|cluster|cluster-recover] [--grpc-url URL] [--max-wait SECONDS]";
+[--mode search|snapshot|grpc|cluster|cluster-recover] [--grpc-url URL] [--max-wait SECONDS] \
+[--rounds N (cluster-recover, default 3)]";
 
 fn parse_options() -> Result<Options> {
     let mut o = Options {
@@ -65,6 +69,7 @@ fn parse_options() -> Result<Options> {
         mode: "search".to_string(),
         grpc_url: None,
         max_wait_secs: 1800,
+        rounds: 3,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -82,6 +87,7 @@ fn parse_options() -> Result<Options> {
             "--mode" => o.mode = value()?,
             "--grpc-url" => o.grpc_url = Some(value()?),
             "--max-wait" => o.max_wait_secs = value()?.parse()?,
+            "--rounds" => o.rounds = value()?.parse::<usize>()?.max(1),
             "--help" | "-h" => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -218,6 +224,36 @@ fn start_peer(
 }
 
 /// Peak resident set (VmHWM) of a process, in bytes.
+/// CPU time (user + system, every thread) a process has used so far, in seconds.
+fn cpu_seconds(pid: u32) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    // Fields after the command name (which may hold spaces) start at field 3.
+    let Some(rest) = stat.rsplit_once(')').map(|(_, rest)| rest) else {
+        return 0.0;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // utime and stime are fields 14 and 15, i.e. 11 and 12 after the command name.
+    (ticks(11) + ticks(12)) as f64 / clock_ticks_per_second()
+}
+
+fn clock_ticks_per_second() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if ticks > 0 {
+        ticks as f64
+    } else {
+        100.0
+    }
+}
+
 fn peak_rss(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
