@@ -271,10 +271,11 @@ impl ShardState {
                 *v = params.distance.preprocess(std::mem::take(v));
             }
         }
-        self.remove(p.id);
         self.append(p.id, seq, &vectors, p.payload);
     }
 
+    /// Appends a row for `id`; a live row it had before is marked deleted (one search of
+    /// the id map for both: replaying a WAL does this for every point).
     fn append(&mut self, id: PointId, seq: u64, vectors: &NamedVectors, payload: Payload) {
         let seg_index = (self.segments.len() - 1) as u32;
         let Rows::Appendable(rows) = &mut self.appendable().rows else {
@@ -282,13 +283,13 @@ impl ShardState {
         };
         let off = rows.len() as u32;
         rows.push(id, seq, vectors, payload);
-        self.ids.insert(
-            id,
-            Loc {
-                seg: seg_index,
-                off,
-            },
-        );
+        let loc = Loc {
+            seg: seg_index,
+            off,
+        };
+        if let Some(old) = self.ids.insert(id, loc) {
+            self.segments[old.seg as usize].mark_deleted(old.off as usize);
+        }
     }
 
     fn remove(&mut self, id: PointId) {
@@ -337,8 +338,6 @@ impl ShardState {
             let mut payload = seg.data().payloads.get(off);
             change(&mut payload);
             let vectors = seg.data().vectors_of(off);
-            seg.mark_deleted(off);
-            self.ids.remove(&id);
             self.append(id, seq, &vectors, payload);
         }
     }

@@ -436,7 +436,8 @@ fn freeze_reproduces_the_shard_while_writes_continue() {
 
     let frozen = shard.freeze().unwrap();
     assert!(frozen.files().contains(&"manifest.json".to_string()));
-    assert!(frozen.files().iter().any(|f| f.starts_with("wal/")));
+    // Whether a WAL file is among them depends on when the background checkpoint last
+    // ran; either way the copy must reproduce the state at the freeze (checked below).
     // Writes and checkpoints continue and supersede some frozen files.
     shard
         .apply(ShardOp::Delete(PointSelector::Ids(ids(50..60))), false)
