@@ -499,6 +499,9 @@ fn write_entry(
             _ => Error::io(format!("creating a file for `{name}`"), e),
         })?;
     // Pieces of 256 KiB go straight to the file (a buffer in between would only copy).
+    // The kernel starts writing the file back as it grows, so its fsync (on the
+    // syncer's thread) has little left when the file ends.
+    let file = EarlyWriteBack::new(file);
     let (mut out, mut crc32) = match check {
         FileCheck::Sha256 => (HashingWriter::new(file), None),
         FileCheck::Crc32 => (
@@ -534,7 +537,7 @@ fn write_entry(
     }
     let (file, sha256, size) = out.finish();
     let sha256 = sha256.unwrap_or_default();
-    syncer.sync_later(file, name)?;
+    syncer.sync_later(file.file, name)?;
     Ok(FileDigest {
         size,
         sha256,
