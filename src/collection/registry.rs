@@ -23,6 +23,10 @@ use crate::types::ShardId;
 /// Prefix of directories where recoveries unpack, next to the live collections so that
 /// swapping one in is a rename on the same file system.
 const RECOVERY_PREFIX: &str = ".recovery-";
+/// Prefix of directories being deleted (renamed aside first).
+const DELETED_PREFIX: &str = ".deleted-";
+/// Collection names may not start with these (`consensus::state::validate_name`).
+pub const RESERVED_PREFIXES: [&str; 2] = [RECOVERY_PREFIX, DELETED_PREFIX];
 
 pub struct CollectionRegistry {
     root: PathBuf,
@@ -86,7 +90,7 @@ impl CollectionRegistry {
         if dir.exists() {
             let trash = self
                 .root
-                .join(format!(".deleted-{name}-{}", uuid::Uuid::new_v4()));
+                .join(format!("{DELETED_PREFIX}{name}-{}", uuid::Uuid::new_v4()));
             std::fs::rename(&dir, &trash)
                 .map_err(|e| Error::io(format!("moving {} aside", dir.display()), e))?;
             std::fs::remove_dir_all(&trash)
@@ -107,7 +111,10 @@ impl CollectionRegistry {
             let entry = entry?;
             let name = entry.file_name().to_string_lossy().to_string();
             let path = entry.path();
-            if name.starts_with(".deleted-") || name.starts_with(RECOVERY_PREFIX) {
+            // A known collection is never removed, whatever its name (names with these
+            // prefixes are refused today, but a state from before may hold one).
+            let leftover = RESERVED_PREFIXES.iter().any(|p| name.starts_with(p));
+            if leftover && !known.contains_key(&name) {
                 std::fs::remove_dir_all(&path)
                     .map_err(|e| Error::io(format!("removing {}", path.display()), e))?;
             } else if !known.contains_key(&name) {
@@ -309,9 +316,10 @@ impl CollectionRegistry {
         }
         let dir = self.dir_of(name).join(shard.to_string());
         if dir.exists() {
-            let trash = self
-                .root
-                .join(format!(".deleted-{name}-{shard}-{}", uuid::Uuid::new_v4()));
+            let trash = self.root.join(format!(
+                "{DELETED_PREFIX}{name}-{shard}-{}",
+                uuid::Uuid::new_v4()
+            ));
             std::fs::rename(&dir, &trash)
                 .map_err(|e| Error::io(format!("moving {} aside", dir.display()), e))?;
             std::fs::remove_dir_all(&trash)
@@ -477,6 +485,31 @@ mod tests {
         )
         .unwrap();
         body.into_config(&CollectionDefaults::default()).unwrap()
+    }
+
+    /// Leftover working directories go at start-up; a collection the cluster knows stays,
+    /// whatever its name.
+    #[test]
+    fn leftovers_are_removed_but_known_collections_never() {
+        let storage = tempfile::tempdir().unwrap();
+        let registry = CollectionRegistry::new(storage.path()).unwrap();
+        for dir in [
+            ".deleted-old",
+            ".recovery-x-1234",
+            ".deleted-kept",
+            "unknown",
+        ] {
+            std::fs::create_dir_all(registry.dir_of(dir).join("0")).unwrap();
+        }
+        let known = BTreeMap::from([(".deleted-kept".to_string(), vec![0])]);
+        registry.clean_leftovers(&known).unwrap();
+        assert!(!registry.dir_of(".deleted-old").exists());
+        assert!(!registry.dir_of(".recovery-x-1234").exists());
+        assert!(registry.dir_of(".deleted-kept").join("0").exists());
+        assert!(
+            registry.dir_of("unknown").exists(),
+            "unknown directories are only reported"
+        );
     }
 
     /// Adding, replacing or removing one shard reopens only that shard: the others stay

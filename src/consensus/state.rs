@@ -407,7 +407,8 @@ impl ClusterState {
 }
 
 /// Collection and alias names: 1..=255 bytes, no `/`, no NUL (Qdrant's rule), and not
-/// `.` or `..` since names become directory names.
+/// `.` or `..` since names become directory names, nor starting with the prefixes of
+/// shoal's own working directories next to them (`.recovery-`, `.deleted-`).
 pub fn validate_name(name: &str) -> Result<()> {
     if name.is_empty() || name.len() > 255 {
         return Err(Error::BadInput(format!(
@@ -423,6 +424,14 @@ pub fn validate_name(name: &str) -> Result<()> {
     {
         return Err(Error::BadInput(format!(
             "collection name `{name}` must not contain `/`, `\\` or NUL, nor be `.` or `..`"
+        )));
+    }
+    if let Some(prefix) = crate::collection::registry::RESERVED_PREFIXES
+        .iter()
+        .find(|p| name.starts_with(*p))
+    {
+        return Err(Error::BadInput(format!(
+            "collection name `{name}` must not start with `{prefix}` (reserved for shoal's working directories)"
         )));
     }
     Ok(())
@@ -454,6 +463,16 @@ mod tests {
         ClusterOp::UpdateAliases {
             actions: serde_json::from_value(actions).unwrap(),
         }
+    }
+
+    #[test]
+    fn names_of_shoal_working_directories_are_refused() {
+        for name in [".recovery-x", ".deleted-y"] {
+            let err = validate_name(name).unwrap_err();
+            assert!(err.to_string().contains("reserved"), "{err}");
+        }
+        validate_name(".hidden").unwrap();
+        validate_name("recovery-x").unwrap();
     }
 
     #[test]

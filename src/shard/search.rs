@@ -140,6 +140,14 @@ fn too_selective(seg: &Segment, filter: Option<&Filter>, threshold: usize) -> bo
     matching < threshold
 }
 
+/// Segments with at least this many rows are scanned by several threads in an exact search.
+const PARALLEL_SCAN_ROWS: usize = 32 * 1024;
+
+/// Rows `t * per_thread ..` of a `rows`-row segment (empty past the end).
+fn range_of(t: usize, per_thread: usize, rows: usize) -> std::ops::Range<usize> {
+    (t * per_thread).min(rows)..((t + 1) * per_thread).min(rows)
+}
+
 struct SegmentScan<'a> {
     seg: &'a Segment,
     seg_index: u32,
@@ -167,6 +175,9 @@ impl SegmentScan<'_> {
             .is_none_or(|f| f.matches(data.ids[off], &data.payloads.get(off)))
     }
 
+    /// Scores every accepted row. A large segment is split between the cores (a query
+    /// from one client then uses all of them; the scan is bound by memory bandwidth,
+    /// which one core does not exhaust).
     fn exact(&self, top: &mut TopK) {
         let data = self.seg.data();
         let Some(col) = data.columns.get(&self.req.vector_name) else {
@@ -175,9 +186,62 @@ impl SegmentScan<'_> {
         if col.dim == 0 {
             return;
         }
+        let rows = col.data.len() / col.dim;
+        let threads = if rows >= PARALLEL_SCAN_ROWS {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        } else {
+            1
+        };
+        let per_thread = rows.div_ceil(threads.max(1));
+        let k = top.k;
+        let parts: Vec<TopK> = std::thread::scope(|scope| {
+            let mut helpers = Vec::new();
+            for t in 1..threads {
+                let range = range_of(t, per_thread, rows);
+                let spawned = std::thread::Builder::new()
+                    .name("exact-scan".into())
+                    .spawn_scoped(scope, {
+                        let range = range.clone();
+                        move || {
+                            let mut part = TopK::new(k);
+                            self.exact_rows(col, range, &mut part);
+                            part
+                        }
+                    });
+                match spawned {
+                    Ok(handle) => helpers.push(handle),
+                    // No thread to be had: this one scans that part too.
+                    Err(_) => self.exact_rows(col, range, top),
+                }
+            }
+            self.exact_rows(col, range_of(0, per_thread, rows), top);
+            helpers
+                .into_iter()
+                .map(|handle| match handle.join() {
+                    Ok(part) => part,
+                    Err(panic) => std::panic::resume_unwind(panic),
+                })
+                .collect()
+        });
+        for part in parts {
+            part.heap.into_iter().for_each(|hit| top.push(hit.0));
+        }
+    }
+
+    /// [`Self::exact`] over rows `range` of the segment.
+    fn exact_rows(
+        &self,
+        col: &crate::shard::segment::VectorColumn,
+        range: std::ops::Range<usize>,
+        top: &mut TopK,
+    ) {
+        let data = self.seg.data();
         // The same checks as `accept`, with the lookups hoisted out of the hot loop.
         let filter = self.req.filter.as_ref();
-        for (off, v) in col.data.chunks_exact(col.dim).enumerate() {
+        let first = range.start;
+        let vectors = &col.data[range.start * col.dim..range.end * col.dim];
+        for (i, v) in vectors.chunks_exact(col.dim).enumerate() {
+            let off = first + i;
             if self.seg.deleted.get(off) || col.missing.get(off) {
                 continue;
             }

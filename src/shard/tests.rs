@@ -1130,3 +1130,45 @@ fn optimizing_is_reported_while_work_is_due_and_cleared_once_settled() {
     assert!(!merge::has_work(&shard.inner.state.read()));
     assert!(shard.inner.merging.lock().is_empty());
 }
+
+/// A segment large enough to be scanned by several threads gives exactly the brute-force
+/// top hits (Dot, so scores are plain dot products), with deleted points left out.
+#[test]
+fn a_parallel_exact_scan_finds_the_brute_force_top_hits() {
+    let dir = tempfile::tempdir().unwrap();
+    let shard = LocalShard::open(dir.path(), config(4, Distance::Dot, 0, 0)).unwrap();
+    let points = random_points(40_000, 4, 11);
+    upsert_in_batches(&shard, points.clone(), 5_000);
+    shard
+        .apply(ShardOp::Delete(PointSelector::Ids(ids(0..100))), false)
+        .unwrap();
+    let query = vec![0.3, -0.7, 0.5, 0.1];
+    let mut expected: Vec<(f32, u64)> = points
+        .iter()
+        .skip(100)
+        .map(|p| {
+            let v = &p.vectors[""];
+            let score: f32 = v.iter().zip(&query).map(|(a, b)| a * b).sum();
+            let PointId::Num(id) = p.id else {
+                unreachable!()
+            };
+            (score, id)
+        })
+        .collect();
+    expected.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let mut req = search_req(query, 25);
+    req.exact = true;
+    let hits = shard.search(&req).unwrap();
+    let got: Vec<u64> = hits
+        .iter()
+        .map(|h| match h.id {
+            PointId::Num(id) => id,
+            PointId::Uuid(_) => unreachable!(),
+        })
+        .collect();
+    let want: Vec<u64> = expected.iter().take(25).map(|(_, id)| *id).collect();
+    assert_eq!(got, want);
+    for (hit, (score, _)) in hits.iter().zip(&expected) {
+        assert!((hit.score - score).abs() < 1e-4, "{} vs {score}", hit.score);
+    }
+}

@@ -83,11 +83,16 @@ fn file_location(url: &Url, snapshots_root: &Path) -> Result<PathBuf> {
     Ok(canonical)
 }
 
+/// How long connecting to a snapshot's source may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// An HTTP client for snapshot downloads: bounded connect time, and a read timeout so
-/// that a source that stalls fails the recovery instead of hanging it.
+/// that a source that stalls fails the recovery instead of hanging it. The connect
+/// timeout is shorter than qdrant-client's default request timeout (5 s), so a host that
+/// does not answer is reported to the client rather than cut off by its own timeout.
 pub fn download_client() -> Result<reqwest::Client> {
     reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(10))
+        .connect_timeout(CONNECT_TIMEOUT)
         .read_timeout(Duration::from_secs(60))
         .user_agent(concat!("shoal/", env!("CARGO_PKG_VERSION")))
         .build()
