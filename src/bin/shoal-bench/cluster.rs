@@ -218,7 +218,7 @@ pub(super) async fn start_cluster(o: &Options, http: &reqwest::Client) -> Result
         .await?;
         let id = view["peer_id"].as_u64().context("peer_id")?;
         peers.push(Peer {
-            server: server,
+            server,
             base,
             id,
         });
