@@ -1,7 +1,8 @@
 //! Snapshot recovery on a real three-peer cluster on 127.0.0.1: the priority matrix
 //! (`snapshot`, `replica`, `no_sync`) on an existing collection and on a new one, shard
 //! recovery, the start-up flags on a cluster peer, and the faults (a snapshot that does not
-//! fit, a recovery on a peer cut off from the majority). Every wait is bounded.
+//! fit, a recovery on a peer cut off from the majority, a source that dies mid-download).
+//! Every wait is bounded.
 //!
 //! The collections have 2 shards × 2 replicas on 3 peers, created through the first peer,
 //! so that peer holds a replica of both shards and its collection snapshot covers the
@@ -461,4 +462,71 @@ fn a_peer_killed_during_a_recovery_leaves_the_cluster_data_intact() {
             );
         }
     }
+}
+
+/// A snapshot source that dies mid-download: the recovery on a cluster peer fails with a
+/// clear error before anything is registered, and the cluster keeps serving its data on
+/// the same replicas. The source is a one-shot HTTP server in this test that promises the
+/// whole archive and hangs up half-way.
+#[test]
+fn a_source_that_dies_mid_download_changes_nothing_in_the_cluster() {
+    use std::io::{Read, Write};
+
+    let peers = start_cluster();
+    filled_collection(&peers, "broken");
+    let archive = {
+        let url = snapshot_url(&peers[0], "broken");
+        let path = url.split_once("127.0.0.1").unwrap().1;
+        let path = &path[path.find('/').unwrap()..];
+        peers[0].download(path)
+    };
+    let states = replica_states(&peers[1], "broken");
+
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let source = std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        conn.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        let mut request = Vec::new();
+        let mut byte = [0u8; 1];
+        while !request.ends_with(b"\r\n\r\n") && conn.read(&mut byte).unwrap_or(0) == 1 {
+            request.push(byte[0]);
+        }
+        let head = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\n\r\n",
+            archive.len()
+        );
+        let _ = conn.write_all(head.as_bytes());
+        let _ = conn.write_all(&archive[..archive.len() / 2]);
+        let _ = conn.flush();
+        // Dropped here: the connection closes with half of the promised bytes sent.
+    });
+
+    let (status, body) = peers[1].put(
+        "/collections/broken/snapshots/recover?wait=true",
+        &json!({"location": format!("http://127.0.0.1:{port}/broken.snapshot"), "priority": "snapshot"}),
+    );
+    source.join().unwrap();
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["status"]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("broke off")),
+        "{body}"
+    );
+
+    // Nothing was registered: the same replicas, all Active, every point on every replica.
+    assert_eq!(replica_states(&peers[1], "broken"), states);
+    assert!(states.values().all(|s| s == "Active"), "{states:?}");
+    let counts = wait_converged(&all(&peers), "broken");
+    assert_eq!(counts.values().sum::<u64>(), 2 * FILLED, "{counts:?}");
+    for peer in &peers {
+        assert_eq!(peer.count("broken"), FILLED);
+    }
+    // And the collection can be recovered on that peer right away (no recovery left marked).
+    let url = snapshot_url(&peers[0], "broken");
+    recover(&peers[1], "broken", &url, "snapshot");
+    let counts = wait_converged(&all(&peers), "broken");
+    assert_eq!(counts.values().sum::<u64>(), 2 * FILLED, "{counts:?}");
 }

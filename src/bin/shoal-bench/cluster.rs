@@ -217,11 +217,7 @@ pub(super) async fn start_cluster(o: &Options, http: &reqwest::Client) -> Result
         )
         .await?;
         let id = view["peer_id"].as_u64().context("peer_id")?;
-        peers.push(Peer {
-            server,
-            base,
-            id,
-        });
+        peers.push(Peer { server, base, id });
     }
     for _ in 0..600 {
         let mut agreed = true;
