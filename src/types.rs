@@ -1,4 +1,5 @@
-//! Small identifier types shared by every layer: peers, shards and point ids.
+//! Small identifier types shared by every layer: peers, shards and point ids, and the
+//! name prefixes no collection may use.
 //!
 //! `PointId` follows Qdrant: an unsigned integer or a UUID. On the wire it is a JSON
 //! number or a UUID string; in order, every numeric id sorts before every UUID, which
@@ -14,6 +15,9 @@ use uuid::Uuid;
 pub type PeerId = u64;
 /// A shard's number inside its collection (0..shard_number).
 pub type ShardId = u32;
+/// Prefixes of the working directories a peer keeps next to its collections (a recovery
+/// being unpacked, data being deleted): no collection name may start with one.
+pub const RESERVED_NAME_PREFIXES: [&str; 2] = [".recovery-", ".deleted-"];
 /// The Qdrant API version shoal implements; clients compare it with their own.
 pub const QDRANT_API_VERSION: &str = "1.19.0";
 /// The default (unnamed) vector's internal name, as in Qdrant.

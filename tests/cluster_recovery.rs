@@ -72,6 +72,13 @@ fn snapshot_url(node: &TestNode, name: &str) -> String {
     node.url(&format!("/collections/{name}/snapshots/{file}"))
 }
 
+/// Takes a collection snapshot on `node` and downloads it.
+fn snapshot_archive(node: &TestNode, name: &str) -> Vec<u8> {
+    let url = snapshot_url(node, name);
+    let path = url.split_once("127.0.0.1").unwrap().1;
+    node.download(&path[path.find('/').unwrap()..])
+}
+
 /// After the snapshot: points FILLED..FILLED+100 added and 0..50 deleted.
 fn change_after_snapshot(node: &TestNode, name: &str) {
     upsert(node, name, FILLED..FILLED + 100);
@@ -285,12 +292,7 @@ fn recovery_into_a_new_collection_and_of_one_shard() {
 fn a_recovery_cut_off_from_the_majority_fails_and_changes_nothing() {
     let mut peers = start_cluster();
     filled_collection(&peers, "cut");
-    let archive = {
-        let url = snapshot_url(&peers[0], "cut");
-        let path = url.split_once("127.0.0.1").unwrap().1;
-        let path = &path[path.find('/').unwrap()..];
-        peers[0].download(path)
-    };
+    let archive = snapshot_archive(&peers[0], "cut");
     let states = replica_states(&peers[1], "cut");
 
     // From the second peer's side, the two others vanish.
@@ -474,12 +476,7 @@ fn a_source_that_dies_mid_download_changes_nothing_in_the_cluster() {
 
     let peers = start_cluster();
     filled_collection(&peers, "broken");
-    let archive = {
-        let url = snapshot_url(&peers[0], "broken");
-        let path = url.split_once("127.0.0.1").unwrap().1;
-        let path = &path[path.find('/').unwrap()..];
-        peers[0].download(path)
-    };
+    let archive = snapshot_archive(&peers[0], "broken");
     let states = replica_states(&peers[1], "broken");
 
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

@@ -18,15 +18,13 @@ use super::config::CollectionConfig;
 use super::Collection;
 use crate::error::{Error, Result};
 use crate::shard::LocalShard;
-use crate::types::ShardId;
+use crate::types::{ShardId, RESERVED_NAME_PREFIXES};
 
 /// Prefix of directories where recoveries unpack, next to the live collections so that
 /// swapping one in is a rename on the same file system.
-const RECOVERY_PREFIX: &str = ".recovery-";
+const RECOVERY_PREFIX: &str = RESERVED_NAME_PREFIXES[0];
 /// Prefix of directories being deleted (renamed aside first).
-const DELETED_PREFIX: &str = ".deleted-";
-/// Collection names may not start with these (`consensus::state::validate_name`).
-pub const RESERVED_PREFIXES: [&str; 2] = [RECOVERY_PREFIX, DELETED_PREFIX];
+const DELETED_PREFIX: &str = RESERVED_NAME_PREFIXES[1];
 
 pub struct CollectionRegistry {
     root: PathBuf,
@@ -113,7 +111,7 @@ impl CollectionRegistry {
             let path = entry.path();
             // A known collection is never removed, whatever its name (names with these
             // prefixes are refused today, but a state from before may hold one).
-            let leftover = RESERVED_PREFIXES.iter().any(|p| name.starts_with(p));
+            let leftover = RESERVED_NAME_PREFIXES.iter().any(|p| name.starts_with(p));
             if leftover && !known.contains_key(&name) {
                 std::fs::remove_dir_all(&path)
                     .map_err(|e| Error::io(format!("removing {}", path.display()), e))?;
@@ -478,6 +476,16 @@ mod tests {
         assert!(!a.join("x").exists());
     }
 
+    fn local_shard_ids(registry: &CollectionRegistry, name: &str) -> Vec<ShardId> {
+        registry
+            .get(name)
+            .unwrap()
+            .local_shards()
+            .keys()
+            .copied()
+            .collect()
+    }
+
     fn two_dim_config() -> CollectionConfig {
         use crate::collection::config::{CollectionDefaults, CreateCollection};
         let body: CreateCollection = serde_json::from_value(
@@ -544,13 +552,7 @@ mod tests {
         assert_eq!((shard_ptr(0), shard_ptr(2)), (first, second));
         registry.remove_local_shard("c", 2).unwrap();
         assert_eq!(shard_ptr(0), first);
-        let shards: Vec<ShardId> = registry
-            .get("c")
-            .unwrap()
-            .local_shards()
-            .keys()
-            .copied()
-            .collect();
+        let shards = local_shard_ids(&registry, "c");
         assert_eq!(shards, vec![0, 1]);
         assert!(!registry.dir_of("c").join("2").exists());
     }
@@ -590,13 +592,7 @@ mod tests {
             started.elapsed() < IDLE_WAIT,
             "the two reopens waited for each other"
         );
-        let shards: Vec<ShardId> = registry
-            .get("c")
-            .unwrap()
-            .local_shards()
-            .keys()
-            .copied()
-            .collect();
+        let shards = local_shard_ids(&registry, "c");
         assert_eq!(shards, vec![0, 1, 2]);
     }
 }

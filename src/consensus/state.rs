@@ -426,7 +426,7 @@ pub fn validate_name(name: &str) -> Result<()> {
             "collection name `{name}` must not contain `/`, `\\` or NUL, nor be `.` or `..`"
         )));
     }
-    if let Some(prefix) = crate::collection::registry::RESERVED_PREFIXES
+    if let Some(prefix) = crate::types::RESERVED_NAME_PREFIXES
         .iter()
         .find(|p| name.starts_with(*p))
     {

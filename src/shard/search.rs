@@ -70,6 +70,11 @@ impl TopK {
         }
     }
 
+    /// Takes in the hits of another top-k (of a part of the same scan).
+    fn merge(&mut self, other: TopK) {
+        other.heap.into_iter().for_each(|hit| self.push(hit.0));
+    }
+
     fn into_sorted(self) -> Vec<Hit> {
         let mut v: Vec<Hit> = self.heap.into_iter().map(|r| r.0).collect();
         v.sort_by(|a, b| b.cmp(a));
@@ -223,9 +228,7 @@ impl SegmentScan<'_> {
                 })
                 .collect()
         });
-        for part in parts {
-            part.heap.into_iter().for_each(|hit| top.push(hit.0));
-        }
+        parts.into_iter().for_each(|part| top.merge(part));
     }
 
     /// [`Self::exact`] over rows `range` of the segment.

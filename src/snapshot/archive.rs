@@ -55,6 +55,18 @@ pub enum FileCheck {
     Crc32,
 }
 
+impl FileCheck {
+    /// The part of a file's digest this check compares, as error messages show it. An
+    /// unpacked file always has it, so a manifest without it never matches.
+    fn sum_of(self, digest: &FileDigest) -> String {
+        match (self, digest.crc32) {
+            (FileCheck::Sha256, _) => format!("sha256 {}", digest.sha256),
+            (FileCheck::Crc32, Some(crc32)) => format!("crc32 {crc32:08x}"),
+            (FileCheck::Crc32, None) => "crc32 None".to_string(),
+        }
+    }
+}
+
 /// The manifest: every file of the archive by its path inside the archive.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
@@ -445,22 +457,8 @@ fn verify_against(
                 "Invalid snapshot: `{name}` is not listed in the manifest"
             )));
         };
-        let (expected_sum, found_sum) = match check {
-            FileCheck::Sha256 => (
-                format!("sha256 {}", expected.sha256),
-                format!("sha256 {}", digest.sha256),
-            ),
-            FileCheck::Crc32 => (
-                format!("crc32 {:?}", expected.crc32),
-                format!("crc32 {:?}", digest.crc32),
-            ),
-        };
-        let matches = expected.size == digest.size
-            && match check {
-                FileCheck::Sha256 => expected.sha256 == digest.sha256,
-                FileCheck::Crc32 => expected.crc32.is_some() && expected.crc32 == digest.crc32,
-            };
-        if !matches {
+        let (expected_sum, found_sum) = (check.sum_of(expected), check.sum_of(digest));
+        if expected.size != digest.size || expected_sum != found_sum {
             return Err(Error::BadInput(format!(
                 "Invalid snapshot: `{name}` is corrupt (expected {} bytes with {expected_sum}, found {} bytes with {found_sum})",
                 expected.size, digest.size
