@@ -75,10 +75,13 @@ impl Node {
     pub async fn create_collection(&self, name: &str, body: CreateCollection) -> Result<()> {
         validate_name(name)?;
         let config = body.into_config(&self.settings.collection_defaults())?;
+        // Learners count: every peer `GET /cluster` lists gets its share (placement.rs).
+        let info = self.consensus.raft_info();
+        let members: Vec<_> = info.voters.iter().chain(&info.learners).copied().collect();
         let placement = placement::place(
             config.params.shard_number,
             config.params.replication_factor,
-            &self.consensus.raft_info().voters,
+            &members,
             self.consensus.peer_id(),
         );
         self.propose(ClusterOp::CreateCollection {
