@@ -198,6 +198,10 @@ pub struct ClusterSettings {
     pub connection_timeout_ms: u64,
     pub p2p: P2pSettings,
     pub consensus: ConsensusSettings,
+    // --- replica consistency check (issue 10 item 9) ---
+    /// Seconds between the checks that compare the digests of each shard's Active
+    /// replicas and mark a diverged one Dead (`node/consistency.rs`); 0 disables them.
+    pub consistency_check_interval_sec: u64,
 }
 
 impl Default for ClusterSettings {
@@ -208,6 +212,7 @@ impl Default for ClusterSettings {
             connection_timeout_ms: 2_000,
             p2p: P2pSettings::default(),
             consensus: ConsensusSettings::default(),
+            consistency_check_interval_sec: 300,
         }
     }
 }
