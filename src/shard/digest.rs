@@ -154,10 +154,22 @@ impl Mix {
     }
 
     /// The bit patterns of `values`, two per word (so `-0.0` and `0.0` differ, as stored).
+    /// Blocks of 8 floats feed 4 independent lanes (a long vector is not one chain of
+    /// dependent multiplications), folded into the state at the end; the rest goes in pairs.
     fn floats(&mut self, values: &[f32]) {
-        let mut pairs = values.chunks_exact(2);
-        for pair in pairs.by_ref() {
-            self.word(u64::from(pair[0].to_bits()) | (u64::from(pair[1].to_bits()) << 32));
+        let pair = |a: f32, b: f32| u64::from(a.to_bits()) | (u64::from(b.to_bits()) << 32);
+        let mut lanes = [0u64; 4];
+        let mut blocks = values.chunks_exact(8);
+        for block in blocks.by_ref() {
+            for (i, lane) in lanes.iter_mut().enumerate() {
+                let w = pair(block[2 * i], block[2 * i + 1]);
+                *lane = (lane.rotate_left(23) ^ w).wrapping_mul(K);
+            }
+        }
+        lanes.iter().for_each(|lane| self.word(*lane));
+        let mut pairs = blocks.remainder().chunks_exact(2);
+        for pair_of in pairs.by_ref() {
+            self.word(pair(pair_of[0], pair_of[1]));
         }
         if let [last] = pairs.remainder() {
             self.word(u64::from(last.to_bits()));
@@ -254,6 +266,26 @@ mod tests {
             seen[range_of(&id)] = true;
         }
         assert!(seen.iter().all(|s| *s));
+    }
+
+    #[test]
+    fn every_float_of_a_long_vector_and_its_position_count() {
+        let v: Vec<f32> = (0..37).map(|i| i as f32 * 0.25).collect();
+        let hash = |v: &[f32]| {
+            let mut m = Mix::default();
+            m.floats(v);
+            m.finish()
+        };
+        let base = hash(&v);
+        for i in 0..v.len() {
+            let mut changed = v.clone();
+            changed[i] = f32::from_bits(changed[i].to_bits() ^ 1);
+            assert_ne!(hash(&changed), base, "float {i}");
+        }
+        let mut swapped = v.clone();
+        swapped.swap(0, 8);
+        assert_ne!(hash(&swapped), base);
+        assert_eq!(hash(&v), base);
     }
 
     #[test]
