@@ -612,4 +612,19 @@ mod tests {
         .unwrap_err();
         assert!(err.to_string().contains("/nope.yaml"));
     }
+
+    // --- replica consistency check (issue 10 item 9) ---
+    #[test]
+    fn consistency_check_interval_defaults_to_300_and_takes_the_env() {
+        let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/config");
+        let shipped = Settings::load_from(&base, None, env(&[])).unwrap();
+        assert_eq!(shipped.cluster.consistency_check_interval_sec, 300);
+        assert_eq!(
+            Settings::default().cluster.consistency_check_interval_sec,
+            300
+        );
+        let key = "QDRANT__CLUSTER__CONSISTENCY_CHECK_INTERVAL_SEC";
+        let set = Settings::load_from(&base, None, env(&[(key, "0")])).unwrap();
+        assert_eq!(set.cluster.consistency_check_interval_sec, 0);
+    }
 }

@@ -18,10 +18,12 @@
 //! not cryptographic: it detects accidental or careless divergence, not a peer that forges
 //! its digest (a peer that can answer peer calls can write anything anyway).
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 use crate::shard::segment::SegmentData;
-use crate::shard::state::ShardState;
+use crate::shard::state::{Rows, ShardState};
 use crate::types::PointId;
 
 /// How many ranges of point ids a digest has.
@@ -58,12 +60,7 @@ impl ShardDigest {
 
     /// The digest of a shard's live points.
     pub fn of_state(state: &ShardState) -> ShardDigest {
-        let mut digest = ShardDigest::empty(state.last_seq);
-        for (id, loc) in &state.ids {
-            let (seg, off) = state.row(*loc);
-            digest.add(id, point_hash(id, seg.data(), off));
-        }
-        digest
+        Cut::take(state).digest()
     }
 
     /// Adds one point with hash `hash`.
@@ -89,6 +86,51 @@ impl ShardDigest {
         (0..len)
             .filter(|i| self.ranges.get(*i) != other.ranges.get(*i))
             .collect()
+    }
+}
+
+/// The live points of a shard at one moment, taken cheaply under the shard's read lock
+/// (the id map and the segments' rows: sealed rows are shared, only the appendable
+/// segment's are copied) so that the hashing runs after the lock is released and writes
+/// do not wait for it.
+pub struct Cut {
+    last_seq: u64,
+    /// Every live point: id, index into `segments`, offset.
+    rows: Vec<(PointId, u32, u32)>,
+    segments: Vec<Arc<SegmentData>>,
+}
+
+impl Cut {
+    /// Takes the cut of `state`.
+    pub fn take(state: &ShardState) -> Cut {
+        let segments = state
+            .segments
+            .iter()
+            .map(|seg| match &seg.rows {
+                Rows::Sealed(rows) => rows.clone(),
+                Rows::Appendable(rows) => Arc::new(rows.clone()),
+            })
+            .collect();
+        let rows = state
+            .ids
+            .iter()
+            .map(|(id, loc)| (*id, loc.seg, loc.off))
+            .collect();
+        Cut {
+            last_seq: state.last_seq,
+            rows,
+            segments,
+        }
+    }
+
+    /// The digest of the points in the cut.
+    pub fn digest(&self) -> ShardDigest {
+        let mut digest = ShardDigest::empty(self.last_seq);
+        for (id, seg, off) in &self.rows {
+            let data = &self.segments[*seg as usize];
+            digest.add(id, point_hash(id, data, *off as usize));
+        }
+        digest
     }
 }
 

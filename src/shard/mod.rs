@@ -266,10 +266,12 @@ impl LocalShard {
         state.ids.get(&id).map(|loc| state.vectors(*loc))
     }
 
-    /// A digest of the live points (see [`digest`]), taken under the read lock so that it
-    /// describes one state of the shard; writes wait while it is computed.
+    /// A digest of the live points (see [`digest`]) of one state of the shard: the points
+    /// are taken under the read lock (copying the id map and the appendable segment's
+    /// rows), and hashed once it is released, so writes wait only for the copy.
     pub fn digest(&self) -> digest::ShardDigest {
-        digest::ShardDigest::of_state(&self.inner.state.read())
+        let cut = digest::Cut::take(&self.inner.state.read());
+        cut.digest()
     }
 
     pub fn info(&self) -> ShardInfo {
