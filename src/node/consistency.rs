@@ -84,20 +84,20 @@ impl Node {
     }
 
     /// Whether this peer checks the shard now: it is its reference, the shard has two
-    /// Active replicas or more, and no transfer of the shard is in progress.
+    /// Active replicas or more, no transfer of the shard is in progress, and no snapshot
+    /// recovery of its collection (which swaps one replica's data before the others are
+    /// marked Dead: that difference is wanted).
     fn to_check(&self, set: &ReplicaSet) -> bool {
         let active = set
             .replicas
             .values()
             .filter(|s| **s == ReplicaState::Active)
             .count();
-        let transferring = self
-            .consensus
-            .state()
-            .transfers(&set.collection)
-            .iter()
-            .any(|t| t.shard == set.shard);
-        set.recovery_source() == Some(set.this_peer) && active >= 2 && !transferring
+        let state = self.consensus.state();
+        let busy = state.collections.get(&set.collection).is_none_or(|c| {
+            c.recovering.is_some() || c.transfers.iter().any(|t| t.shard == set.shard)
+        });
+        set.recovery_source() == Some(set.this_peer) && active >= 2 && !busy
     }
 
     /// One check of one shard (see the module doc); records its outcome.
@@ -147,8 +147,12 @@ impl Node {
                 }
                 Verdict::Unsettled => previous = Some(observation),
                 Verdict::Diverged { peers, ranges } => {
-                    self.mark_diverged(&set, &observation, &peers, &ranges)
-                        .await;
+                    // A recovery or transfer that began during the observation explains it.
+                    let still = self.replica_set(collection, shard);
+                    if still.is_ok_and(|now| now.replicas == set.replicas && self.to_check(&now)) {
+                        self.mark_diverged(&set, &observation, &peers, &ranges)
+                            .await;
+                    }
                     return;
                 }
             }
