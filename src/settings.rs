@@ -207,6 +207,10 @@ pub struct ClusterSettings {
     pub connection_timeout_ms: u64,
     pub p2p: P2pSettings,
     pub consensus: ConsensusSettings,
+    // --- replica consistency check (issue 10 item 9) ---
+    /// Seconds between the checks that compare the digests of each shard's Active
+    /// replicas and mark a diverged one Dead (`node/consistency.rs`); 0 disables them.
+    pub consistency_check_interval_sec: u64,
 }
 
 impl Default for ClusterSettings {
@@ -217,6 +221,7 @@ impl Default for ClusterSettings {
             connection_timeout_ms: 2_000,
             p2p: P2pSettings::default(),
             consensus: ConsensusSettings::default(),
+            consistency_check_interval_sec: 300,
         }
     }
 }
@@ -811,5 +816,20 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("/nope.yaml"));
+    }
+
+    // --- replica consistency check (issue 10 item 9) ---
+    #[test]
+    fn consistency_check_interval_defaults_to_300_and_takes_the_env() {
+        let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/config");
+        let shipped = Settings::load_from(&base, None, env(&[])).unwrap();
+        assert_eq!(shipped.cluster.consistency_check_interval_sec, 300);
+        assert_eq!(
+            Settings::default().cluster.consistency_check_interval_sec,
+            300
+        );
+        let key = "QDRANT__CLUSTER__CONSISTENCY_CHECK_INTERVAL_SEC";
+        let set = Settings::load_from(&base, None, env(&[(key, "0")])).unwrap();
+        assert_eq!(set.cluster.consistency_check_interval_sec, 0);
     }
 }

@@ -44,6 +44,10 @@ pub struct LocalShardInfo {
     pub shard_id: ShardId,
     pub points_count: usize,
     pub state: ReplicaState,
+    /// shoal's addition: the latest consistency check of the shard's replicas, on the
+    /// peer that checks it (its reference replica; see `node/consistency.rs`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub consistency_check: Option<crate::replication::consistency::CheckReport>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -182,6 +186,9 @@ impl Node {
                         shard_id,
                         points_count: counts.get(&shard_id).copied().unwrap_or(0),
                         state,
+                        consistency_check: self
+                            .consistency_reports
+                            .get(collection.name(), shard_id),
                     });
                 } else {
                     info.remote_shards.push(RemoteShardInfo {
