@@ -65,7 +65,12 @@ fn mutation() -> impl Strategy<Value = Mutation> {
         (any::<Index>(), 1..=255u8).prop_map(|(i, b)| Mutation::Flip(i, b)),
         (
             any::<Index>(),
-            prop_oneof![0..2048u64, Just(u64::MAX >> 1), Just(96 << 20), any::<u64>()]
+            prop_oneof![
+                0..2048u64,
+                Just(u64::MAX >> 1),
+                Just(96 << 20),
+                any::<u64>()
+            ]
         )
             .prop_map(|(i, s)| Mutation::Size(i, s)),
         (
@@ -225,7 +230,10 @@ fn regenerate_corpus() {
         }
         Ok(())
     };
-    let indexed = ArchiveWriter::new(Vec::new()).write_indexed(fill).unwrap().0;
+    let indexed = ArchiveWriter::new(Vec::new())
+        .write_indexed(fill)
+        .unwrap()
+        .0;
     let transfer = ArchiveWriter::for_transfer(Vec::new())
         .write_indexed(fill)
         .unwrap()
@@ -268,4 +276,3 @@ fn regenerate_corpus() {
         std::fs::write(dir.join(name), bytes).unwrap();
     }
 }
-

@@ -31,7 +31,10 @@ fn upsert(node: &TestNode, ids: std::ops::Range<u64>) {
     let points: Vec<Value> = ids
         .map(|id| json!({"id": id, "vector": [1.0, 0.5, id as f32, 0.0]}))
         .collect();
-    node.ok(node.put("/collections/c/points?wait=true", &json!({"points": points})));
+    node.ok(node.put(
+        "/collections/c/points?wait=true",
+        &json!({"points": points}),
+    ));
 }
 
 /// A tar of regular files (and directories, for names ending in `/`), in order; the
@@ -53,13 +56,19 @@ fn tar_of(entries: Vec<(&str, u64, Box<dyn Read>)>, out: impl std::io::Write) {
 }
 
 fn bytes_entry(name: &str, bytes: Vec<u8>) -> (&str, u64, Box<dyn Read>) {
-    (name, bytes.len() as u64, Box::new(std::io::Cursor::new(bytes)))
+    (
+        name,
+        bytes.len() as u64,
+        Box::new(std::io::Cursor::new(bytes)),
+    )
 }
 
 /// `shoal-index.json` listing `files` with their sizes.
 fn index(files: &[(&str, u64)]) -> Vec<u8> {
-    let files: serde_json::Map<String, Value> =
-        files.iter().map(|(n, s)| (n.to_string(), json!(s))).collect();
+    let files: serde_json::Map<String, Value> = files
+        .iter()
+        .map(|(n, s)| (n.to_string(), json!(s)))
+        .collect();
     serde_json::to_vec(&json!({"format": 1, "files": files})).unwrap()
 }
 
@@ -99,7 +108,10 @@ fn peak_rss_kib(node: &TestNode) -> u64 {
 }
 
 fn error_of(body: &Value) -> String {
-    body["status"]["error"].as_str().unwrap_or_default().to_string()
+    body["status"]["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
 }
 
 /// Item 3: a 96 MiB `shoal-manifest.json` is refused at its header (400) while the
@@ -116,7 +128,11 @@ fn a_huge_manifest_is_refused_with_bounded_memory() {
     tar_of(
         vec![
             bytes_entry("config.json", b"{}".to_vec()),
-            (MANIFEST, json.len() as u64, Box::new(std::io::Cursor::new(json))),
+            (
+                MANIFEST,
+                json.len() as u64,
+                Box::new(std::io::Cursor::new(json)),
+            ),
         ],
         std::io::BufWriter::new(file),
     );
@@ -162,7 +178,10 @@ fn unlisted_and_resized_entries_are_refused_at_their_header() {
     ]);
     let (status, body) = node.upload("/collections/c/snapshots/upload", resized);
     assert_eq!(status, 400, "{body}");
-    assert!(error_of(&body).contains("the archive index lists 1"), "{body}");
+    assert!(
+        error_of(&body).contains("the archive index lists 1"),
+        "{body}"
+    );
     assert_eq!(node.count("c"), 10);
 }
 
@@ -188,7 +207,10 @@ fn duplicate_names_are_refused() {
     ]);
     let (status, body) = node.upload("/collections/c/snapshots/upload", dir_then_file);
     assert_eq!(status, 400, "{body}");
-    assert!(error_of(&body).contains("both a directory and a file"), "{body}");
+    assert!(
+        error_of(&body).contains("both a directory and a file"),
+        "{body}"
+    );
     assert_eq!(node.count("c"), 5);
 }
 
@@ -252,7 +274,8 @@ fn concurrent_creates_get_distinct_files_with_matching_checksums() {
                     for round in 0..4u64 {
                         let first = 1000 + worker * 100 + round * 10;
                         upsert(node, first..first + 3);
-                        let description = node.ok(node.post("/collections/c/snapshots", &json!({})));
+                        let description =
+                            node.ok(node.post("/collections/c/snapshots", &json!({})));
                         names.push(description["name"].as_str().unwrap().to_string());
                     }
                     names
@@ -276,7 +299,11 @@ fn concurrent_creates_get_distinct_files_with_matching_checksums() {
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect::<String>();
-        assert_eq!(snapshot["checksum"].as_str(), Some(actual.as_str()), "{name}");
+        assert_eq!(
+            snapshot["checksum"].as_str(),
+            Some(actual.as_str()),
+            "{name}"
+        );
     }
     // The newest snapshot still recovers (its first entry is the index).
     let newest = names.last().unwrap();

@@ -598,11 +598,7 @@ impl Unpack<'_> {
         }
         match &self.mode {
             Mode::Indexed(index) => match index.files.get(&name) {
-                None => {
-                    return Err(bad(format!(
-                        "`{name}` is not listed in the archive index"
-                    )))
-                }
+                None => return Err(bad(format!("`{name}` is not listed in the archive index"))),
                 Some(&listed) if listed != size => {
                     return Err(bad(format!(
                         "`{name}` has {size} bytes, the archive index lists {listed}"

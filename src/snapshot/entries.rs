@@ -30,7 +30,10 @@ pub fn clean_name(raw: &str) -> Result<String> {
         )));
     }
     if raw.contains('\0') {
-        return Err(bad(format!("entry `{}` has a NUL byte in its name", raw.escape_debug())));
+        return Err(bad(format!(
+            "entry `{}` has a NUL byte in its name",
+            raw.escape_debug()
+        )));
     }
     let mut parts: Vec<&str> = Vec::new();
     for component in Path::new(raw).components() {
@@ -69,9 +72,9 @@ pub fn clean_name(raw: &str) -> Result<String> {
 /// The stricter grammar for archives without an index: every component is printable,
 /// has no backslash and does not start with `.` (shoal never writes hidden files).
 pub fn check_legacy_grammar(name: &str) -> Result<()> {
-    let plain = name.split('/').all(|part| {
-        !part.starts_with('.') && !part.chars().any(|c| c.is_control() || c == '\\')
-    });
+    let plain = name
+        .split('/')
+        .all(|part| !part.starts_with('.') && !part.chars().any(|c| c.is_control() || c == '\\'));
     if plain {
         Ok(())
     } else {
@@ -91,21 +94,11 @@ enum Node {
 
 /// The names of an archive so far, as a tree; each component is stored once, so its
 /// memory is bounded by the name bytes of the archive.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct EntryTree {
     root: HashMap<String, Node>,
     entries: usize,
     name_bytes: usize,
-}
-
-impl Default for EntryTree {
-    fn default() -> Self {
-        EntryTree {
-            root: HashMap::new(),
-            entries: 0,
-            name_bytes: 0,
-        }
-    }
 }
 
 impl EntryTree {
@@ -114,7 +107,9 @@ impl EntryTree {
         self.entries += 1;
         self.name_bytes += name_len;
         if self.entries > MAX_ENTRIES {
-            return Err(bad(format!("the archive has more than {MAX_ENTRIES} entries")));
+            return Err(bad(format!(
+                "the archive has more than {MAX_ENTRIES} entries"
+            )));
         }
         if self.name_bytes > MAX_NAME_BYTES {
             return Err(bad(format!(
@@ -210,7 +205,11 @@ mod tests {
         tree.add_dir("0").unwrap();
         let under = tree.add_file("0/a/b").unwrap_err().to_string();
         assert!(under.contains("lies under the file `0/a`"), "{under}");
-        assert!(tree.add_file("0/a").unwrap_err().to_string().contains("twice"));
+        assert!(tree
+            .add_file("0/a")
+            .unwrap_err()
+            .to_string()
+            .contains("twice"));
         assert!(tree.add_dir("0/a").is_err());
         assert!(tree.add_file("0").is_err());
     }

@@ -98,7 +98,10 @@ mod tests {
         let mut index = Index::new();
         index.files.insert("0/wal/a".into(), 3);
         let bytes = index.to_bytes().unwrap();
-        assert_eq!(Index::read(bytes.as_slice(), bytes.len() as u64).unwrap(), index);
+        assert_eq!(
+            Index::read(bytes.as_slice(), bytes.len() as u64).unwrap(),
+            index
+        );
     }
 
     #[test]

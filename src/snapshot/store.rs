@@ -318,7 +318,10 @@ mod tests {
                         );
                         let staged = store.staging_path(dir, "s.snapshot").unwrap();
                         std::fs::write(&staged, &bytes).unwrap();
-                        store.publish(&staged, dir, "s.snapshot", &sha).unwrap().name
+                        store
+                            .publish(&staged, dir, "s.snapshot", &sha)
+                            .unwrap()
+                            .name
                     })
                 })
                 .collect();
@@ -330,13 +333,25 @@ mod tests {
         assert!(distinct.contains(&"s-16.snapshot".to_string()));
         for listed in store.list(&dir).unwrap() {
             let bytes = std::fs::read(dir.join(&listed.name)).unwrap();
-            let sha = crate::snapshot::checksum::to_hex(&<sha2::Sha256 as sha2::Digest>::digest(&bytes));
-            assert_eq!(listed.checksum.as_deref(), Some(sha.as_str()), "{}", listed.name);
+            let sha =
+                crate::snapshot::checksum::to_hex(&<sha2::Sha256 as sha2::Digest>::digest(&bytes));
+            assert_eq!(
+                listed.checksum.as_deref(),
+                Some(sha.as_str()),
+                "{}",
+                listed.name
+            );
         }
         // Nothing staged is left behind.
         let hidden = std::fs::read_dir(&dir)
             .unwrap()
-            .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with('.'))
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with('.')
+            })
             .count();
         assert_eq!(hidden, 0);
     }
