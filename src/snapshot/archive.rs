@@ -581,8 +581,14 @@ impl Unpack<'_> {
             return create_dir(&self.dest.join(&name), &name);
         }
         if !is_file {
+            // Without an index this may be another program's archive (Qdrant writes its
+            // open WAL as a sparse file): say what shoal can read.
+            let hint = match self.mode {
+                Mode::Indexed(_) => "",
+                _ => "; shoal never writes it (snapshots made by Qdrant hold its own segment format, which shoal cannot read)",
+            };
             return Err(bad(format!(
-                "forbidden entry type {kind:?} for `{name}` (only files are allowed)"
+                "forbidden entry type {kind:?} for `{name}` (only files are allowed){hint}"
             )));
         }
         if name == MANIFEST {
@@ -993,6 +999,89 @@ mod tests {
         let mut w = ArchiveWriter::new(FullDisk(1000));
         let err = w.add_bytes("big", &[0u8; 100_000]).unwrap_err();
         assert!(matches!(err, Error::InsufficientStorage(_)), "{err}");
+    }
+
+    fn indexed(files: &[(&str, &[u8])]) -> Vec<u8> {
+        ArchiveWriter::new(Vec::new())
+            .write_indexed(|w| {
+                for (name, bytes) in files {
+                    w.add_bytes(name, bytes)?;
+                }
+                Ok(())
+            })
+            .unwrap()
+            .0
+    }
+
+    /// A raw tar header block for `name` (type `kind`, `size` bytes), checksum set.
+    fn raw_header(name: &[u8], kind: u8, size: u64) -> Vec<u8> {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(size);
+        header.set_mode(0o644);
+        header.set_entry_type(tar::EntryType::new(kind));
+        header.as_old_mut().name[..name.len()].copy_from_slice(name);
+        header.set_cksum();
+        header.as_bytes().to_vec()
+    }
+
+    #[test]
+    fn indexed_archives_start_with_the_index_and_round_trip() {
+        let bytes = indexed(&[("0/a.bin", b"hello"), ("config.json", b"{}")]);
+        assert!(bytes.starts_with(INDEX.as_bytes()));
+        let dir = tempfile::tempdir().unwrap();
+        let manifest = unpack_verified(bytes.as_slice(), dir.path()).unwrap();
+        assert!(manifest.files.contains_key(INDEX));
+        assert!(!dir.path().join(INDEX).exists());
+        assert_eq!(std::fs::read(dir.path().join("0/a.bin")).unwrap(), b"hello");
+    }
+
+    #[test]
+    fn a_fill_that_changes_between_plan_and_write_fails() {
+        let calls = std::cell::Cell::new(0u64);
+        let err = ArchiveWriter::new(Vec::new())
+            .write_indexed(|w| {
+                calls.set(calls.get() + 1);
+                w.add_bytes("a", &vec![1u8; calls.get() as usize])
+            })
+            .unwrap_err();
+        assert!(err.to_string().contains("not what was planned"), "{err}");
+    }
+
+    /// An unlisted entry is refused at its header: nothing of it (nor after it) is written.
+    #[test]
+    fn an_unlisted_entry_is_refused_before_it_is_written() {
+        let good = indexed(&[("a", b"1")]);
+        // Insert an unlisted entry right after the index (header + one data block).
+        let mut bytes = good[..1024].to_vec();
+        bytes.extend(raw_header(b"evil", b'0', 3));
+        bytes.extend([b'x'; 512]);
+        bytes.extend(&good[1024..]);
+        let dir = tempfile::tempdir().unwrap();
+        let err = unpack_verified(bytes.as_slice(), dir.path()).unwrap_err();
+        assert!(
+            err.to_string().contains("not listed in the archive index"),
+            "{err}"
+        );
+        assert!(!dir.path().join("evil").exists());
+    }
+
+    #[test]
+    fn pax_records_long_names_and_late_entries_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let pax = raw_header(b"PaxHeader", b'x', 0);
+        let err = unpack_verified(pax.as_slice(), &dir.path().join("p")).unwrap_err();
+        assert!(err.to_string().contains("forbidden entry type"), "{err}");
+
+        // A long-name record claiming 1 GiB is refused from its header alone.
+        let huge = raw_header(b"././@LongLink", b'L', 1 << 30);
+        let err = unpack_verified(huge.as_slice(), &dir.path().join("l")).unwrap_err();
+        assert!(err.to_string().contains("long entry name"), "{err}");
+
+        let mut late = archive(&[("a", b"1")]);
+        late.truncate(late.len() - 1024);
+        late.extend(raw_header(b"b", b'0', 0));
+        let err = unpack_verified(late.as_slice(), &dir.path().join("t")).unwrap_err();
+        assert!(err.to_string().contains("must be the last entry"), "{err}");
     }
 
     #[test]
