@@ -1,5 +1,5 @@
 //! Hostile snapshot archives against a real node (issue 10, items 3, 4, 5 and 7): a
-//! huge `shoal-manifest.json` is refused with bounded memory, entries the archive index
+//! huge `shoal-manifest.json` is refused with bounded memory (from a file and a URL), entries the archive index
 //! does not list (or lists with another size) are refused at their header with nothing
 //! written, a name that is both a file and a directory or lies under a file is a 400
 //! without host paths, `file://` recovery outside the snapshots directory answers the
@@ -136,20 +136,57 @@ fn a_huge_manifest_is_refused_with_bounded_memory() {
         ],
         std::io::BufWriter::new(file),
     );
-    let before = peak_rss_kib(&node);
-    let location = format!("file://{}", path.display());
-    let (status, body) = node.put(
-        "/collections/c/snapshots/recover",
-        &json!({ "location": location }),
-    );
-    let after = peak_rss_kib(&node);
-    assert_eq!(status, 400, "{body}");
-    assert!(error_of(&body).contains("larger than the limit"), "{body}");
-    assert!(
-        after.saturating_sub(before) < 48 * 1024,
-        "peak RSS grew from {before} KiB to {after} KiB"
-    );
+    let (port, source) = serve_once(path.clone());
+    for location in [
+        format!("file://{}", path.display()),
+        format!("http://127.0.0.1:{port}/huge.snapshot"),
+    ] {
+        let before = peak_rss_kib(&node);
+        let (status, body) = node.put(
+            "/collections/c/snapshots/recover",
+            &json!({ "location": location }),
+        );
+        let after = peak_rss_kib(&node);
+        assert_eq!(status, 400, "{location}: {body}");
+        assert!(error_of(&body).contains("larger than the limit"), "{body}");
+        assert!(
+            after.saturating_sub(before) < 48 * 1024,
+            "{location}: peak RSS grew from {before} KiB to {after} KiB"
+        );
+    }
+    source.join().unwrap();
     assert_eq!(node.count("c"), 10);
+}
+
+/// A one-shot HTTP source on loopback that streams `path` to the first request (and
+/// stops quietly when the client hangs up).
+fn serve_once(path: std::path::PathBuf) -> (u16, std::thread::JoinHandle<()>) {
+    use std::io::Write;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let source = std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        conn.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        conn.set_write_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        let mut request = Vec::new();
+        let mut byte = [0u8; 1];
+        while !request.ends_with(b"\r\n\r\n")
+            && request.len() < 65536
+            && conn.read(&mut byte).unwrap_or(0) == 1
+        {
+            request.push(byte[0]);
+        }
+        let size = std::fs::metadata(&path).unwrap().len();
+        let head = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: {size}\r\n\r\n"
+        );
+        if conn.write_all(head.as_bytes()).is_ok() {
+            let _ = std::io::copy(&mut std::fs::File::open(&path).unwrap(), &mut conn);
+        }
+    });
+    (port, source)
 }
 
 /// Item 5: an entry the index does not list is refused at its header, and nothing of it
