@@ -1,10 +1,11 @@
 //! Hostile snapshot archives against a real node (issue 10, items 3, 4, 5 and 7): a
-//! huge `shoal-manifest.json` is refused with bounded memory (from a file and a URL), entries the archive index
-//! does not list (or lists with another size) are refused at their header with nothing
-//! written, a name that is both a file and a directory or lies under a file is a 400
-//! without host paths, `file://` recovery outside the snapshots directory answers the
-//! same 403 whether or not the path exists, and concurrent snapshot creates with writes
-//! in between each get a file of their own whose listed checksum matches it.
+//! huge `shoal-manifest.json` is refused with bounded memory (from a file and from a
+//! URL), entries the archive index does not list (or lists with another size) are
+//! refused at their header with nothing written, a name that is both a file and a
+//! directory or lies under a file is a 400 without host paths, `file://` recovery
+//! outside the snapshots directory answers the same 403 whether or not the path
+//! exists, and concurrent snapshot creates with writes in between each get a file of
+//! their own whose listed checksum matches it.
 
 mod support;
 
