@@ -111,8 +111,10 @@ impl SnapshotStore {
     }
 
     /// Removes what interrupted snapshot work left: hidden staging files (`.*.tmp`,
-    /// `.*.upload`) in the snapshots directory, its collection directories and their
-    /// shard directories. Published snapshots are never touched.
+    /// `.*.upload`) and sidecars whose archive was never linked (a publish interrupted
+    /// between the two links) in the snapshots directory, its collection directories and
+    /// their shard directories. Published snapshots are never touched. Runs at start-up,
+    /// before any publish.
     pub fn remove_leftovers(&self) -> Result<()> {
         let mut dirs = vec![(self.root.clone(), 0u8)];
         while let Some((dir, depth)) = dirs.pop() {
@@ -126,8 +128,9 @@ impl SnapshotStore {
                 if is_dir && depth < 3 {
                     dirs.push((path, depth + 1));
                 } else if !is_dir
-                    && name.starts_with('.')
-                    && (name.ends_with(".tmp") || name.ends_with(".upload"))
+                    && ((name.starts_with('.')
+                        && (name.ends_with(".tmp") || name.ends_with(".upload")))
+                        || is_orphan_sidecar(&path, &name))
                 {
                     tracing::info!(file = %path.display(), "removing an unfinished snapshot file");
                     std::fs::remove_file(&path)
@@ -175,6 +178,14 @@ impl SnapshotStore {
         let _ = std::fs::remove_file(&staged_sidecar);
         describe(&result?)
     }
+}
+
+/// A `<name>.snapshot.checksum` whose `<name>.snapshot` does not exist.
+fn is_orphan_sidecar(path: &Path, name: &str) -> bool {
+    let archive = name
+        .strip_suffix(super::naming::CHECKSUM_SUFFIX)
+        .filter(|archive| archive.ends_with(EXTENSION));
+    archive.is_some_and(|archive| std::fs::symlink_metadata(path.with_file_name(archive)).is_err())
 }
 
 /// Most numbered names tried for one snapshot before giving up.
@@ -354,6 +365,25 @@ mod tests {
             })
             .count();
         assert_eq!(hidden, 0);
+    }
+
+    #[test]
+    fn leftovers_include_orphan_sidecars_only() {
+        let root = tempfile::tempdir().unwrap();
+        let store = SnapshotStore::new(root.path());
+        let dir = store.collection_dir("c");
+        std::fs::create_dir_all(&dir).unwrap();
+        for name in [
+            "kept.snapshot",
+            "kept.snapshot.checksum",
+            "orphan.snapshot.checksum",
+        ] {
+            std::fs::write(dir.join(name), b"x").unwrap();
+        }
+        store.remove_leftovers().unwrap();
+        assert!(dir.join("kept.snapshot.checksum").exists());
+        assert!(dir.join("kept.snapshot").exists());
+        assert!(!dir.join("orphan.snapshot.checksum").exists());
     }
 
     #[test]
