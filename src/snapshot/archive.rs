@@ -585,7 +585,7 @@ impl Unpack<'_> {
             // open WAL as a sparse file): say what shoal can read.
             let hint = match self.mode {
                 Mode::Indexed(_) => "",
-                _ => "; shoal never writes it (snapshots made by Qdrant hold its own segment format, which shoal cannot read)",
+                _ => "; this is not a shoal snapshot (snapshots made by Qdrant hold its own segment format, which shoal cannot read)",
             };
             return Err(bad(format!(
                 "forbidden entry type {kind:?} for `{name}` (only files are allowed){hint}"
