@@ -182,7 +182,12 @@ fn rest_key_matrix() {
         (
             Method::PUT,
             "/collections/c/snapshots/recover",
-            Some(json!({"location": "file:///nope"})),
+            // Inside the snapshots directory, so that the full key gets the handler's 400
+            // (a path outside answers 403 whether or not it exists).
+            Some(json!({"location": format!(
+                "file://{}/nope.snapshot",
+                node.dir().join("snapshots").display()
+            )})),
             [401, 401, 403, 400],
         ),
     ];

@@ -133,11 +133,14 @@ impl Node {
                 None,
                 archive::FileCheck::Sha256,
             )?;
-            let bytes = std::fs::read(dir.join("config.json")).map_err(|_| {
-                Error::BadInput("Invalid snapshot: a full snapshot needs config.json".into())
-            })?;
-            serde_json::from_slice(&bytes)
-                .map_err(|e| Error::BadInput(format!("Invalid snapshot: config.json: {e}")))
+            let config = dir.join("config.json");
+            if !config.is_file() {
+                return Err(Error::BadInput(
+                    "Invalid snapshot: a full snapshot needs config.json".into(),
+                ));
+            }
+            // Bounded like every JSON read from an archive.
+            crate::snapshot::bounded::read_json_file(&config, "config.json")
         })
         .await?;
         if !force {

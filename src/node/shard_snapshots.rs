@@ -136,12 +136,12 @@ impl Node {
             let sink = ChannelWriter { tx: tx.clone() };
             let outcome = local.freeze().and_then(|frozen| {
                 let buffered = std::io::BufWriter::with_capacity(1 << 20, sink);
-                let mut writer = match check {
+                let writer = match check {
                     FileCheck::Sha256 => ArchiveWriter::without_checksum(buffered),
                     FileCheck::Crc32 => ArchiveWriter::for_transfer(buffered),
                 };
-                write_shard_archive(&mut writer, &frozen, peer)?;
-                let (mut buffered, _, _) = writer.finish()?;
+                let (mut buffered, _, _) =
+                    writer.write_indexed(|w| write_shard_archive(w, &frozen, peer))?;
                 buffered
                     .flush()
                     .map_err(|e| Error::io("streaming the shard snapshot", e))

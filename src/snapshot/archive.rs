@@ -1,11 +1,15 @@
 //! The snapshot archive format: a plain (uncompressed) tar, written as a stream and read
 //! as a stream, so neither side ever holds more than a buffer of it in memory.
 //!
-//! Every archive ends with `shoal-manifest.json`: the size and sha256 of every other
-//! file in it. Writing computes each file's digest as it streams into the tar (and the
-//! whole archive's digest for the `.checksum` sidecar); unpacking recomputes them and
-//! fails unless every byte matches, so a restore verifies all data, not only the outer
-//! checksum.
+//! An archive shoal writes starts with `shoal-index.json` (see `index.rs`): the name and
+//! size of every file that follows, so the reader refuses an unlisted, resized or
+//! repeated entry at its header, before writing any of it. It ends with
+//! `shoal-manifest.json`: the size and sha256 of every other file (the index included).
+//! Writing computes each file's digest as it streams into the tar (and the whole
+//! archive's digest for the `.checksum` sidecar); unpacking recomputes them and fails
+//! unless every byte matches, so a restore verifies all data, not only the outer
+//! checksum. Archives of older shoal versions have no index: they are read in a legacy
+//! mode (plain names only, nothing fsynced until the manifest verified every file).
 //!
 //! Shard transfers between peers check files by crc32 instead ([`FileCheck::Crc32`]):
 //! the source computes it as the bytes stream out and lists it next to the sha256 it
@@ -13,19 +17,26 @@
 //! crc32 a few ms) and remembers the listed sha256 for its own snapshots later. Files a
 //! user stores and moves (snapshots) are always checked by sha256.
 //!
-//! Unpacking is defensive: only regular files and directories are accepted; absolute
-//! paths, `..` components, symlinks, hard links, devices and FIFOs fail the whole
-//! archive before anything is written outside the destination (which should be a fresh
-//! temporary directory: existing files are never overwritten).
+//! Unpacking treats the archive as hostile: tar is read in raw mode (GNU long names are
+//! read by shoal, bounded); only regular files (and, without an index, directories) are
+//! accepted; absolute paths, `..`, PAX records, links, devices and FIFOs, a file that is
+//! also a directory or has entries under it, too many entries and too long names all
+//! fail the whole archive with a 400 that names the entry, never a path on this server.
+//! The index and manifest are read with a cap (`bounded.rs`). Nothing is written outside
+//! the destination (which should be a fresh temporary directory: existing files are
+//! never overwritten).
 
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
-use std::path::{Component, Path, PathBuf};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use super::bounded::{parse_json, read_bounded, too_big, MAX_JSON};
 use super::checksum::{HashingReader, HashingWriter};
+use super::entries::{check_legacy_grammar, clean_name, EntryTree, MAX_NAME};
+use super::index::{Index, INDEX};
 use super::syncer::Syncer;
 use crate::error::{Error, Result};
 use crate::shard::file_digests;
@@ -44,6 +55,17 @@ pub struct FileDigest {
     /// Listed in transfer archives only ([`FileCheck::Crc32`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub crc32: Option<u32>,
+}
+
+impl FileDigest {
+    /// Every digest of bytes held in memory.
+    fn of(bytes: &[u8]) -> FileDigest {
+        FileDigest {
+            size: bytes.len() as u64,
+            sha256: super::checksum::to_hex(&<sha2::Sha256 as sha2::Digest>::digest(bytes)),
+            crc32: Some(crc32fast::hash(bytes)),
+        }
+    }
 }
 
 /// How the files of an archive are checked against its manifest (see the module doc).
@@ -80,6 +102,10 @@ pub struct ArchiveWriter<W: Write> {
     check: FileCheck,
     /// Copy buffer for file data (large, so a file is read and written in few calls).
     buffer: Vec<u8>,
+    /// While planning an indexed archive: the index being recorded (nothing is written).
+    planning: Option<Index>,
+    /// While writing an indexed archive: the planned files not written yet.
+    expected: Option<BTreeMap<String, u64>>,
 }
 
 /// Bytes of file data read and written at a time.
@@ -114,7 +140,32 @@ impl<W: Write> ArchiveWriter<W> {
             manifest: Manifest::default(),
             check,
             buffer: Vec::new(),
+            planning: None,
+            expected: None,
         }
+    }
+
+    /// Writes a whole archive with its index first: runs `fill` once to plan (names and
+    /// sizes only, no data is read), writes the index, runs `fill` again to write the
+    /// files, then the manifest ([`ArchiveWriter::finish`]). `fill` must add the same
+    /// files with the same sizes both times (snapshots add immutable files); anything
+    /// else fails the archive.
+    pub fn write_indexed(
+        mut self,
+        fill: impl Fn(&mut Self) -> Result<()>,
+    ) -> Result<(W, Option<String>, u64)> {
+        self.planning = Some(Index::new());
+        fill(&mut self)?;
+        let index = self.planning.take().unwrap_or_default();
+        self.add_bytes(INDEX, &index.to_bytes()?)?;
+        self.expected = Some(index.files);
+        fill(&mut self)?;
+        if let Some(missing) = self.expected.as_ref().and_then(|e| e.keys().next()) {
+            return Err(Error::Service(format!(
+                "{missing} was planned but not written; the files changed while they were archived"
+            )));
+        }
+        self.finish()
     }
 
     /// Adds a file from disk under `archive_path`. The file must not change while it
@@ -136,13 +187,16 @@ impl<W: Write> ArchiveWriter<W> {
     }
 
     /// Adds `size` bytes read from `reader`; returns their sha256 (none in a transfer
-    /// archive, which does not compute it).
+    /// archive, which does not compute it, and none while planning).
     pub fn add_reader(
         &mut self,
         archive_path: &str,
         size: u64,
         reader: impl Read,
     ) -> Result<Option<String>> {
+        if self.plan(archive_path, size)? {
+            return Ok(None);
+        }
         if self.check == FileCheck::Crc32 {
             self.add_known(archive_path, size, reader, String::new())?;
             return Ok(None);
@@ -174,6 +228,9 @@ impl<W: Write> ArchiveWriter<W> {
         reader: impl Read,
         sha256: String,
     ) -> Result<()> {
+        if self.plan(archive_path, size)? {
+            return Ok(());
+        }
         let crc32 = self.append(archive_path, size, reader)?;
         self.manifest.files.insert(
             archive_path.to_string(),
@@ -186,10 +243,37 @@ impl<W: Write> ArchiveWriter<W> {
         Ok(())
     }
 
+    /// While planning, records the file in the index and returns true (nothing is read
+    /// or written); otherwise returns false.
+    fn plan(&mut self, archive_path: &str, size: u64) -> Result<bool> {
+        let Some(index) = &mut self.planning else {
+            return Ok(false);
+        };
+        let clean = clean_name(archive_path)?;
+        if clean != archive_path || archive_path == INDEX || archive_path == MANIFEST {
+            return Err(Error::Service(format!(
+                "`{archive_path}` is not a plain archive entry name"
+            )));
+        }
+        if index.files.insert(clean, size).is_some() {
+            return Err(Error::Service(format!(
+                "`{archive_path}` was added to the archive twice"
+            )));
+        }
+        Ok(true)
+    }
+
     /// Writes one entry: exactly `size` bytes of `reader`, or an error if it has fewer.
     /// Returns the bytes' crc32 in a transfer archive.
     fn append(&mut self, archive_path: &str, size: u64, reader: impl Read) -> Result<Option<u32>> {
-        check_entry_path(Path::new(archive_path))?;
+        clean_name(archive_path)?;
+        if let Some(expected) = &mut self.expected {
+            if expected.remove(archive_path) != Some(size) {
+                return Err(Error::Service(format!(
+                    "{archive_path} ({size} bytes) is not what was planned; the files changed while they were archived"
+                )));
+            }
+        }
         let mut reader = Counting::new(reader, self.check == FileCheck::Crc32);
         let mut header = file_header(size);
         if header.set_path(archive_path).is_err() {
@@ -228,7 +312,9 @@ impl<W: Write> ArchiveWriter<W> {
     }
 
     /// Appends the manifest and the tar trailer; returns the sink, the archive's sha256
-    /// (unless made [`ArchiveWriter::without_checksum`]) and its size.
+    /// (unless made [`ArchiveWriter::without_checksum`]) and its size. Called directly
+    /// (not through [`ArchiveWriter::write_indexed`]) it makes an archive without an
+    /// index, as older shoal versions wrote them.
     pub fn finish(mut self) -> Result<(W, Option<String>, u64)> {
         let manifest = serde_json::to_vec_pretty(&self.manifest).map_err(Error::service)?;
         let mut header = file_header(manifest.len() as u64);
@@ -242,7 +328,6 @@ impl<W: Write> ArchiveWriter<W> {
         Ok(hashing.finish())
     }
 }
-
 /// An entry that did not deliver the size its header promised.
 fn check_size(archive_path: &str, size: u64, got: u64) -> Result<()> {
     if got == size {
@@ -300,19 +385,18 @@ fn file_header(size: u64) -> tar::Header {
     header
 }
 
-/// Writes an archive to `path` (created, buffered, fsynced). On any error the partial
-/// file is removed.
+/// Writes an indexed archive to `path` (created, buffered, fsynced; `fill` runs twice,
+/// see [`ArchiveWriter::write_indexed`]). On any error the partial file is removed.
 pub fn write_file(
     path: &Path,
-    fill: impl FnOnce(&mut ArchiveWriter<BufWriter<EarlyWriteBack>>) -> Result<()>,
+    fill: impl Fn(&mut ArchiveWriter<BufWriter<EarlyWriteBack>>) -> Result<()>,
 ) -> Result<(String, u64)> {
     let result = (|| {
         let file =
             File::create(path).map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
-        let mut writer =
+        let writer =
             ArchiveWriter::new(BufWriter::with_capacity(1 << 20, EarlyWriteBack::new(file)));
-        fill(&mut writer)?;
-        let (buffered, sha256, size) = writer.finish()?;
+        let (buffered, sha256, size) = writer.write_indexed(fill)?;
         let sha256 = sha256.ok_or_else(|| Error::Service("the archive was not hashed".into()))?;
         let file = buffered
             .into_inner()
@@ -389,61 +473,193 @@ pub fn unpack_verified(reader: impl Read, dest: &Path) -> Result<Manifest> {
 /// [`unpack_verified`], checking the files as `check` says (see the module doc).
 pub fn unpack_checked(reader: impl Read, dest: &Path, check: FileCheck) -> Result<Manifest> {
     let mut archive = tar::Archive::new(reader);
-    let mut seen: BTreeMap<String, FileDigest> = BTreeMap::new();
-    let mut manifest: Option<Manifest> = None;
-    let syncer = Syncer::default();
-    let entries = archive.entries().map_err(malformed)?;
+    let entries = archive.entries().map_err(malformed)?.raw(true);
+    let mut unpack = Unpack {
+        dest,
+        check,
+        mode: Mode::Start,
+        tree: EntryTree::default(),
+        seen: BTreeMap::new(),
+        manifest: None,
+        syncer: Syncer::default(),
+    };
+    let mut long_name: Option<String> = None;
     for entry in entries {
         let mut entry = entry.map_err(malformed)?;
-        let path = entry.path().map_err(malformed)?.into_owned();
-        let relative = check_entry_path(&path)?;
-        match entry.header().entry_type() {
-            tar::EntryType::Directory => {
-                create_dir(&dest.join(&relative))?;
+        let kind = entry.header().entry_type();
+        let size = entry.size();
+        if kind.is_gnu_longname() {
+            unpack.tree.count(0)?;
+            if long_name.is_some() {
+                return Err(bad("two long-name records in a row".into()));
             }
-            tar::EntryType::Regular | tar::EntryType::Continuous => {
-                let name = relative.to_string_lossy().to_string();
-                if name == MANIFEST {
-                    let mut bytes = Vec::new();
-                    entry.read_to_end(&mut bytes).map_err(malformed)?;
-                    manifest = Some(
-                        serde_json::from_slice(&bytes)
-                            .map_err(|e| Error::BadInput(format!("Invalid snapshot: unreadable manifest: {e}")))?,
-                    );
-                } else {
-                    let digest =
-                        write_entry(&mut entry, &dest.join(&relative), &name, &syncer, check)?;
-                    seen.insert(name, digest);
-                }
+            if size > MAX_NAME as u64 {
+                return Err(bad(format!(
+                    "a long entry name of {size} bytes (the limit is {MAX_NAME})"
+                )));
             }
-            other => {
-                return Err(Error::BadInput(format!(
-                    "Invalid snapshot: forbidden entry type {other:?} for `{}` (only files and directories are allowed)",
-                    path.display()
-                )))
+            let mut bytes = read_bounded(&mut entry, MAX_NAME as u64, "a long entry name")?;
+            while bytes.last() == Some(&0) {
+                bytes.pop();
             }
+            long_name = Some(utf8_name(bytes)?);
+            continue;
         }
-    }
-    let manifest = manifest.ok_or_else(|| {
-        Error::BadInput(format!(
-            "Invalid snapshot: no {MANIFEST} in the archive; this is not a shoal snapshot \
-             (snapshots made by Qdrant hold its own segment format, which shoal cannot read)"
-        ))
-    })?;
-    verify_against(&manifest, &seen, check)?;
-    syncer.finish()?;
-    // Verified: a snapshot or transfer of these files need not hash them again. After a
-    // crc32 check, the sha256 the source listed is theirs (when it knew it).
-    for (name, digest) in seen {
-        let sha256 = match check {
-            FileCheck::Sha256 => digest.sha256,
-            FileCheck::Crc32 => manifest.files[&name].sha256.clone(),
+        let raw = match long_name.take() {
+            Some(name) => name,
+            None => utf8_name(entry.path_bytes().into_owned())?,
         };
-        if !sha256.is_empty() {
-            file_digests::remember_path(&dest.join(name), sha256);
-        }
+        unpack.tree.count(raw.len())?;
+        let name = clean_name(&raw)?;
+        unpack.entry(&mut entry, name, kind, size)?;
     }
-    Ok(manifest)
+    if long_name.is_some() {
+        return Err(bad("the archive ends with a long-name record".into()));
+    }
+    unpack.finish()
+}
+
+/// Whether the archive being unpacked has an index.
+enum Mode {
+    /// No entry read yet.
+    Start,
+    /// The first entry was the index: every file is checked against it at its header.
+    Indexed(Index),
+    /// An archive without an index (older shoal): plain names only, fsync after
+    /// verification.
+    Legacy,
+}
+
+/// The state of one unpacking.
+struct Unpack<'a> {
+    dest: &'a Path,
+    check: FileCheck,
+    mode: Mode,
+    tree: EntryTree,
+    /// Every file read so far with its digest (the index included).
+    seen: BTreeMap<String, FileDigest>,
+    manifest: Option<Manifest>,
+    syncer: Syncer,
+}
+
+impl Unpack<'_> {
+    /// Handles one entry (a cleaned name): decides everything from its header before a
+    /// byte of it is written.
+    fn entry(
+        &mut self,
+        entry: &mut impl Read,
+        name: String,
+        kind: tar::EntryType,
+        size: u64,
+    ) -> Result<()> {
+        if self.manifest.is_some() {
+            return Err(bad(format!(
+                "entry `{name}` follows {MANIFEST}, which must be the last entry"
+            )));
+        }
+        let is_file = matches!(kind, tar::EntryType::Regular | tar::EntryType::Continuous);
+        if matches!(self.mode, Mode::Start) {
+            if is_file && name == INDEX {
+                if size > MAX_JSON {
+                    return Err(too_big(INDEX, MAX_JSON));
+                }
+                let bytes = read_bounded(entry, MAX_JSON, INDEX)?;
+                self.mode = Mode::Indexed(Index::parse(&bytes)?);
+                self.seen.insert(INDEX.to_string(), FileDigest::of(&bytes));
+                return Ok(());
+            }
+            self.mode = Mode::Legacy;
+        }
+        if kind == tar::EntryType::Directory {
+            if matches!(self.mode, Mode::Indexed(_)) {
+                return Err(bad(format!(
+                    "directory entry `{name}` in an indexed archive (only files are listed)"
+                )));
+            }
+            check_legacy_grammar(&name)?;
+            self.tree.add_dir(&name)?;
+            return create_dir(&self.dest.join(&name), &name);
+        }
+        if !is_file {
+            // Without an index this may be another program's archive (Qdrant writes its
+            // open WAL as a sparse file): say what shoal can read.
+            let hint = match self.mode {
+                Mode::Indexed(_) => "",
+                _ => "; this is not a shoal snapshot (snapshots made by Qdrant hold its own segment format, which shoal cannot read)",
+            };
+            return Err(bad(format!(
+                "forbidden entry type {kind:?} for `{name}` (only files are allowed){hint}"
+            )));
+        }
+        if name == MANIFEST {
+            if size > MAX_JSON {
+                return Err(too_big(MANIFEST, MAX_JSON));
+            }
+            let bytes = read_bounded(entry, MAX_JSON, MANIFEST)?;
+            self.manifest = Some(parse_json(&bytes, MANIFEST)?);
+            return Ok(());
+        }
+        if name == INDEX {
+            return Err(bad(format!("{INDEX} must be the first entry")));
+        }
+        match &self.mode {
+            Mode::Indexed(index) => match index.files.get(&name) {
+                None => return Err(bad(format!("`{name}` is not listed in the archive index"))),
+                Some(&listed) if listed != size => {
+                    return Err(bad(format!(
+                        "`{name}` has {size} bytes, the archive index lists {listed}"
+                    )))
+                }
+                Some(_) => {}
+            },
+            _ => check_legacy_grammar(&name)?,
+        }
+        self.tree.add_file(&name)?;
+        // An indexed archive's files are synced as they come; a legacy archive's only
+        // once the manifest verified them (its unlisted files cannot be told early).
+        let syncer = matches!(self.mode, Mode::Indexed(_)).then_some(&self.syncer);
+        let digest = write_entry(entry, &self.dest.join(&name), &name, syncer, self.check)?;
+        self.seen.insert(name, digest);
+        Ok(())
+    }
+
+    /// Verifies what was read against the manifest (and the index) and waits for the
+    /// fsyncs; returns the manifest.
+    fn finish(self) -> Result<Manifest> {
+        let manifest = self.manifest.ok_or_else(|| {
+            Error::BadInput(format!(
+                "Invalid snapshot: no {MANIFEST} in the archive; this is not a shoal snapshot \
+                 (snapshots made by Qdrant hold its own segment format, which shoal cannot read)"
+            ))
+        })?;
+        if let Mode::Indexed(index) = &self.mode {
+            if let Some(missing) = index.files.keys().find(|n| !self.seen.contains_key(*n)) {
+                return Err(bad(format!("`{missing}` is missing (truncated archive?)")));
+            }
+        }
+        verify_against(&manifest, &self.seen, self.check)?;
+        let files = self.seen.iter().filter(|(name, _)| name.as_str() != INDEX);
+        if !matches!(self.mode, Mode::Indexed(_)) {
+            for (name, _) in files.clone() {
+                let file = File::open(self.dest.join(name))
+                    .map_err(|e| Error::io(format!("opening `{name}` to sync it"), e))?;
+                self.syncer.sync_later(file, name)?;
+            }
+        }
+        self.syncer.finish()?;
+        // Verified: a snapshot or transfer of these files need not hash them again.
+        // After a crc32 check, the sha256 the source listed is theirs (when it knew it).
+        for (name, digest) in files {
+            let sha256 = match self.check {
+                FileCheck::Sha256 => digest.sha256.clone(),
+                FileCheck::Crc32 => manifest.files[name].sha256.clone(),
+            };
+            if !sha256.is_empty() {
+                file_digests::remember_path(&self.dest.join(name), sha256);
+            }
+        }
+        Ok(manifest)
+    }
 }
 
 fn verify_against(
@@ -473,18 +689,19 @@ fn verify_against(
     Ok(())
 }
 
-/// Streams one entry into `target` and queues it for its fsync. Errors name the entry
-/// inside the archive, never a path on this server; a failing read (a broken or
-/// truncated stream) is the archive's fault (400), a failing write is ours (5xx).
+/// Streams one entry into `target` and, given a syncer, queues it for its fsync. Errors
+/// name the entry inside the archive, never a path on this server; a failing read (a
+/// broken or truncated stream) is the archive's fault (400), a failing write is ours
+/// (5xx).
 fn write_entry(
     entry: &mut impl Read,
     target: &Path,
     name: &str,
-    syncer: &Syncer,
+    syncer: Option<&Syncer>,
     check: FileCheck,
 ) -> Result<FileDigest> {
     if let Some(parent) = target.parent() {
-        create_dir(parent)?;
+        create_dir(parent, name)?;
     }
     let file = std::fs::OpenOptions::new()
         .write(true)
@@ -535,7 +752,9 @@ fn write_entry(
     }
     let (file, sha256, size) = out.finish();
     let sha256 = sha256.unwrap_or_default();
-    syncer.sync_later(file.file, name)?;
+    if let Some(syncer) = syncer {
+        syncer.sync_later(file.file, name)?;
+    }
     Ok(FileDigest {
         size,
         sha256,
@@ -543,31 +762,24 @@ fn write_entry(
     })
 }
 
-fn create_dir(path: &Path) -> Result<()> {
-    std::fs::create_dir_all(path).map_err(|e| Error::io(format!("creating {}", path.display()), e))
+/// Creates a directory for entry `name`; errors name the entry, not the host path.
+fn create_dir(path: &Path, name: &str) -> Result<()> {
+    std::fs::create_dir_all(path)
+        .map_err(|e| Error::io(format!("creating the directory for `{name}`"), e))
 }
 
-/// A relative path made only of normal components, or an error naming the entry.
-fn check_entry_path(path: &Path) -> Result<PathBuf> {
-    let mut clean = PathBuf::new();
-    for component in path.components() {
-        match component {
-            Component::Normal(part) => clean.push(part),
-            Component::CurDir => {}
-            Component::ParentDir | Component::RootDir | Component::Prefix(_) => {
-                return Err(Error::BadInput(format!(
-                    "Invalid snapshot: entry `{}` has an absolute path or `..`",
-                    path.display()
-                )))
-            }
-        }
-    }
-    if clean.as_os_str().is_empty() {
-        return Err(Error::BadInput(
-            "Invalid snapshot: entry with an empty path".into(),
-        ));
-    }
-    Ok(clean)
+/// An entry name from the archive as UTF-8 (shoal writes no other names).
+fn utf8_name(bytes: Vec<u8>) -> Result<String> {
+    String::from_utf8(bytes).map_err(|e| {
+        bad(format!(
+            "entry name `{}` is not UTF-8",
+            String::from_utf8_lossy(e.as_bytes()).escape_debug()
+        ))
+    })
+}
+
+fn bad(what: String) -> Error {
+    Error::BadInput(format!("Invalid snapshot: {what}"))
 }
 
 fn malformed(err: io::Error) -> Error {
@@ -787,6 +999,89 @@ mod tests {
         let mut w = ArchiveWriter::new(FullDisk(1000));
         let err = w.add_bytes("big", &[0u8; 100_000]).unwrap_err();
         assert!(matches!(err, Error::InsufficientStorage(_)), "{err}");
+    }
+
+    fn indexed(files: &[(&str, &[u8])]) -> Vec<u8> {
+        ArchiveWriter::new(Vec::new())
+            .write_indexed(|w| {
+                for (name, bytes) in files {
+                    w.add_bytes(name, bytes)?;
+                }
+                Ok(())
+            })
+            .unwrap()
+            .0
+    }
+
+    /// A raw tar header block for `name` (type `kind`, `size` bytes), checksum set.
+    fn raw_header(name: &[u8], kind: u8, size: u64) -> Vec<u8> {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(size);
+        header.set_mode(0o644);
+        header.set_entry_type(tar::EntryType::new(kind));
+        header.as_old_mut().name[..name.len()].copy_from_slice(name);
+        header.set_cksum();
+        header.as_bytes().to_vec()
+    }
+
+    #[test]
+    fn indexed_archives_start_with_the_index_and_round_trip() {
+        let bytes = indexed(&[("0/a.bin", b"hello"), ("config.json", b"{}")]);
+        assert!(bytes.starts_with(INDEX.as_bytes()));
+        let dir = tempfile::tempdir().unwrap();
+        let manifest = unpack_verified(bytes.as_slice(), dir.path()).unwrap();
+        assert!(manifest.files.contains_key(INDEX));
+        assert!(!dir.path().join(INDEX).exists());
+        assert_eq!(std::fs::read(dir.path().join("0/a.bin")).unwrap(), b"hello");
+    }
+
+    #[test]
+    fn a_fill_that_changes_between_plan_and_write_fails() {
+        let calls = std::cell::Cell::new(0u64);
+        let err = ArchiveWriter::new(Vec::new())
+            .write_indexed(|w| {
+                calls.set(calls.get() + 1);
+                w.add_bytes("a", &vec![1u8; calls.get() as usize])
+            })
+            .unwrap_err();
+        assert!(err.to_string().contains("not what was planned"), "{err}");
+    }
+
+    /// An unlisted entry is refused at its header: nothing of it (nor after it) is written.
+    #[test]
+    fn an_unlisted_entry_is_refused_before_it_is_written() {
+        let good = indexed(&[("a", b"1")]);
+        // Insert an unlisted entry right after the index (header + one data block).
+        let mut bytes = good[..1024].to_vec();
+        bytes.extend(raw_header(b"evil", b'0', 3));
+        bytes.extend([b'x'; 512]);
+        bytes.extend(&good[1024..]);
+        let dir = tempfile::tempdir().unwrap();
+        let err = unpack_verified(bytes.as_slice(), dir.path()).unwrap_err();
+        assert!(
+            err.to_string().contains("not listed in the archive index"),
+            "{err}"
+        );
+        assert!(!dir.path().join("evil").exists());
+    }
+
+    #[test]
+    fn pax_records_long_names_and_late_entries_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let pax = raw_header(b"PaxHeader", b'x', 0);
+        let err = unpack_verified(pax.as_slice(), &dir.path().join("p")).unwrap_err();
+        assert!(err.to_string().contains("forbidden entry type"), "{err}");
+
+        // A long-name record claiming 1 GiB is refused from its header alone.
+        let huge = raw_header(b"././@LongLink", b'L', 1 << 30);
+        let err = unpack_verified(huge.as_slice(), &dir.path().join("l")).unwrap_err();
+        assert!(err.to_string().contains("long entry name"), "{err}");
+
+        let mut late = archive(&[("a", b"1")]);
+        late.truncate(late.len() - 1024);
+        late.extend(raw_header(b"b", b'0', 0));
+        let err = unpack_verified(late.as_slice(), &dir.path().join("t")).unwrap_err();
+        assert!(err.to_string().contains("must be the last entry"), "{err}");
     }
 
     #[test]

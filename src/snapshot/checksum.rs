@@ -225,7 +225,13 @@ pub fn sidecar_path(snapshot: &Path) -> PathBuf {
 
 /// The sidecar's checksum, if the sidecar exists and is well-formed.
 pub fn read_sidecar(snapshot: &Path) -> Option<String> {
-    let text = std::fs::read_to_string(sidecar_path(snapshot)).ok()?;
+    // A sidecar is 64 characters: reading a little more is enough to tell it is wrong.
+    let mut text = String::new();
+    std::io::Read::read_to_string(
+        &mut std::io::Read::take(std::fs::File::open(sidecar_path(snapshot)).ok()?, 256),
+        &mut text,
+    )
+    .ok()?;
     let text = text.trim();
     is_sha256_hex(text).then(|| text.to_ascii_lowercase())
 }

@@ -14,6 +14,8 @@
 //! shoal.json                      {"format": 1, "kind": "collection", "shoal_version": ..}
 //! shoal-manifest.json             size and sha256 of every file above (see archive.rs)
 //! ```
+//! Archives shoal writes start with `shoal-index.json` (names and sizes of the files
+//! above, see index.rs).
 //! A shard snapshot holds one `<shard_id>/` directory's content at the archive root,
 //! plus `shoal.json` with kind `shard`. A shard "has data" when its `manifest.json`
 //! exists: only then is it restored.
@@ -216,19 +218,10 @@ fn check_info(dir: &Path, expected: SnapshotKind) -> Result<()> {
     Ok(())
 }
 
+/// A JSON file of the unpacked snapshot, read with the archive's size cap.
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
-    let bytes = std::fs::read(path).map_err(|_| {
-        Error::BadInput(format!(
-            "Invalid snapshot: missing {}",
-            path.file_name().unwrap_or_default().to_string_lossy()
-        ))
-    })?;
-    serde_json::from_slice(&bytes).map_err(|e| {
-        Error::BadInput(format!(
-            "Invalid snapshot: {}: {e}",
-            path.file_name().unwrap_or_default().to_string_lossy()
-        ))
-    })
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    super::bounded::read_json_file(path, &name)
 }
 
 fn to_json<T: Serialize>(value: &T) -> Result<Vec<u8>> {

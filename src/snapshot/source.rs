@@ -47,6 +47,10 @@ pub fn parse_location(
     }
 }
 
+/// The file a `file://` URL names, if it is inside the snapshots directory. A path
+/// outside it is refused with the same 403 whether or not it exists (the check resolves
+/// the longest existing ancestor, so neither existence nor symlinks tell anything);
+/// only inside the directory is a missing file reported as such.
 fn file_location(url: &Url, snapshots_root: &Path) -> Result<PathBuf> {
     if !matches!(url.host_str(), None | Some("") | Some("localhost")) {
         return Err(Error::BadRequest(
@@ -56,23 +60,26 @@ fn file_location(url: &Url, snapshots_root: &Path) -> Result<PathBuf> {
     let path = url.to_file_path().map_err(|_| {
         Error::BadRequest("Invalid snapshot URI, file path must be absolute or on localhost".into())
     })?;
-    if !path.exists() {
-        return Err(Error::BadRequest(format!(
-            "Snapshot file {:?} does not exist",
-            path.display().to_string()
-        )));
-    }
-    let canonical = path
-        .canonicalize()
-        .map_err(|e| Error::io(format!("resolving {}", path.display()), e))?;
     let root = snapshots_root
         .canonicalize()
-        .map_err(|e| Error::io(format!("resolving {}", snapshots_root.display()), e))?;
-    if !canonical.starts_with(&root) {
-        return Err(Error::Forbidden(format!(
+        .map_err(|e| Error::io("resolving the snapshots directory", e))?;
+    let outside = || {
+        Error::Forbidden(format!(
             "Snapshot file path must be inside the snapshots directory {:?}",
             root.display().to_string()
-        )));
+        ))
+    };
+    if !resolve_through_existing(&path).is_some_and(|resolved| resolved.starts_with(&root)) {
+        return Err(outside());
+    }
+    let canonical = path.canonicalize().map_err(|_| {
+        Error::BadRequest(format!(
+            "Snapshot file {:?} does not exist",
+            path.display().to_string()
+        ))
+    })?;
+    if !canonical.starts_with(&root) {
+        return Err(outside());
     }
     if !canonical.is_file() {
         return Err(Error::BadRequest(format!(
@@ -81,6 +88,22 @@ fn file_location(url: &Url, snapshots_root: &Path) -> Result<PathBuf> {
         )));
     }
     Ok(canonical)
+}
+
+/// `path` with its longest existing ancestor resolved (symlinks followed) and the rest
+/// appended as written; `None` if the rest is not plain names (`..` after a missing
+/// directory cannot be judged without looking further, so it is treated as outside).
+fn resolve_through_existing(path: &Path) -> Option<PathBuf> {
+    for ancestor in path.ancestors() {
+        if let Ok(resolved) = ancestor.canonicalize() {
+            let rest = path.strip_prefix(ancestor).ok()?;
+            let plain = rest
+                .components()
+                .all(|c| matches!(c, std::path::Component::Normal(_)));
+            return plain.then(|| resolved.join(rest));
+        }
+    }
+    None
 }
 
 /// How long connecting to a snapshot's source may take.
@@ -168,6 +191,23 @@ mod tests {
             outside.path().display()
         );
         assert!(parse_location(&sneaky, root.path(), true).is_err());
+
+        // Outside the directory: the same 403 whether the path exists or not.
+        let absent = format!("file://{}-absent/x.snapshot", outside.path().display());
+        let present = format!("file://{}", outside.path().display());
+        let (absent, present) = (
+            parse_location(&absent, root.path(), true).unwrap_err(),
+            parse_location(&present, root.path(), true).unwrap_err(),
+        );
+        assert!(matches!(absent, Error::Forbidden(_)), "{absent}");
+        assert_eq!(absent.to_string(), present.to_string());
+        // A symlink inside pointing outside does not tell either.
+        std::os::unix::fs::symlink("/etc", root.path().join("link")).unwrap();
+        for target in ["passwd", "no-such-file"] {
+            let url = format!("file://{}/link/{target}", root.path().display());
+            let err = parse_location(&url, root.path(), true).unwrap_err();
+            assert_eq!(err.to_string(), present.to_string(), "{target}");
+        }
 
         let missing = format!("file://{}/nope.snapshot", root.path().display());
         assert!(matches!(

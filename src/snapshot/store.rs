@@ -7,8 +7,10 @@
 //! `<name>.snapshot.checksum` sidecar.
 //!
 //! Storing is atomic: an archive is written under a temporary name in the same
-//! directory, its sidecar likewise, then both are renamed into place (the archive
-//! first). A listing therefore never shows a half-written snapshot.
+//! directory, its sidecar likewise, then both are linked into place without replacing
+//! anything (the sidecar first; a taken name gets a number, see [`SnapshotStore::publish`]).
+//! A listing therefore never shows a half-written snapshot, two creates never share a
+//! file, and a listed checksum is always the listed file's.
 
 use std::path::{Path, PathBuf};
 
@@ -109,8 +111,10 @@ impl SnapshotStore {
     }
 
     /// Removes what interrupted snapshot work left: hidden staging files (`.*.tmp`,
-    /// `.*.upload`) in the snapshots directory, its collection directories and their
-    /// shard directories. Published snapshots are never touched.
+    /// `.*.upload`) and sidecars whose archive was never linked (a publish interrupted
+    /// between the two links) in the snapshots directory, its collection directories and
+    /// their shard directories. Published snapshots are never touched. Runs at start-up,
+    /// before any publish.
     pub fn remove_leftovers(&self) -> Result<()> {
         let mut dirs = vec![(self.root.clone(), 0u8)];
         while let Some((dir, depth)) = dirs.pop() {
@@ -124,8 +128,9 @@ impl SnapshotStore {
                 if is_dir && depth < 3 {
                     dirs.push((path, depth + 1));
                 } else if !is_dir
-                    && name.starts_with('.')
-                    && (name.ends_with(".tmp") || name.ends_with(".upload"))
+                    && ((name.starts_with('.')
+                        && (name.ends_with(".tmp") || name.ends_with(".upload")))
+                        || is_orphan_sidecar(&path, &name))
                 {
                     tracing::info!(file = %path.display(), "removing an unfinished snapshot file");
                     std::fs::remove_file(&path)
@@ -143,8 +148,13 @@ impl SnapshotStore {
         Ok(dir.join(format!(".{name}.{}.tmp", uuid::Uuid::new_v4().simple())))
     }
 
-    /// Moves a finished archive into place as `dir/name` with its sidecar, and
-    /// describes it. On failure nothing is left half published.
+    /// Moves a finished archive into place with its sidecar, and describes it. The name
+    /// is `name`, or `name` numbered (`…-2.snapshot`, `…-3.snapshot`, …) when that is
+    /// taken, so every publish yields a file of its own. The pair is published without
+    /// replacing anything: first the sidecar, then the archive, each as a hard link that
+    /// fails if the name exists; a name whose sidecar or archive exists is skipped. A
+    /// listed archive therefore always shows its own checksum (or none while it is being
+    /// published). On failure nothing is left half published.
     pub fn publish(
         &self,
         staged: &Path,
@@ -153,28 +163,73 @@ impl SnapshotStore {
         sha256: &str,
     ) -> Result<SnapshotDescription> {
         check_file_name(name)?;
-        let target = dir.join(name);
-        let sidecar = sidecar_path(&target);
         let staged_sidecar = dir.join(format!(
             ".{name}.checksum.{}.tmp",
             uuid::Uuid::new_v4().simple()
         ));
-        let result = (|| {
+        let result = (|| -> Result<PathBuf> {
             write_synced(&staged_sidecar, sha256.as_bytes())?;
-            std::fs::rename(staged, &target)
-                .map_err(|e| Error::io(format!("renaming to {}", target.display()), e))?;
-            std::fs::rename(&staged_sidecar, &sidecar).map_err(|e| {
-                let _ = std::fs::remove_file(&target);
-                Error::io(format!("renaming to {}", sidecar.display()), e)
-            })?;
-            sync_dir(dir)
+            let target = link_free_name(staged, &staged_sidecar, dir, name)?;
+            sync_dir(dir)?;
+            Ok(target)
         })();
-        if result.is_err() {
-            let _ = std::fs::remove_file(staged);
-            let _ = std::fs::remove_file(&staged_sidecar);
+        // After success the staged names are extra links of the published files.
+        let _ = std::fs::remove_file(staged);
+        let _ = std::fs::remove_file(&staged_sidecar);
+        describe(&result?)
+    }
+}
+
+/// A `<name>.snapshot.checksum` whose `<name>.snapshot` does not exist.
+fn is_orphan_sidecar(path: &Path, name: &str) -> bool {
+    let archive = name
+        .strip_suffix(super::naming::CHECKSUM_SUFFIX)
+        .filter(|archive| archive.ends_with(EXTENSION));
+    archive.is_some_and(|archive| std::fs::symlink_metadata(path.with_file_name(archive)).is_err())
+}
+
+/// Most numbered names tried for one snapshot before giving up.
+const MAX_NUMBERED: u32 = 10_000;
+
+/// Links `staged` and its sidecar to the first free numbered form of `name` in `dir`;
+/// returns the archive's path.
+fn link_free_name(staged: &Path, staged_sidecar: &Path, dir: &Path, name: &str) -> Result<PathBuf> {
+    let exists = |e: &std::io::Error| e.kind() == std::io::ErrorKind::AlreadyExists;
+    for number in 1..=MAX_NUMBERED {
+        let target = dir.join(numbered(name, number));
+        let sidecar = sidecar_path(&target);
+        if std::fs::symlink_metadata(&target).is_ok() {
+            continue;
         }
-        result?;
-        describe(&target)
+        match std::fs::hard_link(staged_sidecar, &sidecar) {
+            Ok(()) => {}
+            Err(e) if exists(&e) => continue,
+            Err(e) => return Err(Error::io(format!("publishing {}", sidecar.display()), e)),
+        }
+        match std::fs::hard_link(staged, &target) {
+            Ok(()) => return Ok(target),
+            Err(e) => {
+                // The sidecar is ours (it was created without replacing anything).
+                let _ = std::fs::remove_file(&sidecar);
+                if !exists(&e) {
+                    return Err(Error::io(format!("publishing {}", target.display()), e));
+                }
+            }
+        }
+    }
+    Err(Error::Conflict(format!(
+        "no free name for snapshot {name} after {MAX_NUMBERED} tries"
+    )))
+}
+
+/// `name` for the first try, then `<stem>-<number>.snapshot`.
+pub fn numbered(name: &str, number: u32) -> String {
+    if number <= 1 {
+        return name.to_string();
+    }
+    match name.strip_suffix(EXTENSION) {
+        Some(stem) => format!("{stem}-{number}{EXTENSION}"),
+        None => format!("{name}-{number}"),
     }
 }
 
@@ -254,6 +309,88 @@ mod tests {
             .list(&store.collection_dir("none"))
             .unwrap()
             .is_empty());
+    }
+
+    /// Many publishes of one name at once, each of different bytes: every one gets a
+    /// file of its own and every sidecar matches its file.
+    #[test]
+    fn concurrent_publishes_of_one_name_get_distinct_files() {
+        let root = tempfile::tempdir().unwrap();
+        let store = SnapshotStore::new(root.path());
+        let dir = store.collection_dir("c");
+        let names: Vec<String> = std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..16)
+                .map(|i| {
+                    let (store, dir) = (&store, &dir);
+                    scope.spawn(move || {
+                        let bytes = format!("archive {i}");
+                        let sha = crate::snapshot::checksum::to_hex(
+                            &<sha2::Sha256 as sha2::Digest>::digest(bytes.as_bytes()),
+                        );
+                        let staged = store.staging_path(dir, "s.snapshot").unwrap();
+                        std::fs::write(&staged, &bytes).unwrap();
+                        store
+                            .publish(&staged, dir, "s.snapshot", &sha)
+                            .unwrap()
+                            .name
+                    })
+                })
+                .collect();
+            workers.into_iter().map(|w| w.join().unwrap()).collect()
+        });
+        let distinct: std::collections::BTreeSet<_> = names.iter().collect();
+        assert_eq!(distinct.len(), 16, "{names:?}");
+        assert!(distinct.contains(&"s.snapshot".to_string()));
+        assert!(distinct.contains(&"s-16.snapshot".to_string()));
+        for listed in store.list(&dir).unwrap() {
+            let bytes = std::fs::read(dir.join(&listed.name)).unwrap();
+            let sha =
+                crate::snapshot::checksum::to_hex(&<sha2::Sha256 as sha2::Digest>::digest(&bytes));
+            assert_eq!(
+                listed.checksum.as_deref(),
+                Some(sha.as_str()),
+                "{}",
+                listed.name
+            );
+        }
+        // Nothing staged is left behind.
+        let hidden = std::fs::read_dir(&dir)
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with('.')
+            })
+            .count();
+        assert_eq!(hidden, 0);
+    }
+
+    #[test]
+    fn leftovers_include_orphan_sidecars_only() {
+        let root = tempfile::tempdir().unwrap();
+        let store = SnapshotStore::new(root.path());
+        let dir = store.collection_dir("c");
+        std::fs::create_dir_all(&dir).unwrap();
+        for name in [
+            "kept.snapshot",
+            "kept.snapshot.checksum",
+            "orphan.snapshot.checksum",
+        ] {
+            std::fs::write(dir.join(name), b"x").unwrap();
+        }
+        store.remove_leftovers().unwrap();
+        assert!(dir.join("kept.snapshot.checksum").exists());
+        assert!(dir.join("kept.snapshot").exists());
+        assert!(!dir.join("orphan.snapshot.checksum").exists());
+    }
+
+    #[test]
+    fn numbered_names_keep_the_extension() {
+        assert_eq!(numbered("a.snapshot", 1), "a.snapshot");
+        assert_eq!(numbered("a.snapshot", 2), "a-2.snapshot");
+        assert_eq!(numbered("a", 3), "a-3");
     }
 
     #[test]
