@@ -45,11 +45,13 @@ pub mod index;
 pub mod json_path;
 pub mod manifest;
 pub mod merge;
+pub mod names;
 pub mod ops;
 pub mod payloads;
 pub mod search;
 pub mod segment;
 pub mod state;
+pub mod verify;
 pub mod wal;
 pub mod worker;
 

@@ -1,0 +1,1 @@
+//! Verification of an unpacked shard directory before it replaces a live shard.
