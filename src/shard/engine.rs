@@ -24,6 +24,7 @@ use crate::shard::manifest::{Manifest, SegmentEntry, MANIFEST, SEGMENTS_DIR};
 use crate::shard::ops::ShardOp;
 use crate::shard::segment::{self, SegmentData};
 use crate::shard::state::{OnDisk, Rows, Segment, ShardState};
+use crate::shard::verify;
 use crate::shard::wal::{SyncGate, Wal};
 use crate::shard::worker::Jobs;
 use crate::shard::ShardConfig;
@@ -64,6 +65,7 @@ impl Inner {
                 m
             }
         };
+        manifest.check_config(&config)?;
         remove_unlisted(dir, &manifest)?;
         let started = std::time::Instant::now();
         let segments = load_segments(dir, &manifest, &config, builder.as_ref())?;
@@ -226,10 +228,12 @@ fn load_segment(
     builder: &dyn IndexBuilder,
     buf: &mut Vec<u8>,
 ) -> Result<Segment> {
-    let mut rows = SegmentData::new(&config.dims());
+    let dims = config.dims();
+    let mut rows = SegmentData::new(&dims);
     for f in &entry.points {
         let chunk = SegmentData::read_file_with(&f.path(dir), buf)
             .map_err(|e| Error::io(format!("reading {f}"), e))?;
+        verify::check_columns(f, &chunk, &dims)?;
         rows.append(chunk)
             .map_err(|e| Error::io(format!("loading {f}"), e))?;
     }

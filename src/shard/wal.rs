@@ -270,6 +270,38 @@ fn open_append(path: &Path) -> Result<File> {
         .map_err(|e| Error::io(format!("opening WAL file {}", path.display()), e))
 }
 
+/// Reads every record of the WAL under `shard_dir` without changing anything (no file is
+/// created or truncated), handing those with `seq >= start` to `visit`. Used to check
+/// received shard data before it is opened: a torn or corrupt record anywhere is an
+/// error, as is a sequence number at or beyond [`crate::shard::manifest::MAX_COUNTER`].
+/// Returns the highest sequence number (0 if none).
+pub fn scan(
+    shard_dir: &Path,
+    start: u64,
+    mut visit: impl FnMut(u64, ShardOp) -> Result<()>,
+) -> Result<u64> {
+    let dir = shard_dir.join(WAL_DIR);
+    if !dir.exists() {
+        return Ok(0);
+    }
+    let mut last_seq = 0;
+    for f in list_files(shard_dir, &dir)? {
+        last_seq = read_file(&f, false, last_seq, &mut |seq, op| {
+            if seq >= crate::shard::manifest::MAX_COUNTER {
+                return Err(Error::BadInput(format!(
+                    "sequence number {seq} is out of range"
+                )));
+            }
+            if seq >= start {
+                visit(seq, op)
+            } else {
+                Ok(())
+            }
+        })?;
+    }
+    Ok(last_seq)
+}
+
 /// The WAL files in `dir`; entries that are not WAL file names are left alone.
 fn list_files(shard_dir: &Path, dir: &Path) -> Result<Vec<WalFile>> {
     let entries = fs::read_dir(dir).map_err(|e| Error::io("listing WAL directory", e))?;
@@ -309,13 +341,13 @@ fn read_file(
                 let (seq, op) = ops::decode(&payload).map_err(|e| {
                     Error::Service(format!(
                         "undecodable WAL record in {} at {pos}: {e}",
-                        f.path.display()
+                        f.name
                     ))
                 })?;
                 if seq <= last_seq {
                     return Err(Error::Service(format!(
                         "WAL record {seq} in {} does not follow {last_seq}",
-                        f.path.display()
+                        f.name
                     )));
                 }
                 apply(seq, op).map_err(|e| {
@@ -335,7 +367,7 @@ fn read_file(
             Err(why) => {
                 return Err(Error::Service(format!(
                     "corrupt WAL file {} at offset {pos}: {why}",
-                    f.path.display()
+                    f.name
                 )))
             }
         }
