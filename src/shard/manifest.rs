@@ -253,4 +253,148 @@ mod tests {
         assert_eq!(Manifest::load(dir.path()).unwrap(), Some(m.clone()));
         assert_eq!(m.files().len(), 3);
     }
+
+    fn sample() -> serde_json::Value {
+        serde_json::json!({
+            "format": 1, "last_seq": 41, "wal_start": 42, "next_file": 9, "next_segment": 3,
+            "segments": [
+                {"id": 1, "sealed": true, "points": ["segments/000004.points"],
+                 "deleted": "segments/000007.deleted", "indexes": {"": "segments/000008.hnsw"}},
+                {"id": 2, "sealed": false, "points": ["segments/000005.points"], "deleted": null, "indexes": {}}
+            ]
+        })
+    }
+
+    fn parse(v: &serde_json::Value) -> std::result::Result<Manifest, ShardDataError> {
+        Manifest::parse(&serde_json::to_vec(v).unwrap())
+    }
+
+    #[test]
+    fn the_documented_manifest_parses() {
+        let m = parse(&sample()).unwrap();
+        assert_eq!(m.files().len(), 4);
+    }
+
+    #[test]
+    fn names_outside_segments_are_refused() {
+        for (pointer, name) in [
+            ("/segments/0/points/0", "../../B/0/wal/000000000001.log"),
+            ("/segments/0/points/0", "/etc/passwd"),
+            ("/segments/0/deleted", "segments/../../x.deleted"),
+            ("/segments/0/indexes/", "../000008.hnsw"),
+            ("/segments/0/indexes/", "/tmp/000008.hnsw"),
+            ("/segments/1/points/0", "wal/000000000001.log"),
+            ("/segments/1/points/0", "manifest.json"),
+        ] {
+            let mut v = sample();
+            *v.pointer_mut(pointer).unwrap() = serde_json::json!(name);
+            assert!(parse(&v).is_err(), "{name} was accepted");
+        }
+    }
+
+    #[test]
+    fn structural_rules_are_checked() {
+        let cases: Vec<(&str, serde_json::Value)> = vec![
+            ("/format", 2.into()),
+            ("/wal_start", 41.into()),
+            ("/wal_start", 1.into()),
+            ("/last_seq", (MAX_COUNTER).into()),
+            ("/next_file", (MAX_COUNTER).into()),
+            ("/next_file", 8.into()),
+            ("/next_segment", 2.into()),
+            ("/segments/1/id", 1.into()),
+            ("/segments/1/points/0", "segments/000004.points".into()),
+            ("/segments/0/deleted", "segments/000007.points".into()),
+            ("/segments/0/points/0", "segments/000004.hnsw".into()),
+            ("/segments/0/indexes/", "segments/000008.deleted".into()),
+        ];
+        for (pointer, value) in cases {
+            let mut v = sample();
+            *v.pointer_mut(pointer).unwrap() = value.clone();
+            assert!(parse(&v).is_err(), "{pointer} = {value} was accepted");
+        }
+    }
+
+    #[test]
+    fn index_keys_must_be_vector_names_of_the_config() {
+        let m = parse(&sample()).unwrap();
+        let mut config =
+            crate::shard::tests::config(4, crate::collection::config::Distance::Cosine, 0, 0);
+        m.check_config(&config).unwrap();
+        config.vectors = BTreeMap::from([("other".to_string(), config.vectors[""].clone())]);
+        assert!(matches!(
+            m.check_config(&config),
+            Err(ShardDataError::Mismatch(_))
+        ));
+    }
+
+    #[test]
+    fn an_oversized_manifest_is_refused_unread() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = std::fs::File::create(dir.path().join(MANIFEST)).unwrap();
+        file.set_len(MAX_MANIFEST_BYTES + 1).unwrap();
+        let err = Manifest::load(dir.path()).unwrap_err();
+        assert!(matches!(err, Error::BadInput(_)), "{err}");
+        assert!(Manifest::parse(&vec![b' '; MAX_MANIFEST_BYTES as usize + 1]).is_err());
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Every name an accepted manifest lists lies directly under `segments/`.
+        fn assert_names_inside(m: &Manifest) {
+            for f in m.files() {
+                let rest = f.as_str().strip_prefix("segments/").unwrap();
+                assert!(!rest.contains('/') && !rest.contains(".."), "{f}");
+                let path = f.path(Path::new("/shard"));
+                assert_eq!(path.parent(), Some(Path::new("/shard/segments")));
+            }
+        }
+
+        fn mutate(mut bytes: Vec<u8>, edits: &[(usize, u8)]) -> Vec<u8> {
+            for &(at, b) in edits {
+                if !bytes.is_empty() {
+                    let at = at % bytes.len();
+                    bytes[at] = b;
+                }
+            }
+            bytes
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+            #[test]
+            fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+                if let Ok(m) = Manifest::parse(&bytes) {
+                    assert_names_inside(&m);
+                }
+            }
+
+            #[test]
+            fn mutated_manifests_never_panic_nor_escape(
+                edits in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..8)
+            ) {
+                let bytes = mutate(serde_json::to_vec(&sample()).unwrap(), &edits);
+                if let Ok(m) = Manifest::parse(&bytes) {
+                    assert_names_inside(&m);
+                    m.check().unwrap();
+                }
+            }
+
+            #[test]
+            fn arbitrary_names_in_every_slot_are_checked(
+                name in r"[a-z0-9./\\]{0,24}",
+                slot in 0usize..3,
+            ) {
+                let mut v = sample();
+                let pointer = ["/segments/0/points/0", "/segments/0/deleted", "/segments/0/indexes/"][slot];
+                *v.pointer_mut(pointer).unwrap() = serde_json::json!(name);
+                if let Ok(m) = parse(&v) {
+                    assert_names_inside(&m);
+                }
+            }
+        }
+    }
 }

@@ -554,7 +554,7 @@ mod tests {
         let last = bytes.len() - 1;
         bytes[last] ^= 0xff;
         fs::write(&oldest, bytes).unwrap();
-        let err = Wal::open(dir.path(), 1, |_, _| {}).err().unwrap();
+        let err = Wal::open(dir.path(), 1, |_, _| Ok(())).err().unwrap();
         assert!(err.to_string().contains("corrupt WAL file"), "{err}");
     }
 
