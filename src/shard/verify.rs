@@ -4,6 +4,7 @@
 //! [`verify_shard_dir`] reads, without changing anything:
 //! - `manifest.json`, with every structural check of [`Manifest::parse`] and its index
 //!   keys against the config's vector names;
+//! - `segments/` and `wal/`, where present, must be real directories (not links);
 //! - every file the manifest lists: it must exist directly under `segments/` and be a
 //!   regular file (names are [`ShardFileName`]s, so no listed path leaves the directory);
 //! - every points file, decoded in full: its vector columns (names and dimensions; shoal
@@ -22,7 +23,7 @@ use std::path::Path;
 
 use crate::error::{Error, Result};
 use crate::shard::manifest::{Manifest, ShardDataError};
-use crate::shard::names::ShardFileName;
+use crate::shard::names::{ShardFileName, SEGMENTS_DIR, WAL_DIR};
 use crate::shard::segment::{self, SegmentData};
 use crate::shard::state::validate_op;
 use crate::shard::{wal, ShardConfig};
@@ -41,6 +42,14 @@ pub fn verify_shard_dir(dir: &Path, config: &ShardConfig) -> Result<Verified> {
     let manifest = Manifest::load(dir)?
         .ok_or_else(|| ShardDataError::Inconsistent("the shard has no manifest.json".into()))?;
     manifest.check_config(config)?;
+    for sub in [SEGMENTS_DIR, WAL_DIR] {
+        match fs::symlink_metadata(dir.join(sub)) {
+            Ok(meta) if !meta.file_type().is_dir() => {
+                return Err(invalid(format!("{sub} is not a directory")))
+            }
+            _ => {}
+        }
+    }
     for file in manifest.files() {
         check_regular_file(dir, &file)?;
     }
