@@ -21,6 +21,9 @@ fn main() -> ExitCode {
         }
     };
     init_tracing(settings.log_level.as_deref());
+    for warning in &settings.load_warnings {
+        tracing::warn!("{warning}");
+    }
     // reqwest and tonic share one TLS crypto provider, installed once per process.
     let _ = rustls::crypto::ring::default_provider().install_default();
 

@@ -1,19 +1,24 @@
-//! Node settings, layered as Qdrant does: built-in defaults < `config/config.yaml`
-//! (relative to the working directory, optional) < the file named by `--config-path`
-//! < environment variables `QDRANT__SECTION__KEY` (e.g. `QDRANT__SERVICE__HTTP_PORT`).
+//! Node settings, layered as Qdrant does: built-in defaults < `config/config.yaml` <
+//! `config/{RUN_MODE}.yaml` (`RUN_MODE` defaults to `development`) < `config/local.yaml`
+//! (all relative to the working directory, all optional) < the file named by
+//! `--config-path` < environment variables `QDRANT__SECTION__KEY` (e.g.
+//! `QDRANT__SERVICE__HTTP_PORT`).
 //!
 //! Keys and defaults follow Qdrant's names; `config/config.yaml` in the repository lists
-//! every key this struct reads. A value of the wrong type stops start-up with an error
-//! that names the key.
+//! every key this struct reads. Qdrant's own stock files load unchanged: `null` means the
+//! key's default, and keys shoal does not read are accepted with a warning ([`keys`]). A
+//! value of the wrong type stops start-up with an error that names the key.
 
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::collection::config::{CollectionDefaults, HnswConfig, OptimizersConfig, WalConfig};
 use crate::consensus::transfer::TransferMethod;
 
-#[derive(Debug, Clone, Deserialize, Default)]
+pub mod keys;
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
 #[serde(default)]
 pub struct Settings {
     pub log_level: Option<String>,
@@ -21,9 +26,13 @@ pub struct Settings {
     pub storage: StorageSettings,
     pub cluster: ClusterSettings,
     pub tls: TlsSettings,
+    /// Warnings about keys the layers named and shoal does not read, logged once logging
+    /// is set up (see [`keys`]).
+    #[serde(skip)]
+    pub load_warnings: Vec<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct ServiceSettings {
     pub host: String,
@@ -60,7 +69,7 @@ impl Default for ServiceSettings {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct StorageSettings {
     pub storage_path: PathBuf,
@@ -104,7 +113,7 @@ impl StorageSettings {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct WalSettings {
     pub wal_capacity_mb: usize,
@@ -120,7 +129,7 @@ impl Default for WalSettings {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct OptimizerSettings {
     pub deleted_threshold: f64,
@@ -149,7 +158,7 @@ impl Default for OptimizerSettings {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct HnswSettings {
     pub m: usize,
@@ -171,7 +180,7 @@ impl Default for HnswSettings {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct CollectionSettings {
     pub replication_factor: u32,
@@ -187,7 +196,7 @@ impl Default for CollectionSettings {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct ClusterSettings {
     /// Serve the peer port and take part in a multi-peer cluster (`--uri`, `--bootstrap`).
@@ -198,6 +207,10 @@ pub struct ClusterSettings {
     pub connection_timeout_ms: u64,
     pub p2p: P2pSettings,
     pub consensus: ConsensusSettings,
+    // --- replica consistency check (issue 10 item 9) ---
+    /// Seconds between the checks that compare the digests of each shard's Active
+    /// replicas and mark a diverged one Dead (`node/consistency.rs`); 0 disables them.
+    pub consistency_check_interval_sec: u64,
 }
 
 impl Default for ClusterSettings {
@@ -208,11 +221,12 @@ impl Default for ClusterSettings {
             connection_timeout_ms: 2_000,
             p2p: P2pSettings::default(),
             consensus: ConsensusSettings::default(),
+            consistency_check_interval_sec: 300,
         }
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct P2pSettings {
     pub port: u16,
@@ -224,7 +238,7 @@ impl Default for P2pSettings {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct ConsensusSettings {
     pub tick_period_ms: u64,
@@ -249,7 +263,7 @@ impl Default for ConsensusSettings {
 }
 
 /// Certificate and key of the public ports when `service.enable_tls` is on (PEM files).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default)]
 pub struct TlsSettings {
     pub cert: Option<PathBuf>,
@@ -312,6 +326,40 @@ where
     deserializer.deserialize_any(PortOrNull)
 }
 
+/// `RUN_MODE` names a file beside `config/config`: no separators, no leading dot.
+fn is_plain_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && !name.starts_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+/// The tree without its `null` leaves (so that their keys take the default), except the
+/// nulls that mean something ([`keys::MEANINGFUL_NULLS`]); `None` when `value` itself goes.
+fn without_nulls(value: config::Value, path: &str) -> Option<config::Value> {
+    match value.kind {
+        config::ValueKind::Nil if keys::MEANINGFUL_NULLS.contains(&path) => Some(value),
+        config::ValueKind::Nil => None,
+        config::ValueKind::Table(table) => {
+            let kept: config::Map<String, config::Value> = table
+                .into_iter()
+                .filter_map(|(name, child)| {
+                    let child_path = if path.is_empty() {
+                        name.clone()
+                    } else {
+                        format!("{path}.{name}")
+                    };
+                    without_nulls(child, &child_path).map(|child| (name, child))
+                })
+                .collect();
+            Some(config::Value::new(None, config::ValueKind::Table(kept)))
+        }
+        _ => Some(value),
+    }
+}
+
 /// Why settings could not be loaded; the message names the file or key at fault.
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
@@ -322,36 +370,75 @@ pub enum SettingsError {
 }
 
 impl Settings {
-    /// Loads the layers in order; `config_path` is the `--config-path` flag.
+    /// Loads the layers in order; `config_path` is the `--config-path` flag. The files
+    /// are looked up relative to the working directory, as Qdrant does.
     pub fn load(config_path: Option<&Path>) -> Result<Settings, SettingsError> {
-        Self::load_from(Path::new("config/config"), config_path, std::env::vars())
+        Self::load_from(Path::new("config"), config_path, std::env::vars())
     }
 
+    /// The layers, lowest first: `<config_dir>/config`, `<config_dir>/{RUN_MODE}` (default
+    /// `development`), `<config_dir>/local` (each optional, any format the `config` crate
+    /// reads, usually `.yaml`), the file `config_path` (must exist), then the `QDRANT__`
+    /// variables of `env`. Values are taken verbatim (an API key of digits stays text);
+    /// a `null` means the key's default.
     fn load_from(
-        base: &Path,
+        config_dir: &Path,
         config_path: Option<&Path>,
         env: impl Iterator<Item = (String, String)>,
     ) -> Result<Settings, SettingsError> {
-        let mut builder =
-            config::Config::builder().add_source(config::File::from(base).required(false));
+        let env: Vec<(String, String)> = env.collect();
+        let run_mode = env
+            .iter()
+            .find(|(key, _)| key == "RUN_MODE")
+            .map(|(_, value)| value.clone())
+            .unwrap_or_else(|| "development".to_string());
+        if !is_plain_name(&run_mode) {
+            return Err(SettingsError::Invalid(format!(
+                "RUN_MODE {run_mode:?} must be a plain file name (letters, digits, '-', '_', '.')"
+            )));
+        }
+        let mut builder = config::Config::builder();
+        for layer in ["config", run_mode.as_str(), "local"] {
+            builder =
+                builder.add_source(config::File::from(config_dir.join(layer)).required(false));
+        }
         if let Some(path) = config_path {
             if !path.exists() {
                 return Err(SettingsError::MissingFile(path.to_path_buf()));
             }
             builder = builder.add_source(config::File::from(path));
         }
-        let env: config::Map<String, String> =
-            env.filter(|(k, _)| k.starts_with("QDRANT__")).collect();
+        let variables: config::Map<String, String> = env
+            .into_iter()
+            .filter(|(key, _)| key.starts_with("QDRANT__"))
+            .collect();
         let environment = config::Environment::with_prefix("QDRANT")
             .prefix_separator("__")
             .separator("__")
-            .try_parsing(true)
-            .source(Some(env));
-        let settings: Settings = builder
+            .source(Some(variables));
+        let tree: config::Value = builder
             .add_source(environment)
             .build()
             .and_then(|c| c.try_deserialize())
             .map_err(|e| SettingsError::Invalid(e.to_string()))?;
+        let tree = without_nulls(tree, "").unwrap_or_else(|| {
+            config::Value::new(None, config::ValueKind::Table(config::Map::new()))
+        });
+
+        let mut unread = Vec::new();
+        let mut track = serde_path_to_error::Track::new();
+        let tracked = serde_path_to_error::Deserializer::new(tree, &mut track);
+        let loaded: Result<Settings, _> =
+            serde_ignored::deserialize(tracked, |path| unread.push(path.to_string()));
+        let mut settings =
+            loaded.map_err(|e| SettingsError::Invalid(format!("{}: {e}", track.path())))?;
+        let shoal_keys = serde_json::to_value(Settings::default())
+            .map(|tree| keys::leaf_keys(&tree))
+            .unwrap_or_default();
+        settings.load_warnings = unread
+            .iter()
+            .map(|key| keys::UnreadKey::classify(key, &shoal_keys).warning())
+            .collect();
         settings.validate()?;
         Ok(settings)
     }
@@ -452,7 +539,7 @@ mod tests {
 
     #[test]
     fn defaults_match_qdrant() {
-        let s = Settings::load_from(Path::new("/nonexistent/config"), None, env(&[])).unwrap();
+        let s = Settings::load_from(Path::new("/nonexistent"), None, env(&[])).unwrap();
         assert_eq!(s.service.http_port, 6333);
         assert_eq!(s.service.grpc_port, Some(6334));
         assert_eq!(s.cluster.p2p.port, 6335);
@@ -464,7 +551,7 @@ mod tests {
 
     #[test]
     fn the_shipped_config_file_states_the_defaults() {
-        let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/config");
+        let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
         let s = Settings::load_from(&base, None, env(&[])).unwrap();
         let d = Settings::default();
         assert_eq!(s.cluster.enabled, d.cluster.enabled);
@@ -491,7 +578,7 @@ mod tests {
         )
         .unwrap();
         let s = Settings::load_from(
-            Path::new("/nonexistent/config"),
+            Path::new("/nonexistent"),
             Some(&file),
             env(&[
                 ("QDRANT__SERVICE__HTTP_PORT", "7100"),
@@ -507,7 +594,7 @@ mod tests {
     #[test]
     fn api_keys_and_tls_come_from_the_environment() {
         let s = Settings::load_from(
-            Path::new("/nonexistent/config"),
+            Path::new("/nonexistent"),
             None,
             env(&[
                 ("QDRANT__SERVICE__API_KEY", "secret-full"),
@@ -523,7 +610,7 @@ mod tests {
         assert!(s.service.enable_tls);
         assert_eq!(s.tls.key, Some(PathBuf::from("/k.pem")));
         let err = Settings::load_from(
-            Path::new("/nonexistent/config"),
+            Path::new("/nonexistent"),
             None,
             env(&[("QDRANT__SERVICE__ENABLE_TLS", "true")]),
         )
@@ -533,7 +620,7 @@ mod tests {
 
     #[test]
     fn grpc_port_null_disables_the_port_from_the_file_and_from_the_environment() {
-        let nowhere = Path::new("/nonexistent/config");
+        let nowhere = Path::new("/nonexistent");
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("no-grpc.yaml");
         std::fs::write(&file, "service:\n  grpc_port: null\n").unwrap();
@@ -577,7 +664,7 @@ mod tests {
     fn a_grpc_port_that_is_neither_a_port_nor_null_names_the_key() {
         for text in ["nil", "none", "", "65536", "-1", "6334.5"] {
             let err = Settings::load_from(
-                Path::new("/nonexistent/config"),
+                Path::new("/nonexistent"),
                 None,
                 env(&[("QDRANT__SERVICE__GRPC_PORT", text)]),
             )
@@ -589,7 +676,7 @@ mod tests {
     #[test]
     fn bad_value_names_the_key() {
         let err = Settings::load_from(
-            Path::new("/nonexistent/config"),
+            Path::new("/nonexistent"),
             None,
             env(&[("QDRANT__SERVICE__HTTP_PORT", "not-a-port")]),
         )
@@ -597,14 +684,152 @@ mod tests {
         assert!(err.to_string().contains("http_port"), "{err}");
     }
 
+    /// A config directory holding `files` (name, text).
+    fn config_dir(files: &[(&str, &str)]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, text) in files {
+            std::fs::write(dir.path().join(name), text).unwrap();
+        }
+        dir
+    }
+
+    #[test]
+    fn null_means_the_default_except_for_the_grpc_port() {
+        let dir = config_dir(&[(
+            "config.yaml",
+            "storage:\n  shard_transfer_method: null\n  temp_path: null\n  wal:\n    wal_capacity_mb: null\nservice:\n  grpc_port: null\n  http_port: null\n",
+        )]);
+        let s = Settings::load_from(dir.path(), None, env(&[])).unwrap();
+        let d = Settings::default();
+        assert_eq!(
+            s.storage.shard_transfer_method,
+            d.storage.shard_transfer_method
+        );
+        assert_eq!(s.storage.wal.wal_capacity_mb, d.storage.wal.wal_capacity_mb);
+        assert_eq!(s.service.http_port, 6333);
+        assert_eq!(s.service.grpc_port, None);
+        assert!(s.load_warnings.is_empty(), "{:?}", s.load_warnings);
+    }
+
+    #[test]
+    fn run_mode_picks_its_file_and_local_wins_over_both() {
+        let dir = config_dir(&[
+            (
+                "config.yaml",
+                "service:\n  http_port: 7000\n  max_request_size_mb: 3\n",
+            ),
+            ("production.yaml", "service:\n  http_port: 7001\n"),
+        ]);
+        let s = Settings::load_from(dir.path(), None, env(&[])).unwrap();
+        assert_eq!(s.service.http_port, 7000, "development has no file here");
+        let s = Settings::load_from(dir.path(), None, env(&[("RUN_MODE", "production")])).unwrap();
+        assert_eq!(s.service.http_port, 7001);
+        assert_eq!(
+            s.service.max_request_size_mb, 3,
+            "config.yaml still applies"
+        );
+        std::fs::write(
+            dir.path().join("local.yaml"),
+            "service:\n  http_port: 7002\n",
+        )
+        .unwrap();
+        let s = Settings::load_from(dir.path(), None, env(&[("RUN_MODE", "production")])).unwrap();
+        assert_eq!(s.service.http_port, 7002);
+        for bad in ["../etc/x", "a/b", "", ".hidden", "x y"] {
+            let err = Settings::load_from(dir.path(), None, env(&[("RUN_MODE", bad)])).unwrap_err();
+            assert!(err.to_string().contains("RUN_MODE"), "{bad:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn environment_values_are_taken_verbatim() {
+        let s = Settings::load_from(
+            Path::new("/nonexistent"),
+            None,
+            env(&[
+                ("QDRANT__SERVICE__API_KEY", "00123"),
+                ("QDRANT__SERVICE__READ_ONLY_API_KEY", "1e5"),
+                ("QDRANT__STORAGE__OPTIMIZERS__DELETED_THRESHOLD", "0.5"),
+                ("QDRANT__CLUSTER__ENABLED", "true"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.service.api_key.as_deref(), Some("00123"));
+        assert_eq!(s.service.read_only_api_key.as_deref(), Some("1e5"));
+        assert_eq!(s.storage.optimizers.deleted_threshold, 0.5);
+        assert!(s.cluster.enabled);
+    }
+
+    #[test]
+    fn unread_keys_are_warned_about_with_the_nearest_valid_key() {
+        let dir = config_dir(&[(
+            "config.yaml",
+            "telemetry_disabled: true\nservice:\n  htp_port: 1\nstorage:\n  performance:\n    max_search_threads: 2\n",
+        )]);
+        let s = Settings::load_from(dir.path(), None, env(&[])).unwrap();
+        let warnings = s.load_warnings.join("\n");
+        assert!(
+            warnings.contains("`service.htp_port` ignored; did you mean `service.http_port`?"),
+            "{warnings}"
+        );
+        assert!(
+            warnings.contains("`telemetry_disabled` is a Qdrant setting"),
+            "{warnings}"
+        );
+        assert!(
+            warnings.contains("`storage.performance` is a Qdrant setting"),
+            "{warnings}"
+        );
+        assert_eq!(s.load_warnings.len(), 3, "{warnings}");
+    }
+
+    #[test]
+    fn qdrant_stock_files_load_in_every_run_mode() {
+        let stock = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/qdrant-1.19-config");
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["config.yaml", "development.yaml", "production.yaml"] {
+            std::fs::copy(stock.join(name), dir.path().join(name)).unwrap();
+        }
+        for mode in ["development", "production"] {
+            let s = Settings::load_from(dir.path(), None, env(&[("RUN_MODE", mode)]))
+                .unwrap_or_else(|e| panic!("{mode}: {e}"));
+            assert_eq!(s.service.http_port, 6333);
+            assert_eq!(s.cluster.consensus.compact_wal_entries, 128);
+            let warnings = s.load_warnings.join("\n");
+            assert!(warnings.contains("`storage.performance`"), "{warnings}");
+            assert!(warnings.contains("`debug`"), "{mode}: {warnings}");
+        }
+        let s = Settings::load_from(dir.path(), None, env(&[])).unwrap();
+        assert_eq!(
+            s.service.host, "127.0.0.1",
+            "development.yaml applies by default"
+        );
+        assert_eq!(s.storage.optimizers.flush_interval_sec, 1);
+    }
+
     #[test]
     fn missing_config_path_is_an_error() {
         let err = Settings::load_from(
-            Path::new("/nonexistent/config"),
+            Path::new("/nonexistent"),
             Some(Path::new("/nope.yaml")),
             env(&[]),
         )
         .unwrap_err();
         assert!(err.to_string().contains("/nope.yaml"));
+    }
+
+    // --- replica consistency check (issue 10 item 9) ---
+    #[test]
+    fn consistency_check_interval_defaults_to_300_and_takes_the_env() {
+        let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/config");
+        let shipped = Settings::load_from(&base, None, env(&[])).unwrap();
+        assert_eq!(shipped.cluster.consistency_check_interval_sec, 300);
+        assert_eq!(
+            Settings::default().cluster.consistency_check_interval_sec,
+            300
+        );
+        let key = "QDRANT__CLUSTER__CONSISTENCY_CHECK_INTERVAL_SEC";
+        let set = Settings::load_from(&base, None, env(&[(key, "0")])).unwrap();
+        assert_eq!(set.cluster.consistency_check_interval_sec, 0);
     }
 }

@@ -15,14 +15,15 @@ use tonic::{Code, Request, Response, Status};
 
 use crate::error::Error;
 use crate::node::Node;
-use crate::replication::remote::STREAM_WINDOW;
+use crate::replication::remote::{digest_to_proto, STREAM_WINDOW};
 use crate::snapshot::archive::FileCheck;
 use crate::snapshot::upload::ChannelReader;
 use crate::transport::proto::raft_server::{Raft, RaftServer};
 use crate::transport::proto::shards_server::{Shards, ShardsServer};
 use crate::transport::proto::{
-    DrainRequest, Empty, InstallSnapshotResponse, JoinRequest, JoinResponse, RaftMessage,
-    ShardOpRequest, ShardOpResponse, ShardReadRequest, ShardReadResponse, SnapshotChunk,
+    DigestRequest, DigestResponse, DrainRequest, Empty, InstallSnapshotResponse, JoinRequest,
+    JoinResponse, RaftMessage, ShardOpRequest, ShardOpResponse, ShardReadRequest,
+    ShardReadResponse, SnapshotChunk,
 };
 use crate::transport::MAX_PEER_MESSAGE_BYTES;
 
@@ -139,6 +140,19 @@ impl Shards for ShardService {
             .await
             .map_err(status_of)?;
         Ok(Response::new(ShardReadResponse { result }))
+    }
+
+    async fn digest(
+        &self,
+        request: Request<DigestRequest>,
+    ) -> Result<Response<DigestResponse>, Status> {
+        let r = request.into_inner();
+        let digest = self
+            .node
+            .serve_shard_digest(&r.collection, r.shard_id, r.min_applied_index)
+            .await
+            .map_err(status_of)?;
+        Ok(Response::new(digest_to_proto(&digest)))
     }
 
     /// Feeds the archive bytes to the node's installer as they arrive; whether the last

@@ -187,6 +187,8 @@ pub(crate) fn start_background(node: &Arc<Node>, restarted: bool, this_uri: Opti
         tick * PROMOTE_EVERY_TICKS as u32,
     ));
     tokio::spawn(super::recovery::run(node.clone()));
+    let check_every = Duration::from_secs(node.settings.cluster.consistency_check_interval_sec);
+    tokio::spawn(super::consistency::run(node.clone(), check_every));
     if let (true, Some(uri)) = (restarted, this_uri) {
         let me = node.consensus.peer_id();
         if node.consensus.peers().get(&me) != Some(&uri) {

@@ -44,6 +44,10 @@ pub struct LocalShardInfo {
     pub shard_id: ShardId,
     pub points_count: usize,
     pub state: ReplicaState,
+    /// shoal's addition: the latest consistency check of the shard's replicas, on the
+    /// peer that checks it (its reference replica; see `node/consistency.rs`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub consistency_check: Option<crate::replication::consistency::CheckReport>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -75,10 +79,13 @@ impl Node {
     pub async fn create_collection(&self, name: &str, body: CreateCollection) -> Result<()> {
         validate_name(name)?;
         let config = body.into_config(&self.settings.collection_defaults())?;
+        // Learners count: every peer `GET /cluster` lists gets its share (placement.rs).
+        let info = self.consensus.raft_info();
+        let members: Vec<_> = info.voters.iter().chain(&info.learners).copied().collect();
         let placement = placement::place(
             config.params.shard_number,
             config.params.replication_factor,
-            &self.consensus.raft_info().voters,
+            &members,
             self.consensus.peer_id(),
         );
         self.propose(ClusterOp::CreateCollection {
@@ -179,6 +186,9 @@ impl Node {
                         shard_id,
                         points_count: counts.get(&shard_id).copied().unwrap_or(0),
                         state,
+                        consistency_check: self
+                            .consistency_reports
+                            .get(collection.name(), shard_id),
                     });
                 } else {
                     info.remote_shards.push(RemoteShardInfo {

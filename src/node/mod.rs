@@ -5,13 +5,15 @@
 //! `collections.rs` (metadata through Raft), `points.rs` (data, straight to shards),
 //! `replicas.rs` (writes and reads through the shards' replica sets, and serving other
 //! peers' calls to replicas held here), `recovery.rs` (refilling Dead replicas and running the shard transfers this peer is the
-//! source of, by `stream_records.rs` or `snapshot_transfer.rs`), `transfers.rs` (user-requested
+//! source of, by `stream_records.rs` or `snapshot_transfer.rs`), `consistency.rs` (the
+//! periodic comparison of a shard's replicas that marks a diverged one Dead), `transfers.rs` (user-requested
 //! replicate / move / drop of shard replicas), `cluster.rs` (joining, membership, cluster
 //! status) and `applier.rs` (executes committed metadata effects on local storage).
 
 mod applier;
 pub mod cluster;
 pub mod collections;
+mod consistency;
 pub mod full_snapshots;
 pub mod points;
 mod recovery;
@@ -61,6 +63,8 @@ pub struct Node {
     pub(crate) recovery_kick: tokio::sync::Notify,
     /// Writes this peer routed or received that have not ended yet (see `inflight.rs`).
     pub(crate) inflight: crate::replication::inflight::InflightWrites,
+    /// The latest consistency check of each shard this peer checks (see `consistency.rs`).
+    pub(crate) consistency_reports: crate::replication::consistency::CheckReports,
 }
 
 impl Node {
@@ -138,6 +142,7 @@ impl Node {
             running_transfers: Default::default(),
             recovery_kick: Default::default(),
             inflight: Default::default(),
+            consistency_reports: Default::default(),
         });
         tokio::spawn(snapshot_install::watch_stale_recoveries(node.clone()));
         if let Some((restarted, this_uri)) = background {

@@ -23,10 +23,17 @@
 //!    replica in the same step). A failed run aborts the transfer: a move's target is
 //!    removed, a sync target is left Dead for the next round to retry.
 //!
+//! 3. starts a replicating transfer for each shard with fewer replicas than its
+//!    collection's replication factor, when it is the shard's recovery source and a member
+//!    of the cluster holds no replica of it (`placement::repair_target`): a collection
+//!    created while fewer peers existed, or one that lost a replica with its peer, gets
+//!    back to its factor once peers can take the replicas. A replica dropped on purpose
+//!    below the factor comes back too: lower `replication_factor` (PATCH) instead.
+//!
 //! A transfer whose source stops being Active is aborted by consensus itself (see
 //! `consensus::transfer`), so no transfer waits for a source that will not come back.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -37,6 +44,7 @@ use crate::consensus::op::ClusterOp;
 use crate::consensus::state::ReplicaState;
 use crate::consensus::transfer::{ShardTransfer, TransferMethod};
 use crate::error::Result;
+use crate::replication::placement;
 use crate::replication::replica_set::ReplicaSet;
 use crate::replication::wire::ShardRead;
 use crate::types::{PeerId, ShardId};
@@ -113,6 +121,16 @@ pub(crate) async fn run(node: Arc<Node>) {
                 tracing::warn!(collection, shard, target, %err, "starting the recovery of a dead replica failed; will retry");
             }
         }
+        let repairs = if kicked || round.is_multiple_of(RECOVERY_EVERY) {
+            node.repairs_due()
+        } else {
+            Vec::new()
+        };
+        for (collection, shard, target) in repairs {
+            if let Err(err) = node.start_repair(&collection, shard, target).await {
+                tracing::warn!(collection, shard, target, %err, "replicating an under-replicated shard failed; will retry");
+            }
+        }
         for (collection, transfer) in node.transfers_to_run() {
             let node = node.clone();
             tokio::spawn(async move { node.run_transfer(&collection, transfer).await });
@@ -147,6 +165,76 @@ impl Node {
             }
         }
         due
+    }
+
+    /// `(collection, shard, target)` for every shard with fewer replicas than its
+    /// replication factor whose recovery source is this peer, no transfer under way and
+    /// no snapshot recovery of its collection running: one more replica on the member
+    /// `placement::repair_target` picks.
+    fn repairs_due(&self) -> Vec<(String, ShardId, PeerId)> {
+        let me = self.consensus.peer_id();
+        let state = self.consensus.state();
+        let members: Vec<PeerId> = self.consensus.peers().into_keys().collect();
+        let mut load: BTreeMap<PeerId, usize> = BTreeMap::new();
+        for peer in state
+            .collections
+            .values()
+            .flat_map(|c| c.shards.values())
+            .flat_map(|replicas| replicas.keys())
+        {
+            *load.entry(*peer).or_default() += 1;
+        }
+        let mut due = Vec::new();
+        for (name, collection) in &state.collections {
+            if collection.recovering.is_some() {
+                continue;
+            }
+            let factor = collection.config.params.replication_factor;
+            for (shard, replicas) in &collection.shards {
+                let set = ReplicaSet {
+                    collection: name.clone(),
+                    shard: *shard,
+                    this_peer: me,
+                    replicas: replicas.clone(),
+                };
+                if set.recovery_source() != Some(me)
+                    || collection.transfers.iter().any(|t| t.shard == *shard)
+                {
+                    continue;
+                }
+                let holders: Vec<PeerId> = replicas.keys().copied().collect();
+                if let Some(target) = placement::repair_target(factor, &holders, &members, &load) {
+                    *load.entry(target).or_default() += 1;
+                    due.push((name.clone(), *shard, target));
+                }
+            }
+        }
+        due
+    }
+
+    /// Starts a replicating transfer from this peer to `target` for an under-replicated
+    /// shard (see [`Self::repairs_due`]); it shows in `GET /collections/{c}/cluster` as a
+    /// pending transfer until the new replica is Active.
+    async fn start_repair(&self, collection: &str, shard: ShardId, target: PeerId) -> Result<()> {
+        let method = self.settings.storage.shard_transfer_method;
+        tracing::info!(
+            collection,
+            shard,
+            target,
+            method = method.name(),
+            "adding a replica to an under-replicated shard"
+        );
+        self.propose(ClusterOp::StartTransfer {
+            collection: collection.to_string(),
+            transfer: ShardTransfer {
+                shard,
+                from: self.consensus.peer_id(),
+                to: target,
+                method,
+                sync: true,
+            },
+        })
+        .await
     }
 
     /// Pending transfers whose source is this peer and that no task here runs yet.

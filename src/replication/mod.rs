@@ -13,9 +13,12 @@
 //! - [`wire`]: the serde payloads of the peer calls and the one function that runs a read
 //!   on a local shard (used for local and remote reads alike).
 //! - [`remote`]: the client of the peer service `Shards` (timeouts, cached channels).
+//! - [`consistency`]: the pure comparison of a shard's replicas by their digests, and the
+//!   reports of the latest checks (the periodic check runs in `node/consistency.rs`).
 //! - [`inflight`]: the writes on their way to replicas, by the cluster state that routed
 //!   them, so a transfer can wait for those that skip its target (`Shards.Drain`).
 
+pub mod consistency;
 pub mod inflight;
 pub mod placement;
 pub mod remote;

@@ -7,6 +7,12 @@
 //! (give or take one), the replicas of one shard are on distinct peers, and a
 //! collection with one shard and one replica lives on the peer that created it (as a
 //! single node always did).
+//!
+//! Placement counts every member of the cluster, learners included: a peer that
+//! `GET /cluster` lists receives the log, so it opens the replicas placed on it like a
+//! voter does. A shard left with fewer replicas than its replication factor (created
+//! while fewer peers existed, or a peer lost) is repaired by a replicating transfer to
+//! the peer [`repair_target`] picks.
 
 use std::collections::BTreeMap;
 
@@ -38,6 +44,26 @@ pub fn place(
             (shard, owners)
         })
         .collect()
+}
+
+/// The peer that should receive one more replica of a shard held by `holders`, when the
+/// shard has fewer than `replication_factor` replicas and a member holds none: the member
+/// holding the fewest replicas overall (`load`), the lowest id among equals. `None` when
+/// the shard is fully replicated or every member holds it already.
+pub fn repair_target(
+    replication_factor: u32,
+    holders: &[PeerId],
+    members: &[PeerId],
+    load: &BTreeMap<PeerId, usize>,
+) -> Option<PeerId> {
+    if holders.len() >= replication_factor.max(1) as usize {
+        return None;
+    }
+    members
+        .iter()
+        .filter(|peer| !holders.contains(peer))
+        .min_by_key(|peer| (load.get(peer).copied().unwrap_or(0), **peer))
+        .copied()
 }
 
 #[cfg(test)]
@@ -111,5 +137,27 @@ mod tests {
     #[test]
     fn one_shard_lands_on_the_proposer() {
         assert_eq!(place(1, 1, &[1, 2, 3], 2), BTreeMap::from([(0, vec![2])]));
+    }
+
+    #[test]
+    fn repair_picks_the_least_loaded_member_without_a_replica() {
+        let load = BTreeMap::from([(1, 4), (2, 1), (3, 1), (4, 0)]);
+        assert_eq!(repair_target(3, &[1, 2], &[1, 2, 3, 4], &load), Some(4));
+        assert_eq!(repair_target(3, &[1, 4], &[1, 2, 3, 4], &load), Some(2));
+        assert_eq!(
+            repair_target(2, &[1, 2], &[1, 2, 3, 4], &load),
+            None,
+            "enough"
+        );
+        assert_eq!(
+            repair_target(3, &[1, 2], &[1, 2], &load),
+            None,
+            "no one left"
+        );
+        assert_eq!(
+            repair_target(0, &[], &[5], &load),
+            Some(5),
+            "factor 0 means 1"
+        );
     }
 }

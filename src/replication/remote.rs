@@ -20,9 +20,12 @@ use tonic::Code;
 
 use super::wire::{decode, encode, ShardRead, ShardReadResult};
 use crate::error::{Error, Result};
+use crate::shard::digest::{RangeDigest, ShardDigest, DIGEST_RANGES};
 use crate::shard::ops::{self, ShardOp};
 use crate::transport::proto::shards_client::ShardsClient;
-use crate::transport::proto::{DrainRequest, ShardOpRequest, ShardReadRequest, SnapshotChunk};
+use crate::transport::proto::{
+    self as proto, DigestRequest, DrainRequest, ShardOpRequest, ShardReadRequest, SnapshotChunk,
+};
 use crate::transport::{describe_status, MAX_PEER_MESSAGE_BYTES};
 use crate::types::{PeerId, ShardId};
 
@@ -153,6 +156,26 @@ impl ShardClients {
             .map_err(|e| Error::service(format!("peer {}: {e}", replica.peer)))
     }
 
+    /// A digest of the replica (`Shards.Digest`, see `consistency.rs`).
+    pub async fn digest(
+        &self,
+        replica: &RemoteReplica,
+        min_applied_index: u64,
+    ) -> Result<ShardDigest> {
+        let request = DigestRequest {
+            collection: replica.collection.clone(),
+            shard_id: replica.shard,
+            min_applied_index,
+        };
+        let answer = self
+            .client(replica)?
+            .digest(request)
+            .await
+            .map_err(|status| error_of(replica, &status))?;
+        digest_from_proto(answer.into_inner())
+            .map_err(|e| Error::service(format!("peer {}: {e}", replica.peer)))
+    }
+
     fn client(&self, replica: &RemoteReplica) -> Result<ShardsClient<Channel>> {
         let timeout = self.config.call_timeout;
         let channel = self.channel(&self.channels, replica, |endpoint| {
@@ -206,6 +229,44 @@ pub fn decode_op(bytes: &[u8]) -> Result<ShardOp> {
     ops::decode(bytes)
         .map(|(_, op)| op)
         .map_err(|e| Error::BadInput(format!("undecodable shard operation: {}", e.0)))
+}
+
+/// A digest as `Shards.Digest` answers it.
+pub fn digest_to_proto(digest: &ShardDigest) -> proto::DigestResponse {
+    proto::DigestResponse {
+        ranges: digest
+            .ranges
+            .iter()
+            .map(|r| proto::RangeDigest {
+                count: r.count,
+                hash: r.hash,
+            })
+            .collect(),
+        last_seq: digest.last_seq,
+    }
+}
+
+/// A digest from another peer's answer, which must have exactly [`DIGEST_RANGES`] ranges.
+pub fn digest_from_proto(
+    answer: proto::DigestResponse,
+) -> std::result::Result<ShardDigest, String> {
+    if answer.ranges.len() != DIGEST_RANGES {
+        return Err(format!(
+            "a shard digest with {} ranges (expected {DIGEST_RANGES})",
+            answer.ranges.len()
+        ));
+    }
+    Ok(ShardDigest {
+        ranges: answer
+            .ranges
+            .into_iter()
+            .map(|r| RangeDigest {
+                count: r.count,
+                hash: r.hash,
+            })
+            .collect(),
+        last_seq: answer.last_seq,
+    })
 }
 
 /// The error a failed call stands for. A peer that answered keeps its error class (its
@@ -266,6 +327,20 @@ mod tests {
             err.to_string().contains("peer 9 at http://127.0.0.1:1"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn digests_cross_the_wire_unchanged_and_odd_ones_are_refused() {
+        let mut digest = ShardDigest::empty(42);
+        digest.add(&crate::types::PointId::Num(7), 0xDEAD_BEEF);
+        let back = digest_from_proto(digest_to_proto(&digest)).unwrap();
+        assert_eq!(back, digest);
+        let mut short = digest_to_proto(&digest);
+        short.ranges.pop();
+        assert!(digest_from_proto(short).is_err());
+        let mut long = digest_to_proto(&digest);
+        long.ranges.push(proto::RangeDigest::default());
+        assert!(digest_from_proto(long).is_err());
     }
 
     #[tokio::test]

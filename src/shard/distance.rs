@@ -73,9 +73,18 @@ kernel!(
 
 impl Distance {
     /// Prepares a vector for storage or as a query: cosine vectors are normalised.
+    ///
+    /// Idempotent: a vector whose norm is already 1 within the rounding error of computing
+    /// it (`dim` ulps) is kept as it is, so a stored vector that is upserted again (a
+    /// `stream_records` transfer re-sends stored vectors) stays the same bit for bit and
+    /// the replicas of a shard do not drift apart by an ulp.
     pub fn preprocess(&self, mut v: Vec<f32>) -> Vec<f32> {
         if *self == Distance::Cosine {
             let norm = dot(&v, &v).sqrt();
+            let rounding = (v.len().max(1) as f32) * f32::EPSILON;
+            if (norm - 1.0).abs() <= rounding {
+                return v;
+            }
             if norm > f32::EPSILON {
                 v.iter_mut().for_each(|x| *x /= norm);
             }
@@ -114,6 +123,27 @@ impl Distance {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cosine_preprocessing_is_idempotent_bit_for_bit() {
+        let mut seed: u64 = 0x1234_5678;
+        let mut next = move || {
+            seed = seed
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            ((seed >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        };
+        for dim in [1usize, 2, 3, 7, 64, 128, 384, 1536] {
+            for _ in 0..50 {
+                let scale = 10f32.powi((next() * 6.0) as i32);
+                let v: Vec<f32> = (0..dim).map(|_| next() * scale).collect();
+                let once = Distance::Cosine.preprocess(v);
+                let twice = Distance::Cosine.preprocess(once.clone());
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&once), bits(&twice), "dim {dim}");
+            }
+        }
+    }
 
     #[test]
     fn kernels_match_naive_sums() {

@@ -17,7 +17,8 @@
 //! their files), `state` (segments in memory and applying ops), `search`, `filter` and
 //! `json_path` (Qdrant filters), `engine` (locks, recovery, write path), `checkpoint`
 //! (checkpoints and freezing), `worker` (background checkpoints and indexing), `merge`
-//! (merging small sealed segments into larger ones, dropping deleted rows), `index`
+//! (merging small sealed segments into larger ones, dropping deleted rows), `digest` (a
+//! cheap per-range digest of the live points, to compare replicas), `index`
 //! (the seam between segments and a vector index), `hnsw` (the HNSW graph) and
 //! `file_digests` (the sha256 of files that will not change again, for snapshots).
 //!
@@ -35,6 +36,7 @@
 pub mod binio;
 pub mod bitset;
 pub mod checkpoint;
+pub mod digest;
 pub mod distance;
 pub mod engine;
 pub mod file_digests;
@@ -264,6 +266,14 @@ impl LocalShard {
     pub fn get_vectors(&self, id: PointId) -> Option<NamedVectors> {
         let state = self.inner.state.read();
         state.ids.get(&id).map(|loc| state.vectors(*loc))
+    }
+
+    /// A digest of the live points (see [`digest`]) of one state of the shard: the points
+    /// are taken under the read lock (copying the id map and the appendable segment's
+    /// rows), and hashed once it is released, so writes wait only for the copy.
+    pub fn digest(&self) -> digest::ShardDigest {
+        let cut = digest::Cut::take(&self.inner.state.read());
+        cut.digest()
     }
 
     pub fn info(&self) -> ShardInfo {

@@ -1271,3 +1271,52 @@ fn a_listed_file_that_is_missing_or_not_a_file_is_refused() {
     let err = verify::verify_shard_dir(dir.path(), &config(8, Distance::Dot, 0, 0)).unwrap_err();
     assert!(err.to_string().contains("not a regular file"), "{err}");
 }
+
+/// Two replicas that took the same points differently (another order, other segments, a
+/// payload set afterwards, and one filled by re-upserting the other's stored vectors, as a
+/// `stream_records` transfer does) have equal digests; a deleted point shows.
+#[test]
+fn replicas_with_the_same_points_have_equal_digests() {
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = LocalShard::open(dir_a.path(), config(16, Distance::Cosine, 1, 0)).unwrap();
+    let b = LocalShard::open(dir_b.path(), config(16, Distance::Cosine, 0, 0)).unwrap();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let points: Vec<PointRecord> = (0..300)
+        .map(|id| {
+            let v: Vec<f32> = (0..16).map(|_| rng.random_range(-3.0..3.0)).collect();
+            point(id, v, json!({"n": id}))
+        })
+        .collect();
+    a.apply(ShardOp::Upsert(points.clone()), false).unwrap();
+    a.apply(
+        ShardOp::SetPayload {
+            selector: PointSelector::Ids(ids(0..10)),
+            payload: payload(json!({"x": 1})),
+            key: None,
+        },
+        false,
+    )
+    .unwrap();
+    // b: the stored records of a, re-upserted in reverse order.
+    let mut stored: Vec<PointRecord> = all(&a)
+        .into_iter()
+        .map(|r| PointRecord {
+            id: r.id,
+            vectors: a.get_vectors(r.id).unwrap(),
+            payload: r.payload.unwrap(),
+        })
+        .collect();
+    stored.reverse();
+    b.apply(ShardOp::Upsert(stored), false).unwrap();
+    assert_eq!(a.digest().points(), 300);
+    assert!(a.digest().same_content(&b.digest()));
+    assert_ne!(a.digest().last_seq, 0);
+
+    b.apply(ShardOp::Delete(PointSelector::Ids(ids(5..6))), false)
+        .unwrap();
+    assert!(!a.digest().same_content(&b.digest()));
+    assert_eq!(
+        a.digest().differing_ranges(&b.digest()),
+        vec![digest::range_of(&PointId::Num(5))]
+    );
+}
