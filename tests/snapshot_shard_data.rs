@@ -7,7 +7,8 @@
 //!   point across a restart and the named file is untouched;
 //! - a dim-8 collection's snapshot whose `config.json` claims dim 4 is refused with 400
 //!   when uploaded into a dim-4 collection, with WAL-only data and with segment data;
-//! - the shard snapshot route refuses both the same way.
+//! - the shard snapshot route refuses both the same way, and so does the start-up
+//!   `--snapshot` flag (the process exits with one line).
 //!
 //! In every case the target collection keeps its points.
 
@@ -282,8 +283,18 @@ fn mismatched_dims_are_refused(restart: bool) {
     assert_refused(upload_collection(&node, "four", pack(&collection)));
     assert_refused(upload_shard(&node, "four", pack(&shard)));
     assert_eq!(node.points("four"), four);
-    node.stop();
-    node.restart_after_kill9();
+    // The start-up flag refuses it the same way: the process exits, naming the problem.
+    let file = node.dir().join("hostile.snapshot");
+    std::fs::write(&file, pack(&collection)).unwrap();
+    let flag = format!("{}:four", file.display());
+    let (code, output) = node.run_expecting_exit(
+        &["--snapshot", &flag, "--force-snapshot"],
+        std::time::Duration::from_secs(60),
+    );
+    assert!(matches!(code, Some(c) if c != 0), "exit {code:?}\n{output}");
+    assert!(output.contains("Invalid snapshot"), "{output}");
+    assert!(!output.contains("panicked"), "{output}");
+    node.restart_with_args(&[]);
     assert_eq!(node.points("four"), four);
     assert_eq!(node.count("eight"), 50);
 }
