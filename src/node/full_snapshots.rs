@@ -133,9 +133,13 @@ impl Node {
                 None,
                 archive::FileCheck::Sha256,
             )?;
-            let bytes = std::fs::read(dir.join("config.json")).map_err(|_| {
-                Error::BadInput("Invalid snapshot: a full snapshot needs config.json".into())
-            })?;
+            let config_path = dir.join("config.json");
+            if !config_path.is_file() {
+                return Err(Error::BadInput(
+                    "Invalid snapshot: a full snapshot needs config.json".into(),
+                ));
+            }
+            let bytes = crate::snapshot::layout::read_small_file(&config_path)?;
             serde_json::from_slice(&bytes)
                 .map_err(|e| Error::BadInput(format!("Invalid snapshot: config.json: {e}")))
         })

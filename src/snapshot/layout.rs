@@ -233,13 +233,32 @@ fn check_info(dir: &Path, expected: SnapshotKind) -> Result<()> {
     Ok(())
 }
 
+/// The most a snapshot's small JSON files (`config.json`, `shoal.json`) may hold; larger
+/// ones are refused before they are read.
+pub const MAX_JSON_BYTES: u64 = 8 << 20;
+
+/// Reads one of a snapshot's small JSON files, refusing (400) a missing one or one
+/// larger than [`MAX_JSON_BYTES`] before buffering it.
+pub fn read_small_file(path: &Path) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let missing = || Error::BadInput(format!("Invalid snapshot: missing {name}"));
+    let file = std::fs::File::open(path).map_err(|_| missing())?;
+    let len = file.metadata().map_err(|_| missing())?.len();
+    if len > MAX_JSON_BYTES {
+        return Err(Error::BadInput(format!(
+            "Invalid snapshot: {name} is larger than {MAX_JSON_BYTES} bytes"
+        )));
+    }
+    let mut bytes = Vec::with_capacity(len as usize);
+    file.take(MAX_JSON_BYTES)
+        .read_to_end(&mut bytes)
+        .map_err(|e| Error::io(format!("reading {name}"), e))?;
+    Ok(bytes)
+}
+
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
-    let bytes = std::fs::read(path).map_err(|_| {
-        Error::BadInput(format!(
-            "Invalid snapshot: missing {}",
-            path.file_name().unwrap_or_default().to_string_lossy()
-        ))
-    })?;
+    let bytes = read_small_file(path)?;
     serde_json::from_slice(&bytes).map_err(|e| {
         Error::BadInput(format!(
             "Invalid snapshot: {}: {e}",
@@ -250,4 +269,26 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
 
 fn to_json<T: Serialize>(value: &T) -> Result<Vec<u8>> {
     serde_json::to_vec_pretty(value).map_err(Error::service)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn small_files_are_read_and_large_ones_refused_unread() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.json");
+        let err = read_small_file(&path).unwrap_err();
+        assert!(err.to_string().contains("missing config.json"), "{err}");
+        std::fs::write(&path, b"{}").unwrap();
+        assert_eq!(read_small_file(&path).unwrap(), b"{}");
+        std::fs::File::create(&path)
+            .unwrap()
+            .set_len(MAX_JSON_BYTES + 1)
+            .unwrap();
+        let err = read_small_file(&path).unwrap_err();
+        assert!(matches!(err, Error::BadInput(_)), "{err}");
+        assert!(err.to_string().contains("larger than"), "{err}");
+    }
 }
