@@ -307,7 +307,7 @@ fn with_selector(op: &ShardOp, selector: PointSelector) -> ShardOp {
 /// [`DEFAULT_MERGE_MAX_KB`]); the appendable segment is sealed earlier, as soon as it
 /// can be indexed (see [`auto_segment_kb`]), or at `max_segment_size` if that is smaller.
 /// 0 means never seal and never merge.
-fn shard_config(config: &CollectionConfig) -> ShardConfig {
+pub fn shard_config(config: &CollectionConfig) -> ShardConfig {
     let indexing_threshold_kb = config.optimizer_config.indexing_threshold.unwrap_or(10_000);
     let seal_kb = auto_segment_kb(indexing_threshold_kb);
     let max_segment_kb = config.optimizer_config.max_segment_size;

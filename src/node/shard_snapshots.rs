@@ -245,8 +245,9 @@ impl Node {
             self.unpack_into(&dir, location, api_key, task.bytes(), expected)
                 .await?;
             let dir_owned = dir.clone();
+            let config = self.collection(&real)?.config();
             blocking(move || {
-                layout::read_shard(&dir_owned)?;
+                layout::read_shard(&dir_owned, &config)?;
                 layout::strip_shard_metadata(&dir_owned)
             })
             .await?;

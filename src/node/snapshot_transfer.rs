@@ -204,8 +204,9 @@ impl Node {
             let unpacked = started.elapsed().as_secs_f64();
             let bytes = received.load(std::sync::atomic::Ordering::Relaxed);
             let (registry, dir, name) = (self.collections.clone(), dir.clone(), collection.to_string());
+            let config = self.collection(collection)?.config();
             blocking(move || {
-                layout::read_shard(&dir)?;
+                layout::read_shard(&dir, &config)?;
                 layout::strip_shard_metadata(&dir)?;
                 let mut recorded = recorder.lock();
                 registry.replace_shard(&name, shard, &dir)?;

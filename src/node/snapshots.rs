@@ -267,13 +267,18 @@ impl Node {
     ) -> Result<UnpackedCollection> {
         let dir = self.collections.recovery_dir(name)?;
         let started = std::time::Instant::now();
-        let result = self
+        let unpacked = self
             .unpack_into(&dir, location, api_key, task.bytes(), expected)
-            .await
-            .and_then(|()| {
+            .await;
+        let result = match unpacked {
+            Ok(()) => {
                 tracing::info!(collection = name, elapsed = ?started.elapsed(), "snapshot unpacked and verified");
-                layout::read_collection(&dir, !self.settings.cluster.enabled)
-            });
+                // Reads every segment and WAL record of the shards (verify.rs): off the runtime.
+                let (unpacked_dir, every_shard) = (dir.clone(), !self.settings.cluster.enabled);
+                blocking(move || layout::read_collection(&unpacked_dir, every_shard)).await
+            }
+            Err(e) => Err(e),
+        };
         if result.is_err() {
             remove_dir_quietly(&dir);
         }

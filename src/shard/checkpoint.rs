@@ -26,6 +26,7 @@ use crate::shard::bitset::BitSet;
 use crate::shard::engine::{remove_quietly, Inner};
 use crate::shard::file_digests;
 use crate::shard::manifest::{segment_file, Manifest, SegmentEntry, MANIFEST};
+use crate::shard::names::{FileKind, ShardFileName};
 use crate::shard::segment::{self, SegmentData};
 use crate::shard::state::{OnDisk, Rows, ShardState};
 
@@ -33,8 +34,8 @@ use crate::shard::state::{OnDisk, Rows, ShardState};
 pub struct DiskFiles {
     dir: PathBuf,
     pub manifest: Manifest,
-    pins: HashMap<String, usize>,
-    pending: HashSet<String>,
+    pins: HashMap<ShardFileName, usize>,
+    pending: HashSet<ShardFileName>,
 }
 
 impl DiskFiles {
@@ -48,30 +49,30 @@ impl DiskFiles {
     }
 
     /// Deletes files no longer needed, or defers that while they are pinned.
-    fn retire(&mut self, files: impl IntoIterator<Item = String>) {
+    fn retire(&mut self, files: impl IntoIterator<Item = ShardFileName>) {
         for f in files {
             if self.pins.get(&f).is_some_and(|&n| n > 0) {
                 self.pending.insert(f);
             } else {
-                remove_quietly(&self.dir.join(&f));
+                remove_quietly(&f.path(&self.dir));
             }
         }
     }
 
-    fn pin(&mut self, files: &[String]) {
+    fn pin(&mut self, files: &[ShardFileName]) {
         files
             .iter()
             .for_each(|f| *self.pins.entry(f.clone()).or_default() += 1);
     }
 
-    fn unpin(&mut self, files: &[String]) {
+    fn unpin(&mut self, files: &[ShardFileName]) {
         for f in files {
             if let Some(n) = self.pins.get_mut(f) {
                 *n -= 1;
                 if *n == 0 {
                     self.pins.remove(f);
                     if self.pending.remove(f) {
-                        remove_quietly(&self.dir.join(f));
+                        remove_quietly(&f.path(&self.dir));
                     }
                 }
             }
@@ -99,13 +100,13 @@ struct SegCapture {
     id: u64,
     epoch: u64,
     sealed: bool,
-    existing: Vec<String>,
-    new_points: Option<(String, Source)>,
+    existing: Vec<ShardFileName>,
+    new_points: Option<(ShardFileName, Source)>,
     persisted_len: usize,
-    deleted: Option<String>,
+    deleted: Option<ShardFileName>,
     new_deleted: Option<BitSet>,
     deletions: u64,
-    indexes: BTreeMap<String, String>,
+    indexes: BTreeMap<String, ShardFileName>,
 }
 
 impl SegCapture {
@@ -210,7 +211,7 @@ impl Inner {
             let (deleted, new_deleted) = match stale_deleted {
                 true if seg.deleted.is_empty() => (None, None),
                 true => (
-                    Some(segment_file(self.alloc_file(), "deleted")),
+                    Some(segment_file(self.alloc_file(), FileKind::Deleted)),
                     Some(seg.deleted.clone()),
                 ),
                 false => (disk.deleted.clone(), None),
@@ -224,7 +225,8 @@ impl Inner {
                 } else {
                     disk.points
                 },
-                new_points: new_points.map(|src| (segment_file(self.alloc_file(), "points"), src)),
+                new_points: new_points
+                    .map(|src| (segment_file(self.alloc_file(), FileKind::Points), src)),
                 persisted_len: len,
                 deleted,
                 new_deleted,
@@ -241,12 +243,12 @@ impl Inner {
         for seg in &capture.segments {
             if let Some((name, src)) = &seg.new_points {
                 src.data()
-                    .write_file(&self.dir.join(name))
+                    .write_file(&name.path(&self.dir))
                     .map_err(|e| Error::io(format!("writing {name}"), e))?;
                 written += 1;
             }
             if let (Some(name), Some(bits)) = (&seg.deleted, &seg.new_deleted) {
-                segment::write_deleted(&self.dir.join(name), bits)
+                segment::write_deleted(&name.path(&self.dir), bits)
                     .map_err(|e| Error::io(format!("writing {name}"), e))?;
                 written += 1;
             }
@@ -258,10 +260,10 @@ impl Inner {
     fn forget_new_files(&self, capture: &Capture) {
         for seg in &capture.segments {
             if let Some((name, _)) = &seg.new_points {
-                remove_quietly(&self.dir.join(name));
+                remove_quietly(&name.path(&self.dir));
             }
             if let (Some(name), Some(_)) = (&seg.deleted, &seg.new_deleted) {
-                remove_quietly(&self.dir.join(name));
+                remove_quietly(&name.path(&self.dir));
             }
         }
     }
@@ -270,8 +272,8 @@ impl Inner {
     fn install(&self, manifest: Manifest) -> Result<()> {
         let mut disk = self.disk.lock();
         manifest.store(&self.dir)?;
-        let keep: HashSet<String> = manifest.files().into_iter().collect();
-        let mut superseded: Vec<String> = disk
+        let keep: HashSet<ShardFileName> = manifest.files().into_iter().collect();
+        let mut superseded: Vec<ShardFileName> = disk
             .manifest
             .files()
             .into_iter()
@@ -285,10 +287,10 @@ impl Inner {
 
     /// Retires those of `files` that the manifest in force does not name (deleted now,
     /// or when no frozen shard pins them any more).
-    pub fn retire_unnamed(&self, files: &[String]) {
+    pub fn retire_unnamed(&self, files: &[ShardFileName]) {
         let mut disk = self.disk.lock();
-        let named: HashSet<String> = disk.manifest.files().into_iter().collect();
-        let unnamed: Vec<String> = files
+        let named: HashSet<ShardFileName> = disk.manifest.files().into_iter().collect();
+        let unnamed: Vec<ShardFileName> = files
             .iter()
             .filter(|f| !named.contains(*f))
             .cloned()
@@ -348,8 +350,8 @@ impl Inner {
 pub struct FrozenShard {
     dir: PathBuf,
     manifest: Vec<u8>,
-    /// Paths relative to the shard directory, excluding `manifest.json`.
-    files: Vec<String>,
+    /// Files relative to the shard directory, excluding `manifest.json`.
+    files: Vec<ShardFileName>,
     last_seq: u64,
     disk: Arc<Mutex<DiskFiles>>,
 }
@@ -358,7 +360,7 @@ impl FrozenShard {
     /// Every file of the frozen shard, relative to the shard directory, `manifest.json` first.
     pub fn files(&self) -> Vec<String> {
         std::iter::once(MANIFEST.to_string())
-            .chain(self.files.iter().cloned())
+            .chain(self.files.iter().map(|f| f.as_str().to_string()))
             .collect()
     }
 
@@ -382,13 +384,13 @@ impl FrozenShard {
                 meta: None,
             });
         }
-        if !self.files.iter().any(|f| f == rel) {
+        let Some(name) = self.files.iter().find(|f| f.as_str() == rel) else {
             return Err(io::Error::new(
                 io::ErrorKind::NotFound,
                 format!("{rel} is not part of the frozen shard"),
             ));
-        }
-        let file = File::open(self.dir.join(rel))?;
+        };
+        let file = File::open(name.path(&self.dir))?;
         let meta = file.metadata()?;
         Ok(FrozenFile {
             reader: Box::new(file),

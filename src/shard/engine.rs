@@ -24,6 +24,7 @@ use crate::shard::manifest::{Manifest, SegmentEntry, MANIFEST, SEGMENTS_DIR};
 use crate::shard::ops::ShardOp;
 use crate::shard::segment::{self, SegmentData};
 use crate::shard::state::{OnDisk, Rows, Segment, ShardState};
+use crate::shard::verify;
 use crate::shard::wal::{SyncGate, Wal};
 use crate::shard::worker::Jobs;
 use crate::shard::ShardConfig;
@@ -64,6 +65,7 @@ impl Inner {
                 m
             }
         };
+        manifest.check_config(&config)?;
         remove_unlisted(dir, &manifest)?;
         let started = std::time::Instant::now();
         let segments = load_segments(dir, &manifest, &config, builder.as_ref())?;
@@ -73,12 +75,16 @@ impl Inner {
         let mut replayed_ops = 0u64;
         let replayed = Wal::open(dir, manifest.wal_start, |seq, op| {
             replayed_ops += 1;
+            // An op that `apply` would have refused was never logged by shoal: the WAL
+            // came from elsewhere (a snapshot, a transfer) and does not fit the config.
+            state.validate(&op)?;
             state.apply(seq, op);
+            Ok(())
         })?;
         let replay = started.elapsed() - mapped;
         let mut wal = replayed.wal;
         for f in wal.take_files_before(manifest.wal_start) {
-            remove_quietly(&dir.join(f));
+            remove_quietly(&f.path(dir));
         }
         state.last_seq = state.last_seq.max(wal.last_seq());
         tracing::debug!(
@@ -147,7 +153,7 @@ fn lock_dir(dir: &Path) -> Result<fs::File> {
 
 /// Deletes files under `segments/` that the manifest does not name, and temp files.
 fn remove_unlisted(dir: &Path, manifest: &Manifest) -> Result<()> {
-    let listed: HashSet<String> = manifest.files().into_iter().collect();
+    let listed: HashSet<String> = manifest.files().into_iter().map(String::from).collect();
     let segments_dir = dir.join(SEGMENTS_DIR);
     let entries = fs::read_dir(&segments_dir).map_err(|e| Error::io("listing segment files", e))?;
     for entry in entries {
@@ -222,16 +228,18 @@ fn load_segment(
     builder: &dyn IndexBuilder,
     buf: &mut Vec<u8>,
 ) -> Result<Segment> {
-    let mut rows = SegmentData::new(&config.dims());
+    let dims = config.dims();
+    let mut rows = SegmentData::new(&dims);
     for f in &entry.points {
-        let chunk = SegmentData::read_file_with(&dir.join(f), buf)
+        let chunk = SegmentData::read_file_with(&f.path(dir), buf)
             .map_err(|e| Error::io(format!("reading {f}"), e))?;
+        verify::check_columns(f, &chunk, &dims)?;
         rows.append(chunk)
             .map_err(|e| Error::io(format!("loading {f}"), e))?;
     }
     let deleted = match &entry.deleted {
         Some(f) => {
-            segment::read_deleted(&dir.join(f)).map_err(|e| Error::io(format!("reading {f}"), e))?
+            segment::read_deleted(&f.path(dir)).map_err(|e| Error::io(format!("reading {f}"), e))?
         }
         None => Default::default(),
     };
@@ -251,7 +259,7 @@ fn load_segment(
         deletions: 0,
     };
     for (name, f) in &entry.indexes {
-        match index::read_index_file(&dir.join(f), builder) {
+        match index::read_index_file(&f.path(dir), builder) {
             Ok(idx) if idx.len() == len => {
                 seg.indexes.insert(name.clone(), idx);
                 seg.index_files.insert(name.clone(), f.clone());

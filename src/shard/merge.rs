@@ -55,6 +55,7 @@ use crate::shard::bitset::BitSet;
 use crate::shard::engine::{remove_quietly, Inner};
 use crate::shard::index::{self, VectorIndex};
 use crate::shard::manifest::segment_file;
+use crate::shard::names::{FileKind, ShardFileName};
 use crate::shard::segment::SegmentData;
 use crate::shard::state::{OnDisk, Rows, Segment, ShardState};
 use crate::shard::worker::build_params;
@@ -82,12 +83,12 @@ struct Merged {
     /// The merged rows without their vectors (`missing` bits are set): those are
     /// copied from the sources at the swap, see [`assemble_vectors`].
     data: SegmentData,
-    points_file: Option<String>,
-    indexes: BTreeMap<String, (Arc<dyn VectorIndex>, String)>,
+    points_file: Option<ShardFileName>,
+    indexes: BTreeMap<String, (Arc<dyn VectorIndex>, ShardFileName)>,
 }
 
 impl Merged {
-    fn files(&self) -> Vec<String> {
+    fn files(&self) -> Vec<ShardFileName> {
         let indexes = self.indexes.values().map(|(_, f)| f.clone());
         self.points_file.iter().cloned().chain(indexes).collect()
     }
@@ -332,11 +333,11 @@ fn write_and_index(inner: &Inner, config: &ShardConfig, merged: &mut Merged) -> 
         .iter()
         .map(|(name, zeros)| (name.clone(), vector_rows(&merged.sources, name, zeros)))
         .collect();
-    let file = segment_file(inner.alloc_file(), "points");
+    let file = segment_file(inner.alloc_file(), FileKind::Points);
     merged.points_file = Some(file.clone());
     merged
         .data
-        .write_file_with(&inner.dir.join(&file), &vectors)
+        .write_file_with(&file.path(&inner.dir), &vectors)
         .map_err(|e| Error::io(format!("writing {file}"), e))?;
     let threshold = config.indexing_threshold_kb.saturating_mul(1024);
     let vector_bytes: usize =
@@ -356,7 +357,7 @@ fn write_and_index(inner: &Inner, config: &ShardConfig, merged: &mut Merged) -> 
 }
 
 /// An index and its file.
-type BuiltIndex = (Arc<dyn VectorIndex>, String);
+type BuiltIndex = (Arc<dyn VectorIndex>, ShardFileName);
 
 /// Builds and writes the index of one vector name over the merged rows; `None` if
 /// stopped, `Some(None)` if the builder declines (the index worker then tries later).
@@ -376,8 +377,8 @@ fn build_index(
     let Some(built) = inner.builder.build(rows, dim, distance, &params, &stop) else {
         return Ok((!inner.jobs.stopped()).then_some(None));
     };
-    let file = segment_file(inner.alloc_file(), "hnsw");
-    let path = inner.dir.join(&file);
+    let file = segment_file(inner.alloc_file(), FileKind::Hnsw);
+    let path = file.path(&inner.dir);
     if let Err(e) = index::write_index_file(&path, built.as_ref()) {
         remove_quietly(&path);
         return Err(Error::io(format!("writing {file}"), e));
@@ -398,10 +399,10 @@ fn bases(sources: &[Source]) -> Vec<usize> {
         .collect()
 }
 
-fn remove_files(inner: &Inner, files: &[String]) {
+fn remove_files(inner: &Inner, files: &[ShardFileName]) {
     files
         .iter()
-        .for_each(|f| remove_quietly(&inner.dir.join(f)));
+        .for_each(|f| remove_quietly(&f.path(&inner.dir)));
 }
 
 // ------------------------------------------------------------------ swapping
@@ -412,7 +413,7 @@ fn remove_files(inner: &Inner, files: &[String]) {
 fn swap_in(inner: &Inner, merged: Merged) -> Result<bool> {
     let files = merged.files();
     let mut pending = Some(merged);
-    let mut swapped: Option<Vec<String>> = None;
+    let mut swapped: Option<Vec<ShardFileName>> = None;
     let result = {
         let mut swap = |state: &mut ShardState| {
             swapped = pending.take().and_then(|m| apply_swap(state, m));
@@ -448,7 +449,7 @@ fn return_freed_memory() {
 
 /// Replaces the sources with the merged segment in `state` and returns the sources'
 /// index files; `None` if they are not where the plan found them (nothing changes).
-fn apply_swap(state: &mut ShardState, merged: Merged) -> Option<Vec<String>> {
+fn apply_swap(state: &mut ShardState, merged: Merged) -> Option<Vec<ShardFileName>> {
     let Merged {
         sources,
         mut data,
@@ -546,8 +547,8 @@ fn merged_segment(
     id: u64,
     data: SegmentData,
     deleted: BitSet,
-    points_file: Option<String>,
-    indexes: BTreeMap<String, (Arc<dyn VectorIndex>, String)>,
+    points_file: Option<ShardFileName>,
+    indexes: BTreeMap<String, (Arc<dyn VectorIndex>, ShardFileName)>,
 ) -> Segment {
     let len = data.len();
     let mut seg = Segment::with_rows(id, Rows::Sealed(Arc::new(data)));

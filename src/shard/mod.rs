@@ -19,8 +19,10 @@
 //! (checkpoints and freezing), `worker` (background checkpoints and indexing), `merge`
 //! (merging small sealed segments into larger ones, dropping deleted rows), `digest` (a
 //! cheap per-range digest of the live points, to compare replicas), `index`
-//! (the seam between segments and a vector index), `hnsw` (the HNSW graph) and
-//! `file_digests` (the sha256 of files that will not change again, for snapshots).
+//! (the seam between segments and a vector index), `hnsw` (the HNSW graph),
+//! `file_digests` (the sha256 of files that will not change again, for snapshots),
+//! `names` (checked shard file names: the only place a listed name becomes a path) and
+//! `verify` (checking received shard data against the collection config before a swap).
 //!
 //! Segment sizes: the appendable segment is sealed at `segment_max_kb` (so fresh data
 //! gets an index soon); the merge optimizer then merges neighbouring sealed segments up
@@ -47,11 +49,13 @@ pub mod index;
 pub mod json_path;
 pub mod manifest;
 pub mod merge;
+pub mod names;
 pub mod ops;
 pub mod payloads;
 pub mod search;
 pub mod segment;
 pub mod state;
+pub mod verify;
 pub mod wal;
 pub mod worker;
 

@@ -25,6 +25,7 @@ use crate::error::{Error, Result};
 use crate::shard::bitset::BitSet;
 use crate::shard::index::VectorIndex;
 use crate::shard::json_path::JsonPath;
+use crate::shard::names::ShardFileName;
 use crate::shard::ops::{PointSelector, ShardOp};
 use crate::shard::segment::SegmentData;
 use crate::shard::ShardConfig;
@@ -46,10 +47,10 @@ pub enum Rows {
 #[derive(Debug, Clone, Default)]
 pub struct OnDisk {
     pub epoch: u64,
-    pub points: Vec<String>,
+    pub points: Vec<ShardFileName>,
     /// Rows `0..persisted_len` are in `points`.
     pub persisted_len: usize,
-    pub deleted: Option<String>,
+    pub deleted: Option<ShardFileName>,
     /// Value of `Segment::deletions` when `deleted` was written.
     pub deletions: u64,
 }
@@ -66,7 +67,7 @@ pub struct Segment {
     pub epoch: u64,
     pub disk: OnDisk,
     pub indexes: BTreeMap<String, Arc<dyn VectorIndex>>,
-    pub index_files: BTreeMap<String, String>,
+    pub index_files: BTreeMap<String, ShardFileName>,
 }
 
 impl Segment {
@@ -194,33 +195,7 @@ impl ShardState {
 
     /// Everything that could make `op` fail, checked before it is logged.
     pub fn validate(&self, op: &ShardOp) -> Result<()> {
-        match op {
-            ShardOp::Upsert(points) => points.iter().try_for_each(|p| self.validate_point(p)),
-            ShardOp::SetPayload { key: Some(key), .. } => parse_path(key).map(|_| ()),
-            ShardOp::DeletePayload { keys, .. } => {
-                keys.iter().try_for_each(|k| parse_path(k).map(|_| ()))
-            }
-            _ => Ok(()),
-        }
-    }
-
-    fn validate_point(&self, p: &PointRecord) -> Result<()> {
-        for (name, v) in &p.vectors {
-            let params = self.config.vectors.get(name).ok_or_else(|| {
-                Error::BadInput(format!(
-                    "Not existing vector name error: {}",
-                    display_name(name)
-                ))
-            })?;
-            if v.len() != params.size {
-                return Err(Error::BadInput(format!(
-                    "Vector dimension error: expected dim: {}, got {}",
-                    params.size,
-                    v.len()
-                )));
-            }
-        }
-        Ok(())
+        validate_op(&self.config, op)
     }
 
     // ------------------------------------------------------------ applying
@@ -397,4 +372,37 @@ fn display_name(name: &str) -> &str {
     } else {
         name
     }
+}
+
+/// Everything that could make `op` fail against a shard of `config`: what
+/// [`ShardState::validate`] checks before an op is logged, and what WAL replay and the
+/// verification of received shard data (`verify.rs`) check for ops read from files.
+pub fn validate_op(config: &ShardConfig, op: &ShardOp) -> Result<()> {
+    match op {
+        ShardOp::Upsert(points) => points.iter().try_for_each(|p| validate_point(config, p)),
+        ShardOp::SetPayload { key: Some(key), .. } => parse_path(key).map(|_| ()),
+        ShardOp::DeletePayload { keys, .. } => {
+            keys.iter().try_for_each(|k| parse_path(k).map(|_| ()))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn validate_point(config: &ShardConfig, p: &PointRecord) -> Result<()> {
+    for (name, v) in &p.vectors {
+        let params = config.vectors.get(name).ok_or_else(|| {
+            Error::BadInput(format!(
+                "Not existing vector name error: {}",
+                display_name(name)
+            ))
+        })?;
+        if v.len() != params.size {
+            return Err(Error::BadInput(format!(
+                "Vector dimension error: expected dim: {}, got {}",
+                params.size,
+                v.len()
+            )));
+        }
+    }
+    Ok(())
 }

@@ -12,7 +12,7 @@ use super::*;
 use crate::collection::config::Distance;
 use crate::collection::point::{Payload, PointRecord};
 
-fn config(
+pub(crate) fn config(
     dim: usize,
     distance: Distance,
     segment_max_kb: usize,
@@ -834,7 +834,7 @@ fn assert_no_stray_files(dir: &Path) {
         let mut listed: Vec<String> = manifest
             .files()
             .iter()
-            .map(|f| f.trim_start_matches("segments/").to_string())
+            .map(|f| f.as_str().trim_start_matches("segments/").to_string())
             .collect();
         listed.sort();
         listed
@@ -1171,6 +1171,105 @@ fn a_parallel_exact_scan_finds_the_brute_force_top_hits() {
     for (hit, (score, _)) in hits.iter().zip(&expected) {
         assert!((hit.score - score).abs() < 1e-4, "{} vs {score}", hit.score);
     }
+}
+
+// ------------------------------------------------------------ received shard data
+
+/// A dim-8 shard with three points, its data only in the WAL or (`checkpoint`) in
+/// segment files; closed afterwards.
+fn dim8_shard(dir: &Path, checkpoint: bool) {
+    let shard = LocalShard::open(dir, config(8, Distance::Dot, 0, 0)).unwrap();
+    let points = (1..=3)
+        .map(|i| point(i, vec![i as f32; 8], json!({})))
+        .collect();
+    shard.apply(ShardOp::Upsert(points), true).unwrap();
+    if checkpoint {
+        shard.flush().unwrap();
+    }
+}
+
+#[test]
+fn verification_refuses_data_that_does_not_fit_the_config() {
+    for checkpoint in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        dim8_shard(dir.path(), checkpoint);
+        let fits = verify::verify_shard_dir(dir.path(), &config(8, Distance::Dot, 0, 0)).unwrap();
+        assert_eq!(
+            fits.rows + fits.wal_records as usize,
+            if checkpoint { 3 } else { 1 }
+        );
+        let err =
+            verify::verify_shard_dir(dir.path(), &config(4, Distance::Dot, 0, 0)).unwrap_err();
+        assert!(matches!(err, Error::BadInput(_)), "{err}");
+        assert!(err.to_string().contains("dim"), "{err}");
+        // Opening it with the wrong config is refused the same way, and changes nothing.
+        let err = LocalShard::open(dir.path(), config(4, Distance::Dot, 0, 0))
+            .err()
+            .unwrap();
+        assert!(matches!(err, Error::BadInput(_)), "{err}");
+        let shard = LocalShard::open(dir.path(), config(8, Distance::Dot, 0, 0)).unwrap();
+        assert_eq!(shard.count(None), 3);
+    }
+}
+
+#[test]
+fn a_manifest_naming_files_outside_the_shard_is_refused_and_nothing_is_touched() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("shard");
+    dim8_shard(&dir, true);
+    let outside = root.path().join("outside.points");
+    std::fs::write(&outside, b"keep me").unwrap();
+    let text = std::fs::read_to_string(dir.join(manifest::MANIFEST)).unwrap();
+    let mut json: Value = serde_json::from_str(&text).unwrap();
+    let listed = json["segments"][0]["points"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for hostile in [
+        "../outside.points",
+        "segments/../../outside.points",
+        "/etc/passwd",
+    ] {
+        json["segments"][0]["points"][0] = json!(hostile);
+        std::fs::write(
+            dir.join(manifest::MANIFEST),
+            serde_json::to_vec(&json).unwrap(),
+        )
+        .unwrap();
+        let err = verify::verify_shard_dir(&dir, &config(8, Distance::Dot, 0, 0)).unwrap_err();
+        assert!(matches!(err, Error::BadInput(_)), "{err}");
+        let err = LocalShard::open(&dir, config(8, Distance::Dot, 0, 0))
+            .err()
+            .unwrap();
+        assert!(matches!(err, Error::BadInput(_)), "{err}");
+        assert_eq!(std::fs::read(&outside).unwrap(), b"keep me");
+    }
+    json["segments"][0]["points"][0] = json!(listed);
+    std::fs::write(
+        dir.join(manifest::MANIFEST),
+        serde_json::to_vec(&json).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        LocalShard::open(&dir, config(8, Distance::Dot, 0, 0))
+            .unwrap()
+            .count(None),
+        3
+    );
+}
+
+#[test]
+fn a_listed_file_that_is_missing_or_not_a_file_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    dim8_shard(dir.path(), true);
+    let m = manifest::Manifest::load(dir.path()).unwrap().unwrap();
+    let file = m.files()[0].path(dir.path());
+    std::fs::remove_file(&file).unwrap();
+    let err = verify::verify_shard_dir(dir.path(), &config(8, Distance::Dot, 0, 0)).unwrap_err();
+    assert!(err.to_string().contains("missing"), "{err}");
+    std::fs::create_dir(&file).unwrap();
+    let err = verify::verify_shard_dir(dir.path(), &config(8, Distance::Dot, 0, 0)).unwrap_err();
+    assert!(err.to_string().contains("not a regular file"), "{err}");
 }
 
 /// Two replicas that took the same points differently (another order, other segments, a

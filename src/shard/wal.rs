@@ -30,11 +30,11 @@ use parking_lot::{Condvar, Mutex};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
+use crate::shard::names::ShardFileName;
 use crate::shard::ops::{self, ShardOp};
 use crate::shard::{file_digests, files};
 
-/// Directory of the WAL inside a shard directory.
-pub const WAL_DIR: &str = "wal";
+pub use crate::shard::names::WAL_DIR;
 /// A file grows to about this size before appends move to a new one.
 const MAX_FILE_BYTES: u64 = 64 << 20;
 /// Larger records are treated as corruption when reading.
@@ -44,10 +44,23 @@ const HEADER: usize = 8;
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct WalFile {
     first_seq: u64,
+    name: ShardFileName,
     path: PathBuf,
 }
 
+impl WalFile {
+    fn new(shard_dir: &Path, name: ShardFileName) -> WalFile {
+        WalFile {
+            first_seq: name.number(),
+            path: name.path(shard_dir),
+            name,
+        }
+    }
+}
+
 pub struct Wal {
+    /// The shard directory.
+    shard_dir: PathBuf,
     dir: PathBuf,
     /// Every file on disk, oldest first; the last is the one appended to.
     files: Vec<WalFile>,
@@ -68,22 +81,27 @@ pub struct Replayed {
     pub last_seq: u64,
 }
 
+/// The bare name (inside `wal/`) of the file whose first sequence number is `first_seq`.
 pub fn file_name(first_seq: u64) -> String {
-    format!("{first_seq:012}.log")
+    ShardFileName::wal(first_seq)
+        .as_str()
+        .trim_start_matches("wal/")
+        .to_string()
 }
 
 impl Wal {
     /// Opens (or creates) the WAL under `shard_dir`, hands every record with
-    /// `seq >= start` to `replay` in order, and truncates a torn tail.
+    /// `seq >= start` to `replay` in order, and truncates a torn tail. An error from
+    /// `replay` (an op that fails validation) ends the replay with that error.
     pub fn open(
         shard_dir: &Path,
         start: u64,
-        mut replay: impl FnMut(u64, ShardOp),
+        mut replay: impl FnMut(u64, ShardOp) -> Result<()>,
     ) -> Result<Replayed> {
         let dir = shard_dir.join(WAL_DIR);
         fs::create_dir_all(&dir)
             .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
-        let mut files = list_files(&dir)?;
+        let mut files = list_files(shard_dir, &dir)?;
         let mut last_seq = 0;
         let count = files.len();
         for (i, f) in files.iter().enumerate() {
@@ -91,15 +109,14 @@ impl Wal {
             last_seq = read_file(f, is_last, last_seq, &mut |seq, op| {
                 if seq >= start {
                     replay(seq, op)
+                } else {
+                    Ok(())
                 }
             })?;
         }
         let next = last_seq.max(start.saturating_sub(1)) + 1;
         if files.is_empty() {
-            files.push(WalFile {
-                first_seq: next,
-                path: dir.join(file_name(next)),
-            });
+            files.push(WalFile::new(shard_dir, ShardFileName::wal(next)));
         }
         let current_path = files.last().map(|f| f.path.clone()).unwrap_or_default();
         let current = open_append(&current_path)?;
@@ -109,6 +126,7 @@ impl Wal {
             .len();
         files::fsync_dir(&dir).map_err(|e| Error::io("syncing WAL directory", e))?;
         let wal = Wal {
+            shard_dir: shard_dir.to_path_buf(),
             dir,
             files,
             current: Arc::new(current),
@@ -188,8 +206,8 @@ impl Wal {
         if let Some(hasher) = self.current_sha256.take() {
             file_digests::remember_file(&self.current, file_digests::hex(hasher));
         }
-        let next = self.last_seq + 1;
-        let path = self.dir.join(file_name(next));
+        let next = WalFile::new(&self.shard_dir, ShardFileName::wal(self.last_seq + 1));
+        let path = next.path.clone();
         let file = open_append(&path)?;
         let len = file
             .metadata()
@@ -202,10 +220,7 @@ impl Wal {
             )));
         }
         files::fsync_dir(&self.dir).map_err(|e| Error::io("syncing WAL directory", e))?;
-        self.files.push(WalFile {
-            first_seq: next,
-            path,
-        });
+        self.files.push(next);
         self.current = Arc::new(file);
         self.current_len = 0;
         self.current_sha256 = Some(Sha256::new());
@@ -226,33 +241,25 @@ impl Wal {
 
     /// Closed files that hold records with `seq >= start`, as paths relative to the
     /// shard directory.
-    pub fn closed_files_from(&self, start: u64) -> Vec<String> {
+    pub fn closed_files_from(&self, start: u64) -> Vec<ShardFileName> {
         let closed = &self.files[..self.files.len() - 1];
         closed
             .iter()
             .enumerate()
             .filter(|(i, _)| self.files[i + 1].first_seq > start)
-            .map(|(_, f)| relative(&f.path))
+            .map(|(_, f)| f.name.clone())
             .collect()
     }
 
     /// Forgets the closed files whose records all have `seq < start` and returns them
     /// (relative paths) for the caller to delete.
-    pub fn take_files_before(&mut self, start: u64) -> Vec<String> {
+    pub fn take_files_before(&mut self, start: u64) -> Vec<ShardFileName> {
         let mut gone = Vec::new();
         while self.files.len() > 1 && self.files[1].first_seq <= start {
-            gone.push(relative(&self.files.remove(0).path));
+            gone.push(self.files.remove(0).name);
         }
         gone
     }
-}
-
-fn relative(path: &Path) -> String {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    format!("{WAL_DIR}/{name}")
 }
 
 fn open_append(path: &Path) -> Result<File> {
@@ -263,7 +270,40 @@ fn open_append(path: &Path) -> Result<File> {
         .map_err(|e| Error::io(format!("opening WAL file {}", path.display()), e))
 }
 
-fn list_files(dir: &Path) -> Result<Vec<WalFile>> {
+/// Reads every record of the WAL under `shard_dir` without changing anything (no file is
+/// created or truncated), handing those with `seq >= start` to `visit`. Used to check
+/// received shard data before it is opened: a torn or corrupt record anywhere is an
+/// error, as is a sequence number at or beyond [`crate::shard::manifest::MAX_COUNTER`].
+/// Returns the highest sequence number (0 if none).
+pub fn scan(
+    shard_dir: &Path,
+    start: u64,
+    mut visit: impl FnMut(u64, ShardOp) -> Result<()>,
+) -> Result<u64> {
+    let dir = shard_dir.join(WAL_DIR);
+    if !dir.exists() {
+        return Ok(0);
+    }
+    let mut last_seq = 0;
+    for f in list_files(shard_dir, &dir)? {
+        last_seq = read_file(&f, false, last_seq, &mut |seq, op| {
+            if seq >= crate::shard::manifest::MAX_COUNTER {
+                return Err(Error::BadInput(format!(
+                    "sequence number {seq} is out of range"
+                )));
+            }
+            if seq >= start {
+                visit(seq, op)
+            } else {
+                Ok(())
+            }
+        })?;
+    }
+    Ok(last_seq)
+}
+
+/// The WAL files in `dir`; entries that are not WAL file names are left alone.
+fn list_files(shard_dir: &Path, dir: &Path) -> Result<Vec<WalFile>> {
     let entries = fs::read_dir(dir).map_err(|e| Error::io("listing WAL directory", e))?;
     let mut files = Vec::new();
     for entry in entries {
@@ -274,8 +314,8 @@ fn list_files(dir: &Path) -> Result<Vec<WalFile>> {
             .file_name()
             .and_then(|n| n.to_str())
             .unwrap_or_default();
-        if let Some(first_seq) = name.strip_suffix(".log").and_then(|s| s.parse().ok()) {
-            files.push(WalFile { first_seq, path });
+        if let Ok(name) = ShardFileName::wal_entry(name) {
+            files.push(WalFile::new(shard_dir, name));
         }
     }
     files.sort_by_key(|f| f.first_seq);
@@ -288,7 +328,7 @@ fn read_file(
     f: &WalFile,
     is_last: bool,
     mut last_seq: u64,
-    apply: &mut dyn FnMut(u64, ShardOp),
+    apply: &mut dyn FnMut(u64, ShardOp) -> Result<()>,
 ) -> Result<u64> {
     let file =
         File::open(&f.path).map_err(|e| Error::io(format!("opening {}", f.path.display()), e))?;
@@ -301,16 +341,21 @@ fn read_file(
                 let (seq, op) = ops::decode(&payload).map_err(|e| {
                     Error::Service(format!(
                         "undecodable WAL record in {} at {pos}: {e}",
-                        f.path.display()
+                        f.name
                     ))
                 })?;
                 if seq <= last_seq {
                     return Err(Error::Service(format!(
                         "WAL record {seq} in {} does not follow {last_seq}",
-                        f.path.display()
+                        f.name
                     )));
                 }
-                apply(seq, op);
+                apply(seq, op).map_err(|e| {
+                    Error::BadInput(format!(
+                        "Invalid shard data: WAL record {seq} in {}: {e}",
+                        f.name
+                    ))
+                })?;
                 last_seq = seq;
                 pos += size;
             }
@@ -322,7 +367,7 @@ fn read_file(
             Err(why) => {
                 return Err(Error::Service(format!(
                     "corrupt WAL file {} at offset {pos}: {why}",
-                    f.path.display()
+                    f.name
                 )))
             }
         }
@@ -439,7 +484,8 @@ mod tests {
         let mut seen = Vec::new();
         let r = Wal::open(dir, start, |seq, o| {
             assert_eq!(o, op(seq));
-            seen.push(seq)
+            seen.push(seq);
+            Ok(())
         })
         .unwrap();
         (seen, r.wal)
@@ -454,19 +500,13 @@ mod tests {
         }
         wal.rotate().unwrap();
         wal.append(4, &op(4)).unwrap();
-        assert_eq!(
-            wal.closed_files_from(1),
-            vec!["wal/000000000001.log".to_string()]
-        );
+        assert_eq!(wal.closed_files_from(1), vec![ShardFileName::wal(1)]);
         assert!(wal.closed_files_from(4).is_empty());
         drop(wal);
         let (seen, mut wal) = replay_all(dir.path(), 2);
         assert_eq!(seen, vec![2, 3, 4]);
         assert_eq!(wal.last_seq(), 4);
-        assert_eq!(
-            wal.take_files_before(4),
-            vec!["wal/000000000001.log".to_string()]
-        );
+        assert_eq!(wal.take_files_before(4), vec![ShardFileName::wal(1)]);
     }
 
     #[test]
@@ -514,7 +554,7 @@ mod tests {
         let last = bytes.len() - 1;
         bytes[last] ^= 0xff;
         fs::write(&oldest, bytes).unwrap();
-        let err = Wal::open(dir.path(), 1, |_, _| {}).err().unwrap();
+        let err = Wal::open(dir.path(), 1, |_, _| Ok(())).err().unwrap();
         assert!(err.to_string().contains("corrupt WAL file"), "{err}");
     }
 

@@ -27,6 +27,7 @@ use crate::shard::engine::{remove_quietly, Inner};
 use crate::shard::index::{self, BuildParams};
 use crate::shard::manifest::segment_file;
 use crate::shard::merge;
+use crate::shard::names::FileKind;
 use crate::shard::segment::SegmentData;
 use crate::shard::state::ShardState;
 use crate::shard::ShardConfig;
@@ -220,8 +221,8 @@ fn index_one(inner: &Inner) -> bool {
         skip(key);
         return true;
     };
-    let file = segment_file(inner.alloc_file(), "hnsw");
-    let path = inner.dir.join(&file);
+    let file = segment_file(inner.alloc_file(), FileKind::Hnsw);
+    let path = file.path(&inner.dir);
     if let Err(e) = index::write_index_file(&path, built.as_ref()) {
         tracing::warn!(file = %file, error = %e, "could not write vector index");
         remove_quietly(&path);

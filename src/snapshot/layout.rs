@@ -28,8 +28,10 @@ use serde::{Deserialize, Serialize};
 
 use super::archive::ArchiveWriter;
 use crate::collection::config::CollectionConfig;
+use crate::collection::shard_config;
 use crate::consensus::state::ReplicaState;
 use crate::error::{Error, Result};
+use crate::shard::verify::verify_shard_dir;
 use crate::shard::FrozenShard;
 use crate::types::{PeerId, ShardId};
 
@@ -146,6 +148,8 @@ pub fn read_collection(dir: &Path, every_shard: bool) -> Result<UnpackedCollecti
     for shard in 0..config.params.shard_number {
         let shard_dir = dir.join(shard.to_string());
         if shard_dir.join(SHARD_DATA_MARKER).is_file() {
+            verify_shard_dir(&shard_dir, &shard_config(&config))
+                .map_err(|e| in_snapshot(&format!("shard {shard}"), e))?;
             shards.insert(shard, shard_dir);
         } else if every_shard {
             return Err(Error::BadInput(format!(
@@ -165,15 +169,28 @@ pub fn read_collection(dir: &Path, every_shard: bool) -> Result<UnpackedCollecti
     })
 }
 
-/// Checks an unpacked shard snapshot (data at the root of `dir`).
-pub fn read_shard(dir: &Path) -> Result<()> {
+/// Checks an unpacked shard snapshot (data at the root of `dir`), and its data against
+/// `config`, the config of the collection it is recovered into.
+pub fn read_shard(dir: &Path, config: &CollectionConfig) -> Result<()> {
     check_info(dir, SnapshotKind::Shard)?;
     if !dir.join(SHARD_DATA_MARKER).is_file() {
         return Err(Error::BadRequest(
             "Invalid snapshot: the shard snapshot holds no data".into(),
         ));
     }
+    verify_shard_dir(dir, &shard_config(config)).map_err(|e| in_snapshot("shard", e))?;
     Ok(())
+}
+
+/// Shard data that fails verification makes the snapshot invalid (400); other errors
+/// (a full disk, I/O) keep their class.
+fn in_snapshot(what: &str, err: Error) -> Error {
+    match err {
+        Error::BadInput(why) | Error::BadRequest(why) => {
+            Error::BadInput(format!("Invalid snapshot: {what}: {why}"))
+        }
+        other => other,
+    }
 }
 
 /// Removes the snapshot's own metadata files from a shard directory so that it holds
@@ -226,4 +243,25 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
 
 fn to_json<T: Serialize>(value: &T) -> Result<Vec<u8>> {
     serde_json::to_vec_pretty(value).map_err(Error::service)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snapshot_json_files_are_read_and_large_ones_refused_unread() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.json");
+        assert!(read_json::<serde_json::Value>(&path).is_err());
+        std::fs::write(&path, b"{}").unwrap();
+        assert_eq!(read_json::<serde_json::Value>(&path).unwrap(), serde_json::json!({}));
+        std::fs::File::create(&path)
+            .unwrap()
+            .set_len(super::super::bounded::MAX_JSON + 1)
+            .unwrap();
+        let err = read_json::<serde_json::Value>(&path).unwrap_err();
+        assert!(matches!(err, Error::BadInput(_)), "{err}");
+        assert!(!err.to_string().contains(&dir.path().display().to_string()), "{err}");
+    }
 }
