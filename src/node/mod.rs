@@ -14,6 +14,7 @@ pub mod cluster;
 pub mod collections;
 pub mod full_snapshots;
 pub mod points;
+pub mod read_limits;
 mod recovery;
 mod replicas;
 pub mod shard_snapshots;
