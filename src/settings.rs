@@ -415,7 +415,10 @@ impl Settings {
         }
         for (key, value) in [
             ("service.max_query_limit", self.service.max_query_limit),
-            ("service.search_max_batchsize", self.service.search_max_batchsize),
+            (
+                "service.search_max_batchsize",
+                self.service.search_max_batchsize,
+            ),
             ("service.max_batch_results", self.service.max_batch_results),
         ] {
             if value == 0 {

@@ -57,7 +57,10 @@ fn limits_and_offsets_that_overflow_or_exceed_the_cap_are_400() {
     assert_error(batch(&node, vec![huge; 6]), 400, "Limit exceeded");
     // offset 2^63 was a "capacity overflow" crash of the search task (503).
     assert_error(
-        search(&node, json!({"vector": q, "limit": 10, "offset": 1u64 << 63})),
+        search(
+            &node,
+            json!({"vector": q, "limit": 10, "offset": 1u64 << 63}),
+        ),
         400,
         "offset",
     );
@@ -182,7 +185,10 @@ fn query_vectors_and_scores_that_are_not_finite_are_400() {
         &json!({"points": [{"id": 1000, "vector": [3e19, 0.0, 0.0, 0.0]}]}),
     ));
     assert_error(
-        search(&node, json!({"vector": [1.3e19, 0.0, 0.0, 0.0], "limit": 3})),
+        search(
+            &node,
+            json!({"vector": [1.3e19, 0.0, 0.0, 0.0], "limit": 3}),
+        ),
         400,
         "overflow",
     );
