@@ -51,6 +51,14 @@ pub struct ServiceSettings {
     pub read_only_api_key: Option<String>,
     /// Serve REST and gRPC over TLS with `tls.cert` / `tls.key`.
     pub enable_tls: bool,
+    // --- read limits (issue 10, item 6; enforced by `node::read_limits`) ---
+    /// Largest `limit + offset` of one search, query or scroll (larger: 400).
+    pub max_query_limit: usize,
+    /// Most searches or queries in one batch request (more: 400).
+    pub search_max_batchsize: usize,
+    /// Most results one batch may ask for: the sum over its searches of `limit + offset`,
+    /// each capped at the collection's point count when that is known here (more: 400).
+    pub max_batch_results: usize,
 }
 
 impl Default for ServiceSettings {
@@ -65,6 +73,9 @@ impl Default for ServiceSettings {
             api_key: None,
             read_only_api_key: None,
             enable_tls: false,
+            max_query_limit: 100_000,
+            search_max_batchsize: 1000,
+            max_batch_results: 100_000,
         }
     }
 }
@@ -488,6 +499,18 @@ impl Settings {
         }
         if self.service.max_request_size_mb == 0 {
             return invalid("service.max_request_size_mb", "must be 1 or more");
+        }
+        for (key, value) in [
+            ("service.max_query_limit", self.service.max_query_limit),
+            (
+                "service.search_max_batchsize",
+                self.service.search_max_batchsize,
+            ),
+            ("service.max_batch_results", self.service.max_batch_results),
+        ] {
+            if value == 0 {
+                return invalid(key, "must be 1 or more");
+            }
         }
         Ok(())
     }

@@ -238,11 +238,18 @@ impl Collection {
         if vector.size != params.vector.len() {
             return Err(dimension_error(vector.size, params.vector.len()));
         }
+        check_query_vector(&params.vector)?;
+        let window = params.limit.checked_add(params.offset).ok_or_else(|| {
+            Error::BadRequest(format!(
+                "limit + offset is too large ({} + {})",
+                params.limit, params.offset
+            ))
+        })?;
         let request = SearchRequest {
             vector_name: params.vector_name.clone(),
             vector: params.vector.clone(),
             filter: params.filter.clone(),
-            limit: params.limit + params.offset,
+            limit: window,
             score_threshold: params.score_threshold,
             exact: params.exact,
             hnsw_ef: params.hnsw_ef,
@@ -250,6 +257,15 @@ impl Collection {
             with_vector: params.with_vector.clone(),
         };
         Ok((request, vector.distance))
+    }
+
+    /// The collection's point count when every shard is on this peer (an upper bound
+    /// on what one search can return), `None` when some shard lives elsewhere.
+    pub fn points_upper_bound(&self) -> Option<usize> {
+        let all_local = self
+            .shard_ids()
+            .all(|shard| self.shards.contains_key(&shard));
+        all_local.then(|| self.stats().points_count)
     }
 
     pub fn stats(&self) -> CollectionStats {
@@ -271,6 +287,30 @@ impl Collection {
         }
         Ok(())
     }
+}
+
+/// A query vector must hold finite numbers whose squares sum to a finite number, so
+/// that no score computed from it overflows on its side (400 otherwise).
+pub fn check_query_vector(vector: &[f32]) -> Result<()> {
+    if vector.iter().any(|x| !x.is_finite()) {
+        return Err(Error::BadInput(
+            "query vector must hold finite numbers (no NaN or infinity)".into(),
+        ));
+    }
+    let squares: f32 = vector.iter().map(|x| x * x).sum();
+    if !squares.is_finite() {
+        return Err(Error::BadInput(
+            "query vector values are too large: their squares overflow".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// The error of a search whose scores are not finite numbers (they overflowed).
+pub fn score_overflow() -> Error {
+    Error::BadInput(
+        "the query's scores overflow (are not finite numbers); use smaller vector values".into(),
+    )
 }
 
 /// Best first: highest score for similarities, lowest for distances.

@@ -16,6 +16,7 @@ pub mod collections;
 mod consistency;
 pub mod full_snapshots;
 pub mod points;
+pub mod read_limits;
 mod recovery;
 mod replicas;
 pub mod shard_snapshots;

@@ -4,6 +4,7 @@
 
 use serde::Serialize;
 
+use super::read_limits::{ReadLimits, Window};
 use super::{blocking, Node};
 use crate::collection::point::{
     NamedVectors, PointRecord, Record, ScoredPoint, WithPayload, WithVector,
@@ -133,6 +134,7 @@ impl Node {
         if limit == 0 {
             return Err(Error::BadInput("limit: must be 1 or more".into()));
         }
+        self.read_limits().check_scroll(limit)?;
         let collection = self.collection(collection)?;
         let reads = collection
             .shard_ids()
@@ -184,6 +186,15 @@ impl Node {
         queries: Vec<Query>,
     ) -> Result<Vec<Vec<ScoredPoint>>> {
         let collection = self.collection(collection)?;
+        let windows: Vec<Window> = queries
+            .iter()
+            .map(|q| Window {
+                limit: q.limit,
+                offset: q.offset,
+            })
+            .collect();
+        self.read_limits()
+            .check_batch(&windows, collection.points_upper_bound())?;
         let mut answers = Vec::with_capacity(queries.len());
         for query in queries {
             answers.push(self.run_query(&collection, query).await?);
@@ -208,7 +219,7 @@ impl Node {
             vector_name: query.using,
             vector,
             filter: query.filter,
-            limit: query.limit + extra,
+            limit: query.limit.saturating_add(extra),
             offset: query.offset,
             score_threshold: query.score_threshold,
             exact: query.exact,
@@ -231,7 +242,16 @@ impl Node {
             hits.retain(|hit| hit.id != id);
         }
         hits.truncate(query.limit);
+        // A peer's answer is input too: a score that overflowed is refused, not sent.
+        if hits.iter().any(|hit| !hit.score.is_finite()) {
+            return Err(crate::collection::score_overflow());
+        }
         Ok(hits)
+    }
+
+    /// The bounds on read requests configured for this node.
+    fn read_limits(&self) -> ReadLimits {
+        ReadLimits::from_settings(&self.settings.service)
     }
 
     /// Every stored vector of one point, from its shard.

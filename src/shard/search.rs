@@ -54,11 +54,19 @@ struct TopK {
 }
 
 impl TopK {
-    fn new(k: usize) -> Self {
+    /// A top-`k` of a scan over at most `rows` rows: its memory is sized by what can
+    /// really be pushed (`min(k, rows)`), never by the requested `k` alone.
+    fn new(k: usize, rows: usize) -> Self {
         TopK {
             k,
-            heap: BinaryHeap::with_capacity(k + 1),
+            heap: BinaryHeap::with_capacity(k.min(rows).saturating_add(1)),
         }
+    }
+
+    /// Room reserved for hits (tests check it follows the rows, not `k`).
+    #[cfg(test)]
+    fn capacity(&self) -> usize {
+        self.heap.capacity()
     }
 
     fn push(&mut self, hit: Hit) {
@@ -105,7 +113,8 @@ pub fn search(state: &ShardState, req: &SearchRequest) -> Result<Vec<Hit>> {
     let query = distance.preprocess(req.vector.clone());
     let full_scan_points =
         state.config.hnsw.full_scan_threshold.saturating_mul(1024) / (params.size * 4).max(1);
-    let mut top = TopK::new(req.limit);
+    let rows = state.segments.iter().map(|seg| seg.data().len()).sum();
+    let mut top = TopK::new(req.limit, rows);
     for (si, seg) in state.segments.iter().enumerate() {
         let index = seg.indexes.get(&req.vector_name).filter(|_| !req.exact);
         let use_index =
@@ -123,6 +132,9 @@ pub fn search(state: &ShardState, req: &SearchRequest) -> Result<Vec<Hit>> {
         }
     }
     let hits = top.into_sorted();
+    if hits.iter().any(|h| !h.sim.is_finite()) {
+        return Err(crate::collection::score_overflow());
+    }
     Ok(match req.score_threshold {
         Some(t) => hits
             .into_iter()
@@ -208,7 +220,7 @@ impl SegmentScan<'_> {
                     .spawn_scoped(scope, {
                         let range = range.clone();
                         move || {
-                            let mut part = TopK::new(k);
+                            let mut part = TopK::new(k, range.len());
                             self.exact_rows(col, range, &mut part);
                             part
                         }
@@ -267,8 +279,9 @@ impl SegmentScan<'_> {
         let Some(col) = data.columns.get(&self.req.vector_name) else {
             return;
         };
-        let k = self.req.limit;
-        let ef = self.req.hnsw_ef.unwrap_or(64).max(k);
+        // Neither the result count nor the beam can usefully exceed the indexed rows.
+        let k = self.req.limit.min(index.len());
+        let ef = self.req.hnsw_ef.unwrap_or(64).min(index.len()).max(k);
         let accept = |off: u32| self.accept(off as usize);
         for (off, sim) in index.search(&col.data, self.query, k, ef, &accept) {
             top.push(Hit {
@@ -279,5 +292,43 @@ impl SegmentScan<'_> {
                 },
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hit(sim: f32, off: u32) -> Hit {
+        Hit {
+            sim,
+            loc: Loc { seg: 0, off },
+        }
+    }
+
+    #[test]
+    fn top_k_room_follows_the_rows_not_the_requested_k() {
+        let top = TopK::new(usize::MAX, 10);
+        assert!(top.capacity() < 64, "{}", top.capacity());
+        let top = TopK::new(1 << 63, 0);
+        assert!(top.capacity() < 64, "{}", top.capacity());
+        let top = TopK::new(5, 1_000_000);
+        assert!(top.capacity() < 64, "{}", top.capacity());
+    }
+
+    #[test]
+    fn top_k_with_a_huge_k_keeps_every_hit_in_order() {
+        let mut top = TopK::new(usize::MAX, 3);
+        for (i, sim) in [0.5, 0.9, 0.1, 0.7].into_iter().enumerate() {
+            top.push(hit(sim, i as u32));
+        }
+        let sims: Vec<f32> = top.into_sorted().iter().map(|h| h.sim).collect();
+        assert_eq!(sims, vec![0.9, 0.7, 0.5, 0.1]);
+        let mut top = TopK::new(2, 100);
+        for (i, sim) in [0.5, 0.9, 0.1, 0.7].into_iter().enumerate() {
+            top.push(hit(sim, i as u32));
+        }
+        let sims: Vec<f32> = top.into_sorted().iter().map(|h| h.sim).collect();
+        assert_eq!(sims, vec![0.9, 0.7]);
     }
 }

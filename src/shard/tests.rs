@@ -1319,4 +1319,60 @@ fn replicas_with_the_same_points_have_equal_digests() {
         a.digest().differing_ranges(&b.digest()),
         vec![digest::range_of(&PointId::Num(5))]
     );
+
+#[test]
+fn a_huge_limit_or_beam_returns_every_point_without_sizing_by_the_request() {
+    // Default HNSW builder, sealed small segments: indexed and exact paths both run.
+    let dir = tempfile::tempdir().unwrap();
+    let shard = LocalShard::open(dir.path(), config(8, Distance::Dot, 4, 1)).unwrap();
+    let points = random_points(300, 8, 21);
+    upsert_in_batches(&shard, points.clone(), 30);
+    let sealed_rows: usize = {
+        let state = shard.inner.state.read();
+        state
+            .segments
+            .iter()
+            .filter(|s| s.is_sealed())
+            .map(|s| s.data().len())
+            .sum()
+    };
+    assert!(sealed_rows > 0);
+    wait_for(|| shard.info().indexed_vectors_count == sealed_rows);
+    let query = vec![0.25; 8];
+    for exact in [false, true] {
+        // Before the heaps were sized by the shard, this limit was a capacity overflow.
+        let mut req = search_req(query.clone(), usize::MAX);
+        req.exact = exact;
+        req.hnsw_ef = Some(usize::MAX);
+        let got = shard.search(&req).unwrap();
+        assert_eq!(got.len(), 300, "exact: {exact}");
+        let mut req = search_req(query.clone(), 1 << 63);
+        req.exact = exact;
+        assert_eq!(shard.search(&req).unwrap().len(), 300, "exact: {exact}");
+    }
+    let got = shard.search(&search_req(query.clone(), 1 << 40)).unwrap();
+    let want = brute_force(&points, Distance::Dot, &query, 300);
+    assert_eq!(got.first().map(|h| h.id), want.first().map(|w| w.0));
+}
+
+#[test]
+fn a_search_whose_scores_overflow_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let shard = LocalShard::open(dir.path(), config(2, Distance::Dot, 0, 0)).unwrap();
+    // Finite stored values whose product with the query's does not fit an f32.
+    shard
+        .apply(
+            ShardOp::Upsert(vec![
+                point(1, vec![1e20, 1e20], json!({})),
+                point(2, vec![1.0, 1.0], json!({})),
+            ]),
+            false,
+        )
+        .unwrap();
+    let err = shard.search(&search_req(vec![1e19, 1e19], 10)).unwrap_err();
+    assert!(matches!(err, Error::BadInput(_)), "{err}");
+    // The overflowing point is not in the top 1 of the opposite query: no error.
+    let got = shard.search(&search_req(vec![-1e19, -1e19], 1)).unwrap();
+    assert_eq!(got.len(), 1);
+    assert!(got[0].score.is_finite());
 }
