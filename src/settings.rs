@@ -42,6 +42,9 @@ pub struct ServiceSettings {
     pub read_only_api_key: Option<String>,
     /// Serve REST and gRPC over TLS with `tls.cert` / `tls.key`.
     pub enable_tls: bool,
+    /// Require a client certificate signed by `tls.ca_cert` on the TLS ports that
+    /// support it (today: the peer port with `cluster.p2p.enable_tls`; mTLS).
+    pub verify_https_client_certificate: bool,
 }
 
 impl Default for ServiceSettings {
@@ -56,6 +59,7 @@ impl Default for ServiceSettings {
             api_key: None,
             read_only_api_key: None,
             enable_tls: false,
+            verify_https_client_certificate: false,
         }
     }
 }
@@ -216,11 +220,23 @@ impl Default for ClusterSettings {
 #[serde(default)]
 pub struct P2pSettings {
     pub port: u16,
+    // --- peer authentication and TLS (issue 10 item 8; see docs/security.md) ---
+    /// Shared cluster secret: every call on the peer port must carry it (metadata
+    /// `x-shoal-peer-key`), and every call this peer makes carries it. `None`: the peer
+    /// port is open to anyone who reaches it, as in Qdrant.
+    pub api_key: Option<String>,
+    /// Serve the peer port over TLS with `tls.cert` / `tls.key`; peers are verified
+    /// against `tls.ca_cert` and reached at `https://` URIs.
+    pub enable_tls: bool,
 }
 
 impl Default for P2pSettings {
     fn default() -> Self {
-        P2pSettings { port: 6335 }
+        P2pSettings {
+            port: 6335,
+            api_key: None,
+            enable_tls: false,
+        }
     }
 }
 
@@ -254,6 +270,9 @@ impl Default for ConsensusSettings {
 pub struct TlsSettings {
     pub cert: Option<PathBuf>,
     pub key: Option<PathBuf>,
+    /// CA certificate (PEM) that peers' certificates (server and, with
+    /// `service.verify_https_client_certificate`, client) must be signed by.
+    pub ca_cert: Option<PathBuf>,
 }
 
 /// A port that may be switched off with `null`. A YAML `null` arrives as a nil value,
@@ -345,7 +364,8 @@ impl Settings {
         let environment = config::Environment::with_prefix("QDRANT")
             .prefix_separator("__")
             .separator("__")
-            .try_parsing(true)
+            // No `try_parsing`: it would turn `00123` into the number 123 before a string
+            // key (an API key) sees it. Typed keys parse the text themselves.
             .source(Some(env));
         let settings: Settings = builder
             .add_source(environment)
@@ -401,6 +421,46 @@ impl Settings {
         }
         if self.service.max_request_size_mb == 0 {
             return invalid("service.max_request_size_mb", "must be 1 or more");
+        }
+        self.validate_peer_security()
+    }
+
+    /// `cluster.p2p.api_key`, `cluster.p2p.enable_tls` and what they need.
+    fn validate_peer_security(&self) -> Result<(), SettingsError> {
+        let invalid = |key: &str, why: &str| Err(SettingsError::Invalid(format!("{key}: {why}")));
+        if let Some(key) = &self.cluster.p2p.api_key {
+            if key.is_empty() {
+                return invalid(
+                    "cluster.p2p.api_key",
+                    "must not be empty (leave it out to disable peer authentication)",
+                );
+            }
+            // It travels as gRPC metadata: visible ASCII only.
+            if !key.bytes().all(|b| b.is_ascii_graphic()) {
+                return invalid(
+                    "cluster.p2p.api_key",
+                    "must be visible ASCII characters only (no spaces or control characters)",
+                );
+            }
+        }
+        let p2p_tls = self.cluster.p2p.enable_tls;
+        if p2p_tls && (self.tls.cert.is_none() || self.tls.key.is_none()) {
+            return invalid(
+                "cluster.p2p.enable_tls",
+                "needs tls.cert and tls.key (PEM files)",
+            );
+        }
+        if p2p_tls && self.tls.ca_cert.is_none() {
+            return invalid(
+                "cluster.p2p.enable_tls",
+                "needs tls.ca_cert (the PEM CA that signed the peers' certificates)",
+            );
+        }
+        if self.service.verify_https_client_certificate && self.tls.ca_cert.is_none() {
+            return invalid(
+                "service.verify_https_client_certificate",
+                "needs tls.ca_cert (the PEM CA that signs client certificates)",
+            );
         }
         Ok(())
     }
@@ -529,6 +589,113 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("tls.cert"), "{err}");
+    }
+
+    // --- peer authentication and TLS, and keys taken verbatim (issue 10 item 8) ---
+
+    #[test]
+    fn keys_from_the_environment_are_taken_verbatim() {
+        // Text that looks like a number or a boolean must stay the exact text: a key
+        // `00123` read as the number 123 would silently become the key `123`.
+        for key in [
+            "00123",
+            "1e3",
+            "-0",
+            "+7",
+            "1.50",
+            "true",
+            "0x1F",
+            "123456789012345678901234567890",
+            "12345",
+        ] {
+            let s = Settings::load_from(
+                Path::new("/nonexistent/config"),
+                None,
+                env(&[
+                    ("QDRANT__SERVICE__API_KEY", key),
+                    ("QDRANT__SERVICE__READ_ONLY_API_KEY", key),
+                    ("QDRANT__CLUSTER__P2P__API_KEY", key),
+                ]),
+            )
+            .unwrap_or_else(|e| panic!("{key}: {e}"));
+            assert_eq!(s.service.api_key.as_deref(), Some(key));
+            assert_eq!(s.service.read_only_api_key.as_deref(), Some(key));
+            assert_eq!(s.cluster.p2p.api_key.as_deref(), Some(key));
+        }
+        // Numbers and booleans in the environment still reach their typed keys.
+        let s = Settings::load_from(
+            Path::new("/nonexistent/config"),
+            None,
+            env(&[
+                ("QDRANT__CLUSTER__ENABLED", "true"),
+                ("QDRANT__CLUSTER__P2P__PORT", "7335"),
+                ("QDRANT__STORAGE__OPTIMIZERS__DELETED_THRESHOLD", "0.5"),
+                ("QDRANT__STORAGE__OPTIMIZERS__MAX_SEGMENT_SIZE_KB", "2048"),
+                ("QDRANT__SERVICE__ENABLE_CORS", "false"),
+            ]),
+        )
+        .unwrap();
+        assert!(s.cluster.enabled);
+        assert_eq!(s.cluster.p2p.port, 7335);
+        assert_eq!(s.storage.optimizers.deleted_threshold, 0.5);
+        assert_eq!(s.storage.optimizers.max_segment_size_kb, Some(2048));
+        assert!(!s.service.enable_cors);
+    }
+
+    #[test]
+    fn peer_security_keys_are_read_and_checked() {
+        let nowhere = Path::new("/nonexistent/config");
+        let s = Settings::load_from(
+            nowhere,
+            None,
+            env(&[
+                ("QDRANT__CLUSTER__P2P__API_KEY", "peer-secret"),
+                ("QDRANT__CLUSTER__P2P__ENABLE_TLS", "true"),
+                ("QDRANT__SERVICE__VERIFY_HTTPS_CLIENT_CERTIFICATE", "true"),
+                ("QDRANT__TLS__CERT", "/c.pem"),
+                ("QDRANT__TLS__KEY", "/k.pem"),
+                ("QDRANT__TLS__CA_CERT", "/ca.pem"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.cluster.p2p.api_key.as_deref(), Some("peer-secret"));
+        assert!(s.cluster.p2p.enable_tls);
+        assert!(s.service.verify_https_client_certificate);
+        assert_eq!(s.tls.ca_cert, Some(PathBuf::from("/ca.pem")));
+        let d = Settings::default();
+        assert_eq!(d.cluster.p2p.api_key, None);
+        assert!(!d.cluster.p2p.enable_tls);
+        assert!(!d.service.verify_https_client_certificate);
+
+        let refused = |pairs: &[(&str, &str)], needle: &str| {
+            let err = Settings::load_from(nowhere, None, env(pairs)).unwrap_err();
+            assert!(err.to_string().contains(needle), "{pairs:?}: {err}");
+        };
+        refused(
+            &[("QDRANT__CLUSTER__P2P__API_KEY", "")],
+            "cluster.p2p.api_key",
+        );
+        refused(
+            &[("QDRANT__CLUSTER__P2P__API_KEY", "has space")],
+            "cluster.p2p.api_key",
+        );
+        refused(
+            &[("QDRANT__CLUSTER__P2P__API_KEY", "caf\u{e9}")],
+            "cluster.p2p.api_key",
+        );
+        refused(&[("QDRANT__CLUSTER__P2P__ENABLE_TLS", "true")], "tls.cert");
+        refused(
+            &[
+                ("QDRANT__CLUSTER__P2P__ENABLE_TLS", "true"),
+                ("QDRANT__TLS__CERT", "/c.pem"),
+                ("QDRANT__TLS__KEY", "/k.pem"),
+            ],
+            "tls.ca_cert",
+        );
+        refused(
+            &[("QDRANT__SERVICE__VERIFY_HTTPS_CLIENT_CERTIFICATE", "true")],
+            "tls.ca_cert",
+        );
     }
 
     #[test]
