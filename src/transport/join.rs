@@ -4,7 +4,7 @@
 //! The bootstrap peer may be starting up, electing a leader, or busy with another
 //! membership change; all of those are worth another try. An answer that says this peer
 //! can never join as asked (its id or URI belongs to another peer, a malformed URI, a peer
-//! that is not clustered) ends the attempt at once.
+//! that is not clustered, a missing or wrong cluster secret) ends the attempt at once.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -88,6 +88,10 @@ pub async fn join(
                 }
                 Code::FailedPrecondition | Code::PermissionDenied => {
                     return Err(Error::BadRequest(refused(bootstrap, &status)))
+                }
+                // A wrong or missing cluster secret does not get better by retrying.
+                Code::Unauthenticated => {
+                    return Err(Error::Unauthorized(refused(bootstrap, &status)))
                 }
                 _ => describe_status(&status),
             },
