@@ -666,6 +666,14 @@ mod tests {
         assert_eq!(d.cluster.p2p.api_key, None);
         assert!(!d.cluster.p2p.enable_tls);
         assert!(!d.service.verify_https_client_certificate);
+        assert_eq!(d.tls.ca_cert, None);
+        // The shipped config file states the same defaults.
+        let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/config");
+        let shipped = Settings::load_from(&base, None, env(&[])).unwrap();
+        assert_eq!(shipped.cluster.p2p.api_key, None);
+        assert!(!shipped.cluster.p2p.enable_tls);
+        assert!(!shipped.service.verify_https_client_certificate);
+        assert_eq!(shipped.tls.ca_cert, None);
 
         let refused = |pairs: &[(&str, &str)], needle: &str| {
             let err = Settings::load_from(nowhere, None, env(pairs)).unwrap_err();
