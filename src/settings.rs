@@ -42,8 +42,8 @@ pub struct ServiceSettings {
     pub read_only_api_key: Option<String>,
     /// Serve REST and gRPC over TLS with `tls.cert` / `tls.key`.
     pub enable_tls: bool,
-    /// Require a client certificate signed by `tls.ca_cert` on the TLS ports that
-    /// support it (today: the peer port with `cluster.p2p.enable_tls`; mTLS).
+    /// Require a client certificate signed by `tls.ca_cert` on every TLS port (REST and
+    /// gRPC with `enable_tls`, the peer port with `cluster.p2p.enable_tls`): mTLS.
     pub verify_https_client_certificate: bool,
 }
 

@@ -1,6 +1,7 @@
 //! The peer port's own protection (issue 10 item 8): the cluster secret
 //! (`cluster.p2p.api_key`) that every peer call must carry, and TLS / mTLS on the peer port
-//! (`cluster.p2p.enable_tls`, `tls.ca_cert`, `service.verify_https_client_certificate`).
+//! (`cluster.p2p.enable_tls`, `tls.ca_cert`, `service.verify_https_client_certificate`),
+//! and client certificates on the public TLS ports.
 //!
 //! Raw calls are made with the crate's generated peer clients, as an attacker on the
 //! network would; that each refused call would have had an effect is shown by the same
@@ -429,4 +430,82 @@ fn a_peer_uri_must_match_the_peer_ports_tls() {
     let args = ["--uri".to_string(), uri("https", &plain_node)];
     let (ok, log) = plain_node.run_to_exit(&args, Duration::from_secs(30));
     assert!(!ok && log.contains("must start with http://"), "{log}");
+}
+
+/// `service.verify_https_client_certificate` with `service.enable_tls`: REST and public
+/// gRPC require a client certificate signed by `tls.ca_cert` as well.
+#[test]
+fn public_tls_ports_require_client_certificates_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = make_pki(dir.path());
+    let mut node = TestNode::prepare(&[
+        ("QDRANT__SERVICE__ENABLE_TLS", "true"),
+        ("QDRANT__SERVICE__VERIFY_HTTPS_CLIENT_CERTIFICATE", "true"),
+        ("QDRANT__TLS__CERT", pki.cert.as_str()),
+        ("QDRANT__TLS__KEY", pki.key.as_str()),
+        ("QDRANT__TLS__CA_CERT", pki.ca.as_str()),
+    ]);
+    node.spawn_no_wait(&[]);
+
+    let ca = reqwest::Certificate::from_pem(pki.ca_pem.as_bytes()).unwrap();
+    let identity =
+        reqwest::Identity::from_pem(format!("{}{}", pki.cert_pem, pki.key_pem).as_bytes()).unwrap();
+    let client = |identity: Option<reqwest::Identity>| {
+        let mut builder = reqwest::blocking::Client::builder()
+            .add_root_certificate(ca.clone())
+            .timeout(Duration::from_secs(10));
+        if let Some(identity) = identity {
+            builder = builder.identity(identity);
+        }
+        builder.build().unwrap()
+    };
+    let (member, anonymous) = (client(Some(identity)), client(None));
+    let url = format!("https://127.0.0.1:{}/readyz", node.http_port);
+    let mut ready = false;
+    for _ in 0..300 {
+        if member
+            .get(&url)
+            .send()
+            .is_ok_and(|r| r.status().is_success())
+        {
+            ready = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(ready, "node not ready over mTLS\n{}", node.log());
+    assert!(
+        anonymous.get(&url).send().is_err(),
+        "REST without a client certificate is refused"
+    );
+
+    runtime().block_on(async {
+        use shoal::api::grpc::proto::qdrant_client::QdrantClient;
+        use shoal::api::grpc::proto::HealthCheckRequest;
+        let grpc = |tls: ClientTlsConfig| {
+            Endpoint::from_shared(format!("https://127.0.0.1:{}", node.grpc_port))
+                .unwrap()
+                .tls_config(tls)
+                .unwrap()
+                .connect_timeout(Duration::from_secs(10))
+                .timeout(Duration::from_secs(10))
+        };
+        let trusted = || ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&pki.ca_pem));
+        let with_cert = grpc(trusted().identity(Identity::from_pem(&pki.cert_pem, &pki.key_pem)))
+            .connect()
+            .await
+            .expect("mTLS gRPC connection");
+        QdrantClient::new(with_cert)
+            .health_check(HealthCheckRequest {})
+            .await
+            .expect("health check over mTLS");
+        let refused = match grpc(trusted()).connect().await {
+            Ok(channel) => QdrantClient::new(channel)
+                .health_check(HealthCheckRequest {})
+                .await
+                .is_err(),
+            Err(_) => true,
+        };
+        assert!(refused, "gRPC without a client certificate is refused");
+    });
 }

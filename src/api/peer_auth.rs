@@ -38,11 +38,7 @@ pub fn server_tls(settings: &Settings) -> anyhow::Result<Option<ServerTlsConfig>
     let (cert, key) = crate::api::tls::read_pem_files(&settings.tls)?;
     let mut config = ServerTlsConfig::new().identity(Identity::from_pem(cert, key));
     if settings.service.verify_https_client_certificate {
-        let Some(ca_path) = &settings.tls.ca_cert else {
-            anyhow::bail!("service.verify_https_client_certificate needs tls.ca_cert");
-        };
-        let ca = std::fs::read(ca_path)
-            .map_err(|e| anyhow::anyhow!("tls.ca_cert: cannot read {}: {e}", ca_path.display()))?;
+        let ca = crate::api::tls::read_ca_file(&settings.tls)?;
         config = config.client_ca_root(Certificate::from_pem(ca));
     }
     Ok(Some(config))
