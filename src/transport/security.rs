@@ -54,9 +54,12 @@ impl PeerSecurity {
             .api_key
             .as_deref()
             .map(|key| {
-                MetadataValue::try_from(key).map_err(|_| {
+                let mut value = MetadataValue::try_from(key).map_err(|_| {
                     Error::BadInput("cluster.p2p.api_key: must be visible ASCII characters".into())
-                })
+                })?;
+                // Kept out of HTTP/2 header compression tables.
+                value.set_sensitive(true);
+                Ok::<_, Error>(value)
             })
             .transpose()?;
         // Whenever a CA is configured, `https://` peers can be verified; this peer's own
@@ -76,11 +79,6 @@ impl PeerSecurity {
             None => None,
         };
         Ok(PeerSecurity { key, tls })
-    }
-
-    /// Whether calls carry a cluster secret.
-    pub fn has_key(&self) -> bool {
-        self.key.is_some()
     }
 
     /// An endpoint for `uri` with TLS when the URI is `https://` (an error when no CA is
