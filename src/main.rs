@@ -83,7 +83,8 @@ async fn run(settings: Settings, cli: Cli) -> anyhow::Result<()> {
 
     let shutdown = CancellationToken::new();
     if let Some((addr, incoming)) = peer_listener {
-        tracing::info!(%addr, "peer service listening");
+        let p2p = &node.settings.cluster.p2p;
+        tracing::info!(%addr, tls = p2p.enable_tls, peer_key = p2p.api_key.is_some(), "peer service listening");
         let serving = shoal::api::peer::serve(node.clone(), incoming, shutdown.clone());
         let stop_all = shutdown.clone();
         tokio::spawn(async move {

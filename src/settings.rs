@@ -59,6 +59,9 @@ pub struct ServiceSettings {
     /// Most results one batch may ask for: the sum over its searches of `limit + offset`,
     /// each capped at the collection's point count when that is known here (more: 400).
     pub max_batch_results: usize,
+    /// Require a client certificate signed by `tls.ca_cert` on every TLS port (REST and
+    /// gRPC with `enable_tls`, the peer port with `cluster.p2p.enable_tls`): mTLS.
+    pub verify_https_client_certificate: bool,
 }
 
 impl Default for ServiceSettings {
@@ -76,6 +79,7 @@ impl Default for ServiceSettings {
             max_query_limit: 100_000,
             search_max_batchsize: 1000,
             max_batch_results: 100_000,
+            verify_https_client_certificate: false,
         }
     }
 }
@@ -241,11 +245,23 @@ impl Default for ClusterSettings {
 #[serde(default)]
 pub struct P2pSettings {
     pub port: u16,
+    // --- peer authentication and TLS (issue 10 item 8; see docs/security.md) ---
+    /// Shared cluster secret: every call on the peer port must carry it (metadata
+    /// `x-shoal-peer-key`), and every call this peer makes carries it. `None`: the peer
+    /// port is open to anyone who reaches it, as in Qdrant.
+    pub api_key: Option<String>,
+    /// Serve the peer port over TLS with `tls.cert` / `tls.key`; peers are verified
+    /// against `tls.ca_cert` and reached at `https://` URIs.
+    pub enable_tls: bool,
 }
 
 impl Default for P2pSettings {
     fn default() -> Self {
-        P2pSettings { port: 6335 }
+        P2pSettings {
+            port: 6335,
+            api_key: None,
+            enable_tls: false,
+        }
     }
 }
 
@@ -279,6 +295,9 @@ impl Default for ConsensusSettings {
 pub struct TlsSettings {
     pub cert: Option<PathBuf>,
     pub key: Option<PathBuf>,
+    /// CA certificate (PEM) that peers' certificates (server and, with
+    /// `service.verify_https_client_certificate`, client) must be signed by.
+    pub ca_cert: Option<PathBuf>,
 }
 
 /// A port that may be switched off with `null`. A YAML `null` arrives as a nil value,
@@ -426,6 +445,8 @@ impl Settings {
         let environment = config::Environment::with_prefix("QDRANT")
             .prefix_separator("__")
             .separator("__")
+            // No `try_parsing`: it would turn `00123` into the number 123 before a string
+            // key (an API key) sees it. Typed keys parse the text themselves.
             .source(Some(variables));
         let tree: config::Value = builder
             .add_source(environment)
@@ -511,6 +532,46 @@ impl Settings {
             if value == 0 {
                 return invalid(key, "must be 1 or more");
             }
+        }
+        self.validate_peer_security()
+    }
+
+    /// `cluster.p2p.api_key`, `cluster.p2p.enable_tls` and what they need.
+    fn validate_peer_security(&self) -> Result<(), SettingsError> {
+        let invalid = |key: &str, why: &str| Err(SettingsError::Invalid(format!("{key}: {why}")));
+        if let Some(key) = &self.cluster.p2p.api_key {
+            if key.is_empty() {
+                return invalid(
+                    "cluster.p2p.api_key",
+                    "must not be empty (leave it out to disable peer authentication)",
+                );
+            }
+            // It travels as gRPC metadata: visible ASCII only.
+            if !key.bytes().all(|b| b.is_ascii_graphic()) {
+                return invalid(
+                    "cluster.p2p.api_key",
+                    "must be visible ASCII characters only (no spaces or control characters)",
+                );
+            }
+        }
+        let p2p_tls = self.cluster.p2p.enable_tls;
+        if p2p_tls && (self.tls.cert.is_none() || self.tls.key.is_none()) {
+            return invalid(
+                "cluster.p2p.enable_tls",
+                "needs tls.cert and tls.key (PEM files)",
+            );
+        }
+        if p2p_tls && self.tls.ca_cert.is_none() {
+            return invalid(
+                "cluster.p2p.enable_tls",
+                "needs tls.ca_cert (the PEM CA that signed the peers' certificates)",
+            );
+        }
+        if self.service.verify_https_client_certificate && self.tls.ca_cert.is_none() {
+            return invalid(
+                "service.verify_https_client_certificate",
+                "needs tls.ca_cert (the PEM CA that signs client certificates)",
+            );
         }
         Ok(())
     }
@@ -639,6 +700,121 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("tls.cert"), "{err}");
+    }
+
+    // --- peer authentication and TLS, and keys taken verbatim (issue 10 item 8) ---
+
+    #[test]
+    fn keys_from_the_environment_are_taken_verbatim() {
+        // Text that looks like a number or a boolean must stay the exact text: a key
+        // `00123` read as the number 123 would silently become the key `123`.
+        for key in [
+            "00123",
+            "1e3",
+            "-0",
+            "+7",
+            "1.50",
+            "true",
+            "0x1F",
+            "123456789012345678901234567890",
+            "12345",
+        ] {
+            let s = Settings::load_from(
+                Path::new("/nonexistent"),
+                None,
+                env(&[
+                    ("QDRANT__SERVICE__API_KEY", key),
+                    ("QDRANT__SERVICE__READ_ONLY_API_KEY", key),
+                    ("QDRANT__CLUSTER__P2P__API_KEY", key),
+                ]),
+            )
+            .unwrap_or_else(|e| panic!("{key}: {e}"));
+            assert_eq!(s.service.api_key.as_deref(), Some(key));
+            assert_eq!(s.service.read_only_api_key.as_deref(), Some(key));
+            assert_eq!(s.cluster.p2p.api_key.as_deref(), Some(key));
+        }
+        // Numbers and booleans in the environment still reach their typed keys.
+        let s = Settings::load_from(
+            Path::new("/nonexistent"),
+            None,
+            env(&[
+                ("QDRANT__CLUSTER__ENABLED", "true"),
+                ("QDRANT__CLUSTER__P2P__PORT", "7335"),
+                ("QDRANT__STORAGE__OPTIMIZERS__DELETED_THRESHOLD", "0.5"),
+                ("QDRANT__STORAGE__OPTIMIZERS__MAX_SEGMENT_SIZE_KB", "2048"),
+                ("QDRANT__SERVICE__ENABLE_CORS", "false"),
+            ]),
+        )
+        .unwrap();
+        assert!(s.cluster.enabled);
+        assert_eq!(s.cluster.p2p.port, 7335);
+        assert_eq!(s.storage.optimizers.deleted_threshold, 0.5);
+        assert_eq!(s.storage.optimizers.max_segment_size_kb, Some(2048));
+        assert!(!s.service.enable_cors);
+    }
+
+    #[test]
+    fn peer_security_keys_are_read_and_checked() {
+        let nowhere = Path::new("/nonexistent");
+        let s = Settings::load_from(
+            nowhere,
+            None,
+            env(&[
+                ("QDRANT__CLUSTER__P2P__API_KEY", "peer-secret"),
+                ("QDRANT__CLUSTER__P2P__ENABLE_TLS", "true"),
+                ("QDRANT__SERVICE__VERIFY_HTTPS_CLIENT_CERTIFICATE", "true"),
+                ("QDRANT__TLS__CERT", "/c.pem"),
+                ("QDRANT__TLS__KEY", "/k.pem"),
+                ("QDRANT__TLS__CA_CERT", "/ca.pem"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.cluster.p2p.api_key.as_deref(), Some("peer-secret"));
+        assert!(s.cluster.p2p.enable_tls);
+        assert!(s.service.verify_https_client_certificate);
+        assert_eq!(s.tls.ca_cert, Some(PathBuf::from("/ca.pem")));
+        let d = Settings::default();
+        assert_eq!(d.cluster.p2p.api_key, None);
+        assert!(!d.cluster.p2p.enable_tls);
+        assert!(!d.service.verify_https_client_certificate);
+        assert_eq!(d.tls.ca_cert, None);
+        // The shipped config file states the same defaults.
+        let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/config");
+        let shipped = Settings::load_from(&base, None, env(&[])).unwrap();
+        assert_eq!(shipped.cluster.p2p.api_key, None);
+        assert!(!shipped.cluster.p2p.enable_tls);
+        assert!(!shipped.service.verify_https_client_certificate);
+        assert_eq!(shipped.tls.ca_cert, None);
+
+        let refused = |pairs: &[(&str, &str)], needle: &str| {
+            let err = Settings::load_from(nowhere, None, env(pairs)).unwrap_err();
+            assert!(err.to_string().contains(needle), "{pairs:?}: {err}");
+        };
+        refused(
+            &[("QDRANT__CLUSTER__P2P__API_KEY", "")],
+            "cluster.p2p.api_key",
+        );
+        refused(
+            &[("QDRANT__CLUSTER__P2P__API_KEY", "has space")],
+            "cluster.p2p.api_key",
+        );
+        refused(
+            &[("QDRANT__CLUSTER__P2P__API_KEY", "caf\u{e9}")],
+            "cluster.p2p.api_key",
+        );
+        refused(&[("QDRANT__CLUSTER__P2P__ENABLE_TLS", "true")], "tls.cert");
+        refused(
+            &[
+                ("QDRANT__CLUSTER__P2P__ENABLE_TLS", "true"),
+                ("QDRANT__TLS__CERT", "/c.pem"),
+                ("QDRANT__TLS__KEY", "/k.pem"),
+            ],
+            "tls.ca_cert",
+        );
+        refused(
+            &[("QDRANT__SERVICE__VERIFY_HTTPS_CLIENT_CERTIFICATE", "true")],
+            "tls.ca_cert",
+        );
     }
 
     #[test]

@@ -84,8 +84,9 @@ fn presented_key(headers: &HeaderMap) -> Option<&str> {
         .then_some(token.trim())
 }
 
-/// Compares keys in time that does not depend on where they differ.
-fn same_key(expected: &str, presented: &str) -> bool {
+/// Compares keys in time that does not depend on where they differ (the public keys
+/// here, the cluster secret in `peer_auth.rs`).
+pub(crate) fn same_key(expected: &str, presented: &str) -> bool {
     let (a, b) = (expected.as_bytes(), presented.as_bytes());
     let mut diff = a.len() ^ b.len();
     for (i, x) in a.iter().enumerate() {

@@ -5,11 +5,12 @@
 //! `rest/` (6333) and `grpc/` (6334) are the public APIs; both call the same node
 //! methods, map errors through the one table in `errors.rs`, check API keys with
 //! `auth.rs` and use `tls.rs` when TLS is on. `peer.rs` (6335) carries only
-//! peer-to-peer traffic.
+//! peer-to-peer traffic, behind the cluster secret and TLS of `peer_auth.rs`.
 pub mod auth;
 pub mod errors;
 pub mod grpc;
 pub mod peer;
+pub mod peer_auth;
 pub mod rest;
 pub mod tls;
 

@@ -4,7 +4,9 @@
 //! consensus, the join handshake of new peers, answered by the node (see
 //! `node/cluster.rs`), and the `Shards` calls other peers make to the shard replicas held
 //! here (see `node/replicas.rs`). The wire types are `transport::proto` (package `shoal.peer`); this
-//! file is also the one place that maps [`Error`] to gRPC status codes.
+//! file is also the one place that maps [`Error`] to gRPC status codes. Every call passes
+//! the cluster secret check of `peer_auth.rs` first, and the port serves TLS when
+//! `cluster.p2p.enable_tls` is on.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -37,24 +39,39 @@ pub async fn serve(
     node: Arc<Node>,
     incoming: TcpIncoming,
     shutdown: CancellationToken,
-) -> Result<(), tonic::transport::Error> {
+) -> anyhow::Result<()> {
+    let tls = super::peer_auth::server_tls(&node.settings)?;
+    let key_check =
+        super::peer_auth::PeerKeyLayer::new(node.settings.cluster.p2p.api_key.as_deref());
+    let derived_scheme = if tls.is_some() { "https" } else { "http" };
     let shards = ShardsServer::new(ShardService { node: node.clone() })
         .max_decoding_message_size(MAX_PEER_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_PEER_MESSAGE_BYTES);
-    let service = RaftServer::new(PeerService { node })
-        .max_decoding_message_size(MAX_PEER_MESSAGE_BYTES)
-        .max_encoding_message_size(MAX_PEER_MESSAGE_BYTES);
-    tonic::transport::Server::builder()
+    let service = RaftServer::new(PeerService {
+        node,
+        derived_scheme,
+    })
+    .max_decoding_message_size(MAX_PEER_MESSAGE_BYTES)
+    .max_encoding_message_size(MAX_PEER_MESSAGE_BYTES);
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = tls {
+        builder = builder.tls_config(tls)?;
+    }
+    builder
         .initial_stream_window_size(Some(STREAM_WINDOW))
         .initial_connection_window_size(Some(STREAM_WINDOW))
+        .layer(key_check)
         .add_service(service)
         .add_service(shards)
         .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
-        .await
+        .await?;
+    Ok(())
 }
 
 struct PeerService {
     node: Arc<Node>,
+    /// `https` when this port serves TLS: a joiner's derived URI uses it too.
+    derived_scheme: &'static str,
 }
 
 #[tonic::async_trait]
@@ -78,7 +95,7 @@ impl Raft for PeerService {
                     "the joining peer gave no URI and its address is unknown; start it with --uri",
                 ));
             };
-            derived_uri(caller, port)
+            derived_uri(self.derived_scheme, caller, port)
         } else {
             request.uri
         };
@@ -215,10 +232,10 @@ impl Shards for ShardService {
     }
 }
 
-fn derived_uri(caller: SocketAddr, port: u16) -> String {
+fn derived_uri(scheme: &str, caller: SocketAddr, port: u16) -> String {
     match caller.ip().to_canonical() {
-        std::net::IpAddr::V4(ip) => format!("http://{ip}:{port}"),
-        std::net::IpAddr::V6(ip) => format!("http://[{ip}]:{port}"),
+        std::net::IpAddr::V4(ip) => format!("{scheme}://{ip}:{port}"),
+        std::net::IpAddr::V6(ip) => format!("{scheme}://[{ip}]:{port}"),
     }
 }
 
@@ -247,11 +264,11 @@ mod tests {
     #[test]
     fn derived_uris_use_the_callers_ip() {
         let v4: SocketAddr = "10.1.2.3:40000".parse().unwrap();
-        assert_eq!(derived_uri(v4, 6335), "http://10.1.2.3:6335");
+        assert_eq!(derived_uri("http", v4, 6335), "http://10.1.2.3:6335");
         let mapped: SocketAddr = "[::ffff:10.1.2.3]:40000".parse().unwrap();
-        assert_eq!(derived_uri(mapped, 6335), "http://10.1.2.3:6335");
+        assert_eq!(derived_uri("http", mapped, 6335), "http://10.1.2.3:6335");
         let v6: SocketAddr = "[fd00::1]:40000".parse().unwrap();
-        assert_eq!(derived_uri(v6, 6335), "http://[fd00::1]:6335");
+        assert_eq!(derived_uri("https", v6, 6335), "https://[fd00::1]:6335");
     }
 
     #[test]

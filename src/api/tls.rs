@@ -1,7 +1,9 @@
 //! TLS of the public ports (`service.enable_tls`, `tls.cert` / `tls.key` PEM files),
 //! with rustls and its ring provider. gRPC hands the PEM pair to tonic; REST accepts
 //! connections through [`TlsListener`], which finishes each handshake on its own task
-//! so that a slow or broken client never holds up the others.
+//! so that a slow or broken client never holds up the others. With
+//! `service.verify_https_client_certificate` both require a client certificate signed by
+//! `tls.ca_cert` ([`read_ca_file`]); the peer port's TLS is `peer_auth.rs`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -31,17 +33,45 @@ pub fn read_pem_files(tls: &TlsSettings) -> anyhow::Result<(Vec<u8>, Vec<u8>)> {
     Ok((cert_pem, key_pem))
 }
 
-/// A rustls server configuration (HTTP/1.1 and HTTP/2 by ALPN) from the PEM files.
-pub fn server_config(tls: &TlsSettings) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+/// The CA file (`tls.ca_cert`) that client certificates must be signed by, as read.
+pub fn read_ca_file(tls: &TlsSettings) -> anyhow::Result<Vec<u8>> {
+    let Some(ca) = &tls.ca_cert else {
+        anyhow::bail!("service.verify_https_client_certificate needs tls.ca_cert");
+    };
+    std::fs::read(ca).with_context(|| format!("tls.ca_cert: cannot read {}", ca.display()))
+}
+
+/// A rustls server configuration (HTTP/1.1 and HTTP/2 by ALPN) from the PEM files; with
+/// `verify_client`, only clients with a certificate signed by `tls.ca_cert` get through
+/// the handshake.
+pub fn server_config(
+    tls: &TlsSettings,
+    verify_client: bool,
+) -> anyhow::Result<Arc<rustls::ServerConfig>> {
     let (cert_pem, key_pem) = read_pem_files(tls)?;
     let certs = CertificateDer::pem_slice_iter(&cert_pem)
         .collect::<Result<Vec<_>, _>>()
         .context("tls.cert: not a PEM certificate chain")?;
     let key = PrivateKeyDer::from_pem_slice(&key_pem).context("tls.key: not a PEM private key")?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_no_client_auth()
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()?;
+    let builder = if verify_client {
+        let mut roots = rustls::RootCertStore::empty();
+        for ca in CertificateDer::pem_slice_iter(&read_ca_file(tls)?) {
+            roots
+                .add(ca.context("tls.ca_cert: not a PEM certificate")?)
+                .context("tls.ca_cert: not a usable CA certificate")?;
+        }
+        let verifier =
+            rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                .build()
+                .context("tls.ca_cert: cannot verify client certificates with it")?;
+        builder.with_client_cert_verifier(verifier)
+    } else {
+        builder.with_no_client_auth()
+    };
+    let mut config = builder
         .with_single_cert(certs, key)
         .context("tls.cert / tls.key do not form a usable identity")?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];

@@ -36,7 +36,7 @@ use crate::consensus::{Consensus, MembershipChange, Role};
 use crate::error::{Error, Result};
 use crate::settings::Settings;
 use crate::transport::join::{join, JoinAnswer, JoinConfig};
-use crate::transport::{normalize_uri, GrpcTransport, TransportConfig};
+use crate::transport::{normalize_uri, GrpcTransport, PeerSecurity, TransportConfig};
 use crate::types::PeerId;
 
 /// Raft's election timeout is 20 ticks: a proposal waits for a leader at most two of them.
@@ -73,7 +73,11 @@ pub(crate) struct Prepared {
 
 /// Readies the storage of a clustered node before consensus starts: founds, joins, or
 /// rejoins (see the module doc). `None` when clustering is disabled.
-pub(crate) async fn prepare(settings: &Settings, args: &ClusterArgs) -> Result<Option<Prepared>> {
+pub(crate) async fn prepare(
+    settings: &Settings,
+    args: &ClusterArgs,
+    security: &PeerSecurity,
+) -> Result<Option<Prepared>> {
     if !settings.cluster.enabled {
         if args.uri.is_some() || args.bootstrap.is_some() {
             return Err(Error::BadInput(
@@ -95,6 +99,12 @@ pub(crate) async fn prepare(settings: &Settings, args: &ClusterArgs) -> Result<O
         .map(normalize_uri)
         .transpose()
         .map_err(|e| Error::BadInput(format!("--bootstrap: {e}")))?;
+    if let Some(uri) = &uri {
+        check_scheme("--uri", uri, settings.cluster.p2p.enable_tls)?;
+    }
+    if let Some(bootstrap) = &bootstrap {
+        check_scheme("--bootstrap", bootstrap, settings.cluster.p2p.enable_tls)?;
+    }
 
     let storage_path = settings.storage.storage_path.clone();
     let mut store = blocking(move || LogStore::open(&storage_path)).await?;
@@ -117,6 +127,7 @@ pub(crate) async fn prepare(settings: &Settings, args: &ClusterArgs) -> Result<O
             call_timeout: Duration::from_millis(settings.cluster.grpc_timeout_ms)
                 .max(Duration::from_secs(15)),
             connect_timeout: Duration::from_millis(settings.cluster.connection_timeout_ms),
+            security: security.clone(),
         };
         tracing::info!(%bootstrap, peer_id, "joining the cluster");
         let answer = join(
@@ -145,6 +156,7 @@ pub(crate) async fn prepare(settings: &Settings, args: &ClusterArgs) -> Result<O
             queue_size: settings.cluster.consensus.max_message_queue_size,
             call_timeout: Duration::from_millis(settings.cluster.grpc_timeout_ms),
             connect_timeout: Duration::from_millis(settings.cluster.connection_timeout_ms),
+            security: security.clone(),
         },
     );
     Ok(Some(Prepared {
@@ -156,6 +168,23 @@ pub(crate) async fn prepare(settings: &Settings, args: &ClusterArgs) -> Result<O
         this_uri,
         restarted,
     }))
+}
+
+/// A peer URI's scheme must match the peer port's: `https://` with `cluster.p2p.enable_tls`,
+/// `http://` without (the other peers would not reach this one, or this one them).
+fn check_scheme(flag: &str, uri: &str, tls: bool) -> Result<()> {
+    let https = uri.starts_with("https://");
+    if https == tls {
+        return Ok(());
+    }
+    let (want, why) = if tls {
+        ("https://", "cluster.p2p.enable_tls is on")
+    } else {
+        ("http://", "cluster.p2p.enable_tls is off")
+    };
+    Err(Error::BadInput(format!(
+        "{flag} {uri} must start with {want} because {why}"
+    )))
 }
 
 /// Stores what the cluster told a joining peer: a membership of the founding voter and the

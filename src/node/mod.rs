@@ -41,6 +41,7 @@ use crate::consensus::{Consensus, ConsensusConfig};
 use crate::error::{Error, Result};
 use crate::replication::remote::{RemoteConfig, ShardClients};
 use crate::settings::Settings;
+use crate::transport::PeerSecurity;
 
 pub struct Node {
     pub settings: Arc<Settings>,
@@ -79,7 +80,13 @@ impl Node {
         reset_temp_dir(&storage.temp_dir())?;
         crate::snapshot::store::SnapshotStore::new(&storage.snapshots_path).remove_leftovers()?;
 
-        let prepared = cluster::prepare(&settings, &args).await?;
+        // The cluster secret and TLS of every call to another peer (none unless clustered).
+        let security = if settings.cluster.enabled {
+            PeerSecurity::from_settings(&settings)?
+        } else {
+            PeerSecurity::none()
+        };
+        let prepared = cluster::prepare(&settings, &args, &security).await?;
         let transport: Arc<dyn RaftTransport> = match &prepared {
             Some(prepared) => prepared.membership.transport.clone(),
             None => Arc::new(NoPeers),
@@ -125,6 +132,7 @@ impl Node {
         let shard_clients = ShardClients::new(RemoteConfig {
             call_timeout: Duration::from_millis(settings.cluster.grpc_timeout_ms),
             connect_timeout: Duration::from_millis(settings.cluster.connection_timeout_ms),
+            security,
         });
         let (membership, background) = match prepared {
             Some(p) => (Some(p.membership), Some((p.restarted, p.this_uri))),

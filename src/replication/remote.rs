@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Endpoint;
 use tonic::Code;
 
 use super::wire::{decode, encode, ShardRead, ShardReadResult};
@@ -26,7 +26,7 @@ use crate::transport::proto::shards_client::ShardsClient;
 use crate::transport::proto::{
     self as proto, DigestRequest, DrainRequest, ShardOpRequest, ShardReadRequest, SnapshotChunk,
 };
-use crate::transport::{describe_status, MAX_PEER_MESSAGE_BYTES};
+use crate::transport::{describe_status, PeerChannel, PeerSecurity, MAX_PEER_MESSAGE_BYTES};
 use crate::types::{PeerId, ShardId};
 
 /// Timeouts of the calls to other peers' replicas.
@@ -34,6 +34,8 @@ use crate::types::{PeerId, ShardId};
 pub struct RemoteConfig {
     pub call_timeout: Duration,
     pub connect_timeout: Duration,
+    /// The cluster secret and TLS of the calls.
+    pub security: PeerSecurity,
 }
 
 /// A replica on another peer: who it is and where to reach it.
@@ -48,9 +50,9 @@ pub struct RemoteReplica {
 /// Calls to other peers' replicas; see the module doc.
 pub struct ShardClients {
     config: RemoteConfig,
-    channels: Mutex<HashMap<String, Channel>>,
+    channels: Mutex<HashMap<String, PeerChannel>>,
     /// Channels for long streams: no call timeout.
-    stream_channels: Mutex<HashMap<String, Channel>>,
+    stream_channels: Mutex<HashMap<String, PeerChannel>>,
 }
 
 /// How often a long stream pings its peer, and how long it waits for the answer.
@@ -176,7 +178,7 @@ impl ShardClients {
             .map_err(|e| Error::service(format!("peer {}: {e}", replica.peer)))
     }
 
-    fn client(&self, replica: &RemoteReplica) -> Result<ShardsClient<Channel>> {
+    fn client(&self, replica: &RemoteReplica) -> Result<ShardsClient<PeerChannel>> {
         let timeout = self.config.call_timeout;
         let channel = self.channel(&self.channels, replica, |endpoint| {
             endpoint.timeout(timeout)
@@ -192,24 +194,21 @@ impl ShardClients {
     /// first time.
     fn channel(
         &self,
-        cache: &Mutex<HashMap<String, Channel>>,
+        cache: &Mutex<HashMap<String, PeerChannel>>,
         replica: &RemoteReplica,
         configure: impl FnOnce(Endpoint) -> Endpoint,
-    ) -> Result<Channel> {
+    ) -> Result<PeerChannel> {
         let mut channels = cache.lock();
         if let Some(channel) = channels.get(&replica.uri) {
             return Ok(channel.clone());
         }
-        let endpoint = Endpoint::from_shared(replica.uri.clone())
-            .map_err(|e| {
-                Error::Unavailable(format!(
-                    "peer {} has an invalid URI `{}`: {e}",
-                    replica.peer, replica.uri
-                ))
-            })?
+        let security = &self.config.security;
+        let endpoint = security
+            .endpoint(&replica.uri)
+            .map_err(|e| Error::Unavailable(format!("peer {}: {e}", replica.peer)))?
             .connect_timeout(self.config.connect_timeout)
             .tcp_nodelay(true);
-        let channel = configure(endpoint).connect_lazy();
+        let channel = security.channel(configure(endpoint));
         channels.insert(replica.uri.clone(), channel.clone());
         Ok(channel)
     }
@@ -353,6 +352,7 @@ mod tests {
         let clients = ShardClients::new(RemoteConfig {
             call_timeout: Duration::from_millis(500),
             connect_timeout: Duration::from_millis(200),
+            security: PeerSecurity::none(),
         });
         let replica = RemoteReplica {
             uri: format!("http://127.0.0.1:{port}"),

@@ -4,17 +4,16 @@
 //! The bootstrap peer may be starting up, electing a leader, or busy with another
 //! membership change; all of those are worth another try. An answer that says this peer
 //! can never join as asked (its id or URI belongs to another peer, a malformed URI, a peer
-//! that is not clustered) ends the attempt at once.
+//! that is not clustered, a missing or wrong cluster secret) ends the attempt at once.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use tonic::transport::Endpoint;
 use tonic::Code;
 
 use super::proto::raft_client::RaftClient;
 use super::proto::JoinRequest;
-use super::{describe_status, MAX_PEER_MESSAGE_BYTES};
+use super::{describe_status, PeerSecurity, MAX_PEER_MESSAGE_BYTES};
 use crate::error::{Error, Result};
 use crate::types::PeerId;
 
@@ -40,6 +39,8 @@ pub struct JoinConfig {
     /// One call may take this long (the bootstrap peer waits until the change is applied).
     pub call_timeout: Duration,
     pub connect_timeout: Duration,
+    /// The cluster secret and TLS of the calls.
+    pub security: PeerSecurity,
 }
 
 /// Asks the peer at `bootstrap` to add peer `peer_id`, reachable at `uri` (or, when `None`,
@@ -51,12 +52,14 @@ pub async fn join(
     p2p_port: u16,
     config: &JoinConfig,
 ) -> Result<JoinAnswer> {
-    let endpoint = Endpoint::from_shared(bootstrap.to_string())
-        .map_err(|e| Error::BadInput(format!("--bootstrap `{bootstrap}` is not a valid URI: {e}")))?
+    let endpoint = config
+        .security
+        .endpoint(bootstrap)
+        .map_err(|e| Error::BadInput(format!("--bootstrap: {e}")))?
         .connect_timeout(config.connect_timeout)
         .timeout(config.call_timeout)
         .tcp_nodelay(true);
-    let mut client = RaftClient::new(endpoint.connect_lazy())
+    let mut client = RaftClient::new(config.security.channel(endpoint))
         .max_decoding_message_size(MAX_PEER_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_PEER_MESSAGE_BYTES);
     let request = JoinRequest {
@@ -85,6 +88,10 @@ pub async fn join(
                 }
                 Code::FailedPrecondition | Code::PermissionDenied => {
                     return Err(Error::BadRequest(refused(bootstrap, &status)))
+                }
+                // A wrong or missing cluster secret does not get better by retrying.
+                Code::Unauthenticated => {
+                    return Err(Error::Unauthorized(refused(bootstrap, &status)))
                 }
                 _ => describe_status(&status),
             },

@@ -10,11 +10,14 @@
 //!   with one sender task and one bounded queue per peer, so the Raft driver thread never
 //!   waits on the network.
 //! - [`join`]: asks a member of an existing cluster to add this peer.
+//! - [`security`]: the cluster secret and TLS every outgoing peer channel carries.
 
 pub mod join;
 pub mod raft;
+pub mod security;
 
 pub use raft::{GrpcTransport, SendFailures, TransportConfig};
+pub use security::{PeerChannel, PeerSecurity, PEER_KEY_HEADER};
 
 /// Code generated from `proto/peer.proto`.
 pub mod proto {

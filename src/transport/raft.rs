@@ -24,11 +24,10 @@ use parking_lot::Mutex;
 use prost_for_raft::Message as _;
 use raft::eraftpb::{Message, MessageType};
 use tokio::sync::mpsc;
-use tonic::transport::{Channel, Endpoint};
 
 use super::proto::raft_client::RaftClient;
 use super::proto::RaftMessage;
-use super::{describe_status, MAX_PEER_MESSAGE_BYTES};
+use super::{describe_status, PeerChannel, PeerSecurity, MAX_PEER_MESSAGE_BYTES};
 use crate::consensus::transport::RaftTransport;
 use crate::consensus::Consensus;
 use crate::types::PeerId;
@@ -42,6 +41,8 @@ pub struct TransportConfig {
     pub call_timeout: Duration,
     /// How long connecting to a peer may take.
     pub connect_timeout: Duration,
+    /// The cluster secret and TLS of the calls.
+    pub security: PeerSecurity,
 }
 
 /// Failed deliveries to one peer since the last successful one.
@@ -137,7 +138,7 @@ enum Outcome {
 /// One peer's sender: delivers its queue in order, one call per message. Ends when the
 /// peer has no address any more (a removed peer); a later message starts a new sender.
 async fn run_sender(shared: Arc<Shared>, peer: PeerId, mut queue: mpsc::Receiver<Message>) {
-    let mut link: Option<(String, RaftClient<Channel>)> = None;
+    let mut link: Option<(String, RaftClient<PeerChannel>)> = None;
     while let Some(msg) = queue.recv().await {
         let is_snapshot = msg.msg_type == MessageType::MsgSnapshot as i32;
         let outcome = shared.deliver(peer, &mut link, &msg).await;
@@ -166,7 +167,7 @@ impl Shared {
     async fn deliver(
         &self,
         peer: PeerId,
-        link: &mut Option<(String, RaftClient<Channel>)>,
+        link: &mut Option<(String, RaftClient<PeerChannel>)>,
         msg: &Message,
     ) -> Outcome {
         let Some(consensus) = self.consensus.get() else {
@@ -207,13 +208,14 @@ impl Shared {
         }
     }
 
-    fn client(&self, uri: &str) -> Result<RaftClient<Channel>, String> {
-        let endpoint = Endpoint::from_shared(uri.to_string())
-            .map_err(|e| format!("invalid peer URI `{uri}`: {e}"))?
+    fn client(&self, uri: &str) -> Result<RaftClient<PeerChannel>, String> {
+        let security = &self.config.security;
+        let endpoint = security
+            .endpoint(uri)?
             .connect_timeout(self.config.connect_timeout)
             .timeout(self.config.call_timeout)
             .tcp_nodelay(true);
-        Ok(RaftClient::new(endpoint.connect_lazy())
+        Ok(RaftClient::new(security.channel(endpoint))
             .max_decoding_message_size(MAX_PEER_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_PEER_MESSAGE_BYTES))
     }

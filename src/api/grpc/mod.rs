@@ -135,5 +135,10 @@ pub async fn serve(
 
 fn tls_config(settings: &crate::settings::Settings) -> anyhow::Result<ServerTlsConfig> {
     let (cert, key) = crate::api::tls::read_pem_files(&settings.tls)?;
-    Ok(ServerTlsConfig::new().identity(Identity::from_pem(cert, key)))
+    let config = ServerTlsConfig::new().identity(Identity::from_pem(cert, key));
+    if !settings.service.verify_https_client_certificate {
+        return Ok(config);
+    }
+    let ca = crate::api::tls::read_ca_file(&settings.tls)?;
+    Ok(config.client_ca_root(tonic::transport::Certificate::from_pem(ca)))
 }

@@ -64,8 +64,12 @@ pub async fn serve(
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let app = router(node.clone());
     if node.settings.service.enable_tls {
-        let config = crate::api::tls::server_config(&node.settings.tls)
-            .map_err(|e| std::io::Error::other(format!("{e:#}")))?;
+        let service = &node.settings.service;
+        let config = crate::api::tls::server_config(
+            &node.settings.tls,
+            service.verify_https_client_certificate,
+        )
+        .map_err(|e| std::io::Error::other(format!("{e:#}")))?;
         tracing::info!(%addr, "REST API listening (TLS)");
         let listener = crate::api::tls::TlsListener::new(listener, config)?;
         return axum::serve(listener, app)
