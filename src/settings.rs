@@ -26,6 +26,11 @@ pub struct Settings {
     pub storage: StorageSettings,
     pub cluster: ClusterSettings,
     pub tls: TlsSettings,
+    // --- telemetry and metrics (issue 13 item 2) ---
+    /// Qdrant's top-level `per_collection_metrics_enabled`: `GET /metrics?per_collection=true`
+    /// adds per-collection samples only when this is on. `None` (unset or `null`): on.
+    pub per_collection_metrics_enabled: Option<bool>,
+    // --- end telemetry and metrics ---
     /// Warnings about keys the layers named and shoal does not read, logged once logging
     /// is set up (see [`keys`]).
     #[serde(skip)]
@@ -51,6 +56,13 @@ pub struct ServiceSettings {
     pub read_only_api_key: Option<String>,
     /// Serve REST and gRPC over TLS with `tls.cert` / `tls.key`.
     pub enable_tls: bool,
+}
+
+impl Settings {
+    /// Whether `GET /metrics?per_collection=true` may add per-collection samples.
+    pub fn per_collection_metrics(&self) -> bool {
+        self.per_collection_metrics_enabled.unwrap_or(true)
+    }
 }
 
 impl Default for ServiceSettings {

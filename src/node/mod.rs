@@ -13,6 +13,7 @@ mod applier;
 pub mod cluster;
 pub mod collections;
 pub mod full_snapshots;
+pub mod issues;
 pub mod points;
 mod recovery;
 mod replicas;
@@ -23,6 +24,7 @@ mod snapshot_transfer;
 pub mod snapshots;
 mod stream_records;
 pub mod tasks;
+pub mod telemetry;
 pub mod transfers;
 
 use std::path::Path;
@@ -45,6 +47,12 @@ pub struct Node {
     pub collections: Arc<CollectionRegistry>,
     /// Snapshot and recovery jobs with their outcomes.
     pub tasks: Arc<tasks::TaskRegistry>,
+    /// Counters of API responses, snapshot jobs and transfers (`GET /metrics`).
+    pub metrics: Arc<crate::metrics::Metrics>,
+    /// Issues found on this peer (`GET /issues`).
+    pub issues: issues::Issues,
+    /// Last known point counts, for metrics that must not wait on a busy shard.
+    pub(crate) point_counts: telemetry::PointCounts,
     pub(crate) recovery_locks: snapshots::RecoveryLocks,
     /// Present when `cluster.enabled`: the transport to other peers and membership details.
     pub(crate) membership: Option<cluster::Membership>,
@@ -125,11 +133,15 @@ impl Node {
             Some(p) => (Some(p.membership), Some((p.restarted, p.this_uri))),
             None => (None, None),
         };
+        let metrics = Arc::new(crate::metrics::Metrics::default());
         let node = Arc::new(Node {
             settings: Arc::new(settings),
             consensus,
             collections,
-            tasks: Arc::default(),
+            tasks: Arc::new(tasks::TaskRegistry::new(metrics.clone())),
+            metrics,
+            issues: Default::default(),
+            point_counts: Default::default(),
             recovery_locks: snapshots::RecoveryLocks::default(),
             membership,
             shard_clients,

@@ -1,0 +1,615 @@
+//! What `GET /telemetry`, `GET /cluster/telemetry` and `GET /metrics` report, in Qdrant's
+//! shapes and metric names.
+//!
+//! Every fact is read without waiting on a busy collection: metadata comes from the
+//! published consensus state (a clone under a short read lock), request and job counters
+//! from [`crate::metrics`] atomics, and point counts from shards with a try-lock — a shard
+//! (or the whole registry, during a snapshot swap) that is busy reports its last known
+//! count instead ([`PointCounts`]).
+
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{DefaultHasher, Hash, Hasher};
+
+use parking_lot::Mutex;
+use serde_json::{json, Map, Value};
+
+use crate::consensus::state::{ClusterState, ReplicaState};
+use crate::metrics::exposition::{Exposition, Type};
+use crate::metrics::responses::ResponseSnapshot;
+use crate::metrics::ResponseStats;
+use crate::node::cluster::ClusterStatus;
+use crate::node::Node;
+use crate::types::{ShardId, QDRANT_API_VERSION};
+
+/// The `app.name` of telemetry and the `name` label of `app_info`.
+pub const APP_NAME: &str = "shoal";
+
+/// Last known point count of every local shard, so that a busy shard still reports.
+#[derive(Default)]
+pub struct PointCounts {
+    known: Mutex<HashMap<(String, ShardId), usize>>,
+}
+
+impl PointCounts {
+    /// Points per collection: fresh counts where the shard is free, else the last known.
+    fn read(&self, node: &Node, state: &ClusterState) -> BTreeMap<String, usize> {
+        let mut known = self.known.lock();
+        if let Some(open) = node.collections.try_all() {
+            for collection in open {
+                for (shard, local) in collection.local_shards() {
+                    if let Some(count) = local.try_points_count() {
+                        known.insert((collection.name().to_string(), *shard), count);
+                    }
+                }
+            }
+        }
+        // Dropped collections are forgotten.
+        known.retain(|(name, _), _| state.collections.contains_key(name));
+        let mut counts: BTreeMap<String, usize> = state
+            .collections
+            .keys()
+            .map(|name| (name.clone(), 0))
+            .collect();
+        for ((name, _), count) in known.iter() {
+            *counts.entry(name.clone()).or_default() += count;
+        }
+        counts
+    }
+}
+
+/// Qdrant's anonymization of a name: a stable hash, printed as a number.
+pub fn anonymize(value: &str) -> String {
+    let mut hasher = DefaultHasher::new();
+    value.hash(&mut hasher);
+    hasher.finish().to_string()
+}
+
+/// Options of `GET /telemetry`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TelemetryRequest {
+    pub details_level: u32,
+    pub anonymize: bool,
+}
+
+impl Node {
+    /// `GET /telemetry`: Qdrant's `TelemetryData`.
+    pub fn telemetry(&self, request: TelemetryRequest) -> Value {
+        let state = self.consensus.state();
+        let level = request.details_level;
+        let name_of = |name: &str| {
+            if request.anonymize {
+                anonymize(name)
+            } else {
+                name.to_string()
+            }
+        };
+        let mut collections = json!({
+            "number_of_collections": state.collections.len(),
+            "max_collections": Value::Null,
+        });
+        if level >= 1 {
+            let points = self.point_counts.read(self, &state);
+            let list: Vec<Value> = state
+                .collections
+                .iter()
+                .map(|(name, meta)| {
+                    let config = &meta.config;
+                    if level < 2 {
+                        return json!({
+                            "id": name_of(name),
+                            "vectors": points.get(name).copied().unwrap_or(0)
+                                * config.params.vectors.by_name().len(),
+                            "optimizers_status": "ok",
+                            "params": config.params,
+                        });
+                    }
+                    let shards: Vec<Value> = meta
+                        .shards
+                        .iter()
+                        .map(|(shard, replicas)| {
+                            let states: Map<String, Value> = replicas
+                                .iter()
+                                .map(|(peer, s)| (peer.to_string(), json!(s)))
+                                .collect();
+                            json!({"id": shard, "key": Value::Null, "replicate_states": states})
+                        })
+                        .collect();
+                    json!({
+                        "id": name_of(name),
+                        "init_time_ms": 0,
+                        "config": config,
+                        "shards": shards,
+                        "transfers": meta.transfers,
+                        "resharding": [],
+                    })
+                })
+                .collect();
+            collections["collections"] = Value::Array(list);
+        }
+        json!({
+            "id": uuid::Uuid::from_u64_pair(self.consensus.peer_id(), 0).to_string(),
+            "app": self.app_telemetry(level),
+            "collections": collections,
+            "cluster": self.cluster_telemetry_part(level, request.anonymize),
+            "requests": {
+                "rest": {"responses": responses_telemetry(&self.metrics.rest, true)},
+                "grpc": {"responses": responses_telemetry(&self.metrics.grpc, false)},
+            },
+        })
+    }
+
+    fn app_telemetry(&self, level: u32) -> Value {
+        let startup = chrono::DateTime::<chrono::Utc>::from(self.metrics.started_at)
+            .to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+        let mut app = json!({
+            "name": APP_NAME,
+            "version": QDRANT_API_VERSION,
+            "shoal_version": env!("CARGO_PKG_VERSION"),
+            "features": {
+                "debug": cfg!(debug_assertions),
+                "service_debug_feature": false,
+                "recovery_mode": false,
+                "gpu": false,
+                "rocksdb": false,
+                "staging": false,
+            },
+            "jwt_rbac": false,
+            "hide_jwt_dashboard": false,
+            "startup": startup,
+        });
+        if level >= 1 {
+            app["system"] = json!({
+                "distribution": Value::Null,
+                "distribution_version": Value::Null,
+                "is_docker": std::path::Path::new("/.dockerenv").exists(),
+                "cores": std::thread::available_parallelism().map(|n| n.get()).ok(),
+                "ram_size": Value::Null,
+                "disk_size": Value::Null,
+                "cpu_flags": "",
+                "cpu_endian": if cfg!(target_endian = "little") { "little" } else { "big" },
+                "gpu_devices": Value::Null,
+            });
+        }
+        app
+    }
+
+    fn cluster_telemetry_part(&self, level: u32, anonymize_it: bool) -> Value {
+        let ClusterStatus::Enabled(info) = self.cluster_status() else {
+            return json!({"enabled": false});
+        };
+        let cluster = &self.settings.cluster;
+        let mut out = json!({
+            "enabled": true,
+            "status": {
+                "number_of_peers": info.peers.len(),
+                "term": info.raft_info.term,
+                "commit": info.raft_info.commit,
+                "pending_operations": info.raft_info.pending_operations,
+                "role": info.raft_info.role,
+                "is_voter": info.raft_info.is_voter,
+                "peer_id": info.peer_id,
+                "consensus_thread_status": info.consensus_thread_status,
+            },
+            "config": {
+                "grpc_timeout_ms": cluster.grpc_timeout_ms,
+                "p2p": {"connection_pool_size": 1},
+                "consensus": {
+                    "max_message_queue_size": cluster.consensus.max_message_queue_size,
+                    "tick_period_ms": cluster.consensus.tick_period_ms,
+                    "bootstrap_timeout_sec": cluster.consensus.bootstrap_timeout_sec,
+                },
+            },
+            "metadata": {},
+        });
+        if level >= 2 {
+            let peers: Map<String, Value> = info
+                .peers
+                .iter()
+                .map(|(id, peer)| {
+                    let uri = if anonymize_it {
+                        anonymize(&peer.uri)
+                    } else {
+                        peer.uri.clone()
+                    };
+                    (id.to_string(), json!({"uri": uri}))
+                })
+                .collect();
+            out["peers"] = Value::Object(peers);
+        }
+        out
+    }
+
+    /// `GET /cluster/telemetry`: the cluster's collections (shards, replicas and their
+    /// states, transfers) and peers as this peer's consensus state knows them.
+    pub fn cluster_telemetry(&self, details_level: u32) -> Value {
+        let state = self.consensus.state();
+        let collections: Map<String, Value> = state
+            .collections
+            .iter()
+            .map(|(name, meta)| {
+                let shards: Vec<Value> = meta
+                    .shards
+                    .iter()
+                    .map(|(shard, replicas)| {
+                        let replicas: Vec<Value> = replicas
+                            .iter()
+                            .map(|(peer, s)| json!({"peer_id": peer, "state": s}))
+                            .collect();
+                        json!({"id": shard, "key": Value::Null, "replicas": replicas})
+                    })
+                    .collect();
+                let mut value = json!({
+                    "id": name,
+                    "shards": shards,
+                    "transfers": meta.transfers,
+                });
+                if details_level >= 2 {
+                    value["config"] = json!(meta.config);
+                }
+                (name.clone(), value)
+            })
+            .collect();
+        let cluster = match self.cluster_status() {
+            ClusterStatus::Disabled => Value::Null,
+            ClusterStatus::Enabled(info) => json!({
+                "number_of_peers": info.peers.len(),
+                "peers": info.peers.iter().map(|(id, p)| (id.to_string(), json!({"uri": p.uri})))
+                    .collect::<Map<String, Value>>(),
+                "peer_id": info.peer_id,
+                "term": info.raft_info.term,
+                "commit": info.raft_info.commit,
+                "leader": info.raft_info.leader,
+            }),
+        };
+        json!({"collections": collections, "cluster": cluster})
+    }
+
+    /// `GET /metrics`: the Prometheus text document. Per-collection samples only when
+    /// `per_collection` is asked and `per_collection_metrics_enabled` allows it.
+    pub fn metrics_text(&self, per_collection: bool, anonymize_it: bool) -> String {
+        let state = self.consensus.state();
+        let points = self.point_counts.read(self, &state);
+        let mut e = Exposition::with_prefix("");
+        e.family("app_info", Type::Gauge, "information about the application")
+            .sample(
+                "app_info",
+                &[("name", APP_NAME), ("version", QDRANT_API_VERSION)],
+                1.0,
+            );
+        e.family(
+            "app_status_recovery_mode",
+            Type::Gauge,
+            "whether the application is in recovery mode",
+        )
+        .sample("app_status_recovery_mode", &[], 0.0);
+        e.family("collections_total", Type::Gauge, "number of collections")
+            .sample("collections_total", &[], state.collections.len() as f64);
+        let vectors_of = |name: &str| {
+            let per_point = state
+                .collections
+                .get(name)
+                .map_or(0, |c| c.config.params.vectors.by_name().len());
+            points.get(name).copied().unwrap_or(0) * per_point
+        };
+        let vectors: usize = points.keys().map(|name| vectors_of(name)).sum();
+        e.family(
+            "collections_vector_total",
+            Type::Gauge,
+            "total number of vectors in the collections held here",
+        )
+        .sample("collections_vector_total", &[], vectors as f64);
+        if per_collection && self.settings.per_collection_metrics() {
+            e.family(
+                "collection_points",
+                Type::Gauge,
+                "number of points of the collection held here",
+            );
+            for (name, count) in &points {
+                let id = if anonymize_it {
+                    anonymize(name)
+                } else {
+                    name.clone()
+                };
+                e.sample("collection_points", &[("id", &id)], *count as f64);
+            }
+            e.family(
+                "collection_vectors",
+                Type::Gauge,
+                "number of vectors of the collection held here",
+            );
+            for name in points.keys() {
+                let id = if anonymize_it {
+                    anonymize(name)
+                } else {
+                    name.clone()
+                };
+                e.sample(
+                    "collection_vectors",
+                    &[("id", &id)],
+                    vectors_of(name) as f64,
+                );
+            }
+        }
+        self.cluster_metrics(&mut e, &state);
+        responses_metrics(&mut e, "rest", &self.metrics.rest, true);
+        responses_metrics(&mut e, "grpc", &self.metrics.grpc, false);
+        self.operation_metrics(&mut e);
+        e.finish()
+    }
+
+    fn cluster_metrics(&self, e: &mut Exposition, state: &ClusterState) {
+        let enabled = self.membership.is_some();
+        e.family(
+            "cluster_enabled",
+            Type::Gauge,
+            "whether cluster support is enabled",
+        )
+        .sample("cluster_enabled", &[], f64::from(u8::from(enabled)));
+        if !enabled {
+            return;
+        }
+        let info = self.consensus.raft_info();
+        let me = self.consensus.peer_id();
+        let peers = self.consensus.peers().len();
+        let dead = state
+            .collections
+            .values()
+            .flat_map(|c| c.shards.values())
+            .flat_map(|replicas| replicas.values())
+            .filter(|s| **s == ReplicaState::Dead)
+            .count();
+        for (name, kind, help, value) in [
+            (
+                "cluster_peers_total",
+                Type::Gauge,
+                "total number of cluster peers",
+                peers as f64,
+            ),
+            (
+                "cluster_term",
+                Type::Counter,
+                "current cluster term",
+                info.term as f64,
+            ),
+            (
+                "cluster_commit",
+                Type::Counter,
+                "index of last committed (finalized) operation",
+                info.commit as f64,
+            ),
+            (
+                "cluster_pending_operations_total",
+                Type::Gauge,
+                "total number of pending operations for this peer",
+                info.pending_proposals as f64,
+            ),
+            (
+                "cluster_voter",
+                Type::Gauge,
+                "whether this peer is a voter",
+                f64::from(u8::from(info.voters.contains(&me))),
+            ),
+            (
+                "shoal_dead_replicas",
+                Type::Gauge,
+                "replicas in the Dead state, cluster-wide",
+                dead as f64,
+            ),
+        ] {
+            e.family(name, kind, help).sample(name, &[], value);
+        }
+    }
+
+    fn operation_metrics(&self, e: &mut Exposition) {
+        let ops = &self.metrics.operations;
+        let create = ops.snapshot_create.snapshot();
+        let recover = ops.snapshot_recover.snapshot();
+        let transfer = ops.shard_transfer.snapshot();
+        e.family(
+            "snapshot_creation_running",
+            Type::Gauge,
+            "snapshot creations running",
+        )
+        .sample("snapshot_creation_running", &[], create.running as f64);
+        e.family(
+            "snapshot_recovery_running",
+            Type::Gauge,
+            "snapshot recoveries running",
+        )
+        .sample("snapshot_recovery_running", &[], recover.running as f64);
+        e.family("snapshot_created_total", Type::Counter, "snapshots created")
+            .sample("snapshot_created_total", &[], create.finished as f64);
+        let both = [("create", &create), ("recover", &recover)];
+        e.family(
+            "shoal_snapshot_bytes_total",
+            Type::Counter,
+            "bytes written by snapshot creations and read by recoveries that ended",
+        );
+        for (op, s) in both {
+            e.sample(
+                "shoal_snapshot_bytes_total",
+                &[("operation", op)],
+                s.bytes as f64,
+            );
+        }
+        e.family(
+            "shoal_snapshot_failures_total",
+            Type::Counter,
+            "snapshot creations and recoveries that failed",
+        );
+        for (op, s) in both {
+            e.sample(
+                "shoal_snapshot_failures_total",
+                &[("operation", op)],
+                s.failed as f64,
+            );
+        }
+        e.family(
+            "shoal_snapshot_duration_seconds",
+            Type::Histogram,
+            "duration of snapshot creations and recoveries",
+        );
+        for (op, s) in both {
+            e.histogram(
+                "shoal_snapshot_duration_seconds",
+                &[("operation", op)],
+                &s.duration,
+            );
+        }
+        for (name, kind, help, value) in [
+            (
+                "shoal_recoveries_running",
+                Type::Gauge,
+                "snapshot recoveries running",
+                recover.running,
+            ),
+            (
+                "shoal_recoveries_finished_total",
+                Type::Counter,
+                "snapshot recoveries that succeeded",
+                recover.finished,
+            ),
+            (
+                "shoal_recoveries_failed_total",
+                Type::Counter,
+                "snapshot recoveries that failed",
+                recover.failed,
+            ),
+            (
+                "shoal_shard_transfers_running",
+                Type::Gauge,
+                "shard transfers this peer is the source of, running",
+                transfer.running,
+            ),
+            (
+                "shoal_shard_transfers_finished_total",
+                Type::Counter,
+                "shard transfers from this peer that finished",
+                transfer.finished,
+            ),
+            (
+                "shoal_shard_transfers_failed_total",
+                Type::Counter,
+                "shard transfers from this peer that failed",
+                transfer.failed,
+            ),
+            (
+                "shoal_shard_transfer_bytes_total",
+                Type::Counter,
+                "bytes sent by shard transfers from this peer",
+                transfer.bytes,
+            ),
+        ] {
+            e.family(name, kind, help).sample(name, &[], value as f64);
+        }
+        e.family(
+            "shoal_shard_transfer_duration_seconds",
+            Type::Histogram,
+            "duration of shard transfers from this peer",
+        )
+        .histogram(
+            "shoal_shard_transfer_duration_seconds",
+            &[],
+            &transfer.duration,
+        );
+    }
+}
+
+/// `requests.rest.responses` / `requests.grpc.responses`: `"METHOD /route"` (REST) or the
+/// method path (gRPC) → status → statistics.
+fn responses_telemetry(stats: &ResponseStats, rest: bool) -> Value {
+    let mut out = Map::new();
+    for (key, s) in stats.snapshot() {
+        let name = if rest {
+            format!("{} {}", key.method, key.endpoint)
+        } else {
+            key.endpoint.clone()
+        };
+        let entry = out.entry(name).or_insert_with(|| json!({}));
+        entry[key.status.to_string()] = json!({
+            "count": s.count,
+            "avg_duration_micros": s.avg_micros(),
+            "min_duration_micros": s.min_micros,
+            "max_duration_micros": s.max_micros,
+            "total_duration_micros": s.total_micros,
+            "last_responded": last_responded(&s),
+        });
+    }
+    Value::Object(out)
+}
+
+fn last_responded(s: &ResponseSnapshot) -> Value {
+    chrono::DateTime::<chrono::Utc>::from_timestamp_millis(s.last_responded_ms as i64)
+        .map_or(Value::Null, |at| {
+            json!(at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        })
+}
+
+/// `{api}_responses_*` families. REST samples are labelled `method`, `endpoint`, `status`;
+/// gRPC ones `endpoint` and `status` (the gRPC code).
+fn responses_metrics(e: &mut Exposition, api: &str, stats: &ResponseStats, rest: bool) {
+    let all = stats.snapshot();
+    let statuses: Vec<String> = all.iter().map(|(k, _)| k.status.to_string()).collect();
+    let labels = |i: usize| -> Vec<(&str, &str)> {
+        let key = &all[i].0;
+        let mut labels = Vec::with_capacity(3);
+        if rest {
+            labels.push(("method", key.method.as_str()));
+        }
+        labels.push(("endpoint", key.endpoint.as_str()));
+        labels.push(("status", statuses[i].as_str()));
+        labels
+    };
+    let failed = |i: usize| {
+        let status = all[i].0.status;
+        if rest {
+            status >= 400
+        } else {
+            status != 0
+        }
+    };
+    let total = format!("{api}_responses_total");
+    e.family(&total, Type::Counter, "total number of responses");
+    for (i, (_, s)) in all.iter().enumerate() {
+        e.sample(&total, &labels(i), s.count as f64);
+    }
+    let fail = format!("{api}_responses_fail_total");
+    e.family(&fail, Type::Counter, "total number of failed responses");
+    for (i, (_, s)) in all.iter().enumerate() {
+        let count = if failed(i) { s.count } else { 0 };
+        e.sample(&fail, &labels(i), count as f64);
+    }
+    for (suffix, help, pick) in [
+        ("avg_duration_seconds", "average response duration", 0),
+        ("min_duration_seconds", "minimum response duration", 1),
+        ("max_duration_seconds", "maximum response duration", 2),
+    ] {
+        let name = format!("{api}_responses_{suffix}");
+        e.family(&name, Type::Gauge, help);
+        for (i, (_, s)) in all.iter().enumerate() {
+            let micros = match pick {
+                0 => s.avg_micros(),
+                1 => s.min_micros as f64,
+                _ => s.max_micros as f64,
+            };
+            e.sample(&name, &labels(i), micros / 1e6);
+        }
+    }
+    let name = format!("{api}_responses_duration_seconds");
+    e.family(&name, Type::Histogram, "response duration histogram");
+    for (i, (_, s)) in all.iter().enumerate() {
+        e.histogram(&name, &labels(i), &s.histogram);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn anonymized_names_are_stable_and_hide_the_name() {
+        assert_eq!(anonymize("books"), anonymize("books"));
+        assert_ne!(anonymize("books"), anonymize("films"));
+        assert!(anonymize("books").chars().all(|c| c.is_ascii_digit()));
+    }
+}
