@@ -367,13 +367,13 @@ impl Node {
             ),
             (
                 "cluster_term",
-                Type::Counter,
+                Type::Gauge,
                 "current cluster term",
                 info.term as f64,
             ),
             (
                 "cluster_commit",
-                Type::Counter,
+                Type::Gauge,
                 "index of last committed (finalized) operation",
                 info.commit as f64,
             ),
