@@ -442,7 +442,11 @@ fn telemetry_has_qdrants_shape_at_each_details_level() {
         cluster["collections"]["books"]["shards"][0]["id"], 0,
         "{cluster}"
     );
-    assert!(cluster["cluster"].is_null());
+    assert_eq!(cluster["cluster"]["enabled"], false);
+    assert_eq!(
+        cluster["collections"]["books"]["shards"][0]["replicas"][0]["state"],
+        "Active"
+    );
 
     assert_eq!(node.ok(node.get("/issues")), json!({"issues": []}));
     assert_eq!(node.ok(node.delete("/issues")), json!(true));

@@ -14,6 +14,7 @@ use parking_lot::Mutex;
 use serde_json::{json, Map, Value};
 
 use crate::consensus::state::{ClusterState, ReplicaState};
+use crate::consensus::transfer::ShardTransfer;
 use crate::metrics::exposition::{Exposition, Type};
 use crate::metrics::responses::ResponseSnapshot;
 use crate::metrics::ResponseStats;
@@ -31,8 +32,8 @@ pub struct PointCounts {
 }
 
 impl PointCounts {
-    /// Points per collection: fresh counts where the shard is free, else the last known.
-    fn read(&self, node: &Node, state: &ClusterState) -> BTreeMap<String, usize> {
+    /// Points per local shard: fresh counts where the shard is free, else the last known.
+    fn read_shards(&self, node: &Node, state: &ClusterState) -> BTreeMap<(String, ShardId), usize> {
         let mut known = self.known.lock();
         if let Some(open) = node.collections.try_all() {
             for collection in open {
@@ -43,18 +44,41 @@ impl PointCounts {
                 }
             }
         }
-        // Dropped collections are forgotten.
-        known.retain(|(name, _), _| state.collections.contains_key(name));
+        // Dropped collections and shards no longer held here are forgotten.
+        let me = node.consensus.peer_id();
+        known.retain(|(name, shard), _| {
+            state
+                .collections
+                .get(name)
+                .and_then(|c| c.shards.get(shard))
+                .is_some_and(|replicas| replicas.contains_key(&me))
+        });
+        known.iter().map(|(k, v)| (k.clone(), *v)).collect()
+    }
+
+    /// Points per collection held here (0 for a collection with no local shard).
+    fn read(&self, node: &Node, state: &ClusterState) -> BTreeMap<String, usize> {
         let mut counts: BTreeMap<String, usize> = state
             .collections
             .keys()
             .map(|name| (name.clone(), 0))
             .collect();
-        for ((name, _), count) in known.iter() {
-            *counts.entry(name.clone()).or_default() += count;
+        for ((name, _), count) in self.read_shards(node, state) {
+            *counts.entry(name).or_default() += count;
         }
         counts
     }
+}
+
+/// A pending transfer in Qdrant's `ShardTransferInfo` shape.
+fn transfer_info(transfer: &ShardTransfer) -> Value {
+    json!({
+        "shard_id": transfer.shard,
+        "from": transfer.from,
+        "to": transfer.to,
+        "sync": transfer.sync,
+        "method": transfer.method.name(),
+    })
 }
 
 /// Qdrant's anonymization of a name: a stable hash, printed as a number.
@@ -88,17 +112,22 @@ impl Node {
             "max_collections": Value::Null,
         });
         if level >= 1 {
-            let points = self.point_counts.read(self, &state);
+            let me = self.consensus.peer_id();
+            let shard_points = self.point_counts.read_shards(self, &state);
+            let mut points: BTreeMap<String, usize> = BTreeMap::new();
+            for ((name, _), count) in &shard_points {
+                *points.entry(name.clone()).or_default() += count;
+            }
             let list: Vec<Value> = state
                 .collections
                 .iter()
                 .map(|(name, meta)| {
                     let config = &meta.config;
+                    let vectors_per_point = config.params.vectors.by_name().len();
                     if level < 2 {
                         return json!({
                             "id": name_of(name),
-                            "vectors": points.get(name).copied().unwrap_or(0)
-                                * config.params.vectors.by_name().len(),
+                            "vectors": points.get(name).copied().unwrap_or(0) * vectors_per_point,
                             "optimizers_status": "ok",
                             "params": config.params,
                         });
@@ -111,7 +140,27 @@ impl Node {
                                 .iter()
                                 .map(|(peer, s)| (peer.to_string(), json!(s)))
                                 .collect();
-                            json!({"id": shard, "key": Value::Null, "replicate_states": states})
+                            let remote: Vec<Value> = replicas
+                                .keys()
+                                .filter(|peer| **peer != me)
+                                .map(|peer| json!({"shard_id": shard, "peer_id": peer}))
+                                .collect();
+                            let local = shard_points.get(&(name.clone(), *shard)).map(|n| {
+                                json!({
+                                    "variant_name": "local",
+                                    "status": "green",
+                                    "total_optimized_points": 0,
+                                    "num_points": n,
+                                    "num_vectors": n * vectors_per_point,
+                                })
+                            });
+                            json!({
+                                "id": shard,
+                                "key": Value::Null,
+                                "local": local,
+                                "remote": remote,
+                                "replicate_states": states,
+                            })
                         })
                         .collect();
                     json!({
@@ -119,7 +168,7 @@ impl Node {
                         "init_time_ms": 0,
                         "config": config,
                         "shards": shards,
-                        "transfers": meta.transfers,
+                        "transfers": meta.transfers.iter().map(transfer_info).collect::<Vec<_>>(),
                         "resharding": [],
                     })
                 })
@@ -158,10 +207,12 @@ impl Node {
             "startup": startup,
         });
         if level >= 1 {
+            let in_docker = std::path::Path::new("/.dockerenv").exists();
             app["system"] = json!({
                 "distribution": Value::Null,
                 "distribution_version": Value::Null,
-                "is_docker": std::path::Path::new("/.dockerenv").exists(),
+                "is_docker": in_docker,
+                "container_runtime": if in_docker { "docker" } else { "none" },
                 "cores": std::thread::available_parallelism().map(|n| n.get()).ok(),
                 "ram_size": Value::Null,
                 "disk_size": Value::Null,
@@ -219,47 +270,78 @@ impl Node {
         out
     }
 
-    /// `GET /cluster/telemetry`: the cluster's collections (shards, replicas and their
-    /// states, transfers) and peers as this peer's consensus state knows them.
+    /// `GET /cluster/telemetry`: Qdrant's `DistributedTelemetryData` — the cluster's
+    /// collections (shards, replicas and their states, transfers) and peers, as this
+    /// peer's consensus state knows them. Point counts are given for replicas held here;
+    /// peer `details` for this peer (the others' are theirs to tell).
     pub fn cluster_telemetry(&self, details_level: u32) -> Value {
         let state = self.consensus.state();
+        let me = self.consensus.peer_id();
+        let shard_points = if details_level >= 1 {
+            self.point_counts.read_shards(self, &state)
+        } else {
+            BTreeMap::new()
+        };
         let collections: Map<String, Value> = state
             .collections
             .iter()
             .map(|(name, meta)| {
+                let vectors_per_point = meta.config.params.vectors.by_name().len();
                 let shards: Vec<Value> = meta
                     .shards
                     .iter()
                     .map(|(shard, replicas)| {
                         let replicas: Vec<Value> = replicas
                             .iter()
-                            .map(|(peer, s)| json!({"peer_id": peer, "state": s}))
+                            .map(|(peer, s)| {
+                                let mut replica = json!({"peer_id": peer, "state": s});
+                                if *peer == me {
+                                    if let Some(n) = shard_points.get(&(name.clone(), *shard)) {
+                                        replica["num_points"] = json!(n);
+                                        replica["num_vectors"] = json!(n * vectors_per_point);
+                                    }
+                                }
+                                replica
+                            })
                             .collect();
                         json!({"id": shard, "key": Value::Null, "replicas": replicas})
                     })
                     .collect();
-                let mut value = json!({
+                let value = json!({
                     "id": name,
                     "shards": shards,
-                    "transfers": meta.transfers,
+                    "reshardings": [],
+                    "shard_transfers": meta.transfers.iter().map(transfer_info).collect::<Vec<_>>(),
                 });
-                if details_level >= 2 {
-                    value["config"] = json!(meta.config);
-                }
                 (name.clone(), value)
             })
             .collect();
         let cluster = match self.cluster_status() {
-            ClusterStatus::Disabled => Value::Null,
-            ClusterStatus::Enabled(info) => json!({
-                "number_of_peers": info.peers.len(),
-                "peers": info.peers.iter().map(|(id, p)| (id.to_string(), json!({"uri": p.uri})))
-                    .collect::<Map<String, Value>>(),
-                "peer_id": info.peer_id,
-                "term": info.raft_info.term,
-                "commit": info.raft_info.commit,
-                "leader": info.raft_info.leader,
-            }),
+            ClusterStatus::Disabled => json!({"enabled": false, "peers": {}}),
+            ClusterStatus::Enabled(info) => {
+                let peers: Map<String, Value> = info
+                    .peers
+                    .iter()
+                    .map(|(id, peer)| {
+                        let responsive =
+                            *id == me || !info.message_send_failures.contains_key(&peer.uri);
+                        let mut value = json!({"uri": peer.uri, "responsive": responsive});
+                        if *id == me {
+                            value["details"] = json!({
+                                "version": QDRANT_API_VERSION,
+                                "role": info.raft_info.role,
+                                "is_voter": info.raft_info.is_voter,
+                                "term": info.raft_info.term,
+                                "commit": info.raft_info.commit,
+                                "num_pending_operations": info.raft_info.pending_operations,
+                                "consensus_thread_status": info.consensus_thread_status,
+                            });
+                        }
+                        (id.to_string(), value)
+                    })
+                    .collect();
+                json!({"enabled": true, "number_of_peers": peers.len(), "peers": peers})
+            }
         };
         json!({"collections": collections, "cluster": cluster})
     }
