@@ -643,4 +643,25 @@ fn a_dead_replica_is_an_issue_until_dismissed() {
             .all(|i| i["id"] != format!("DEAD_REPLICA/c/0/{killed}")),
         "{after}"
     );
+
+    // The peer comes back and a survivor refills its replica by a transfer, which the
+    // source counts with the bytes it sent.
+    peers[2].restart_after_kill9();
+    let (finished, bytes) = eventually("a transfer to the returning peer finished", || {
+        let mut finished = 0.0;
+        let mut bytes = 0.0;
+        for peer in &peers[..2] {
+            let samples = scrape(peer, "");
+            finished += value(&samples, "shoal_shard_transfers_finished_total", &[])?;
+            bytes += value(&samples, "shoal_shard_transfer_bytes_total", &[])?;
+        }
+        (finished >= 1.0).then_some((finished, bytes))
+    });
+    assert!(bytes > 0.0, "{finished} transfers sent no bytes");
+    eventually("the replica is no longer an issue", || {
+        let issues = peers[0].ok(peers[0].get("/issues"));
+        issues["issues"].as_array()?.is_empty().then_some(())
+    });
+    let samples = scrape(&peers[0], "");
+    assert_eq!(value(&samples, "shoal_dead_replicas", &[]), Some(0.0));
 }
