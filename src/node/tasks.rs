@@ -182,6 +182,17 @@ fn now() -> String {
     Utc::now().format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
 }
 
+/// Ends a task as failed if its job never reached its end (it panicked).
+struct FinishOnDrop(Option<TaskHandle>);
+
+impl Drop for FinishOnDrop {
+    fn drop(&mut self) {
+        if let Some(task) = self.0.take() {
+            task.finish(&Err::<(), _>(Error::service("the job panicked")));
+        }
+    }
+}
+
 /// The outcome of a job started through [`crate::node::Node::run_task`].
 pub enum TaskOutcome<T> {
     /// The caller waited and the job finished.
@@ -207,8 +218,12 @@ impl crate::node::Node {
         let id = task.id();
         let job = work(self.clone(), task.clone());
         let running = tokio::spawn(async move {
+            // A job that panics still ends its task (listed and counted as failed).
+            let mut unfinished = FinishOnDrop(Some(task));
             let outcome = job.await;
-            task.finish(&outcome);
+            if let Some(task) = unfinished.0.take() {
+                task.finish(&outcome);
+            }
             outcome
         });
         (id, running)
@@ -264,6 +279,33 @@ mod tests {
         assert_eq!(list[0].bytes_done, 10);
         assert_eq!(list[1].error.as_deref(), Some("Wrong input: broken"));
         assert!(registry.get(&bad.id()).is_some());
+    }
+
+    #[test]
+    fn jobs_are_counted_once_and_an_abandoned_one_ends_as_failed() {
+        let metrics = Arc::new(Metrics::default());
+        let registry = TaskRegistry::new(metrics.clone());
+        let created = registry.start("create_snapshot", "c");
+        created.bytes().fetch_add(7, Ordering::Relaxed);
+        created.finish(&Ok::<_, Error>(()));
+        created.finish(&Ok::<_, Error>(()));
+        let create = metrics.operations.snapshot_create.snapshot();
+        assert_eq!((create.running, create.finished, create.bytes), (0, 1, 7));
+
+        let recovery = registry.start("recover_snapshot", "c");
+        assert_eq!(metrics.operations.snapshot_recover.snapshot().running, 1);
+        drop(FinishOnDrop(Some(recovery.clone())));
+        let recover = metrics.operations.snapshot_recover.snapshot();
+        assert_eq!((recover.running, recover.failed), (0, 1));
+        assert_eq!(
+            registry.get(&recovery.id()).unwrap().state,
+            TaskState::Failed
+        );
+
+        registry
+            .start("delete_snapshot", "c")
+            .finish(&Ok::<_, Error>(()));
+        assert_eq!(metrics.operations.snapshot_create.snapshot().finished, 1);
     }
 
     #[test]
