@@ -14,6 +14,7 @@ pub mod cluster;
 pub mod collections;
 pub mod full_snapshots;
 pub mod issues;
+mod metrics_text;
 pub mod points;
 mod recovery;
 mod replicas;
