@@ -10,12 +10,13 @@
 //! - [`replication`]: shard placement, replica sets, calls to other peers' replicas.
 //! - [`shard`]: the storage engine of one shard: WAL, immutable segments, search.
 //! - [`transport`]: the peer-to-peer wire (Raft messages out, the join handshake).
-//! - [`settings`], [`error`], [`types`]: shared by all.
+//! - [`settings`], [`error`], [`types`], [`metrics`]: shared by all.
 pub mod api;
 pub mod cli;
 pub mod collection;
 pub mod consensus;
 pub mod error;
+pub mod metrics;
 pub mod node;
 pub mod replication;
 pub mod settings;

@@ -26,6 +26,11 @@ pub struct Settings {
     pub storage: StorageSettings,
     pub cluster: ClusterSettings,
     pub tls: TlsSettings,
+    // --- telemetry and metrics (issue 13 item 2) ---
+    /// Qdrant's top-level `per_collection_metrics_enabled`: `GET /metrics?per_collection=true`
+    /// adds per-collection samples only when this is on. `None` (unset or `null`): on.
+    pub per_collection_metrics_enabled: Option<bool>,
+    // --- end telemetry and metrics ---
     /// Warnings about keys the layers named and shoal does not read, logged once logging
     /// is set up (see [`keys`]).
     #[serde(skip)]
@@ -62,6 +67,13 @@ pub struct ServiceSettings {
     /// Require a client certificate signed by `tls.ca_cert` on every TLS port (REST and
     /// gRPC with `enable_tls`, the peer port with `cluster.p2p.enable_tls`): mTLS.
     pub verify_https_client_certificate: bool,
+}
+
+impl Settings {
+    /// Whether `GET /metrics?per_collection=true` may add per-collection samples.
+    pub fn per_collection_metrics(&self) -> bool {
+        self.per_collection_metrics_enabled.unwrap_or(true)
+    }
 }
 
 impl Default for ServiceSettings {

@@ -56,6 +56,14 @@ impl CollectionRegistry {
         self.open.read().values().cloned().collect()
     }
 
+    /// [`Self::all`], or `None` while a swap holds the registry (for metrics, which must
+    /// never wait on a snapshot recovery).
+    pub fn try_all(&self) -> Option<Vec<Arc<Collection>>> {
+        self.open
+            .try_read()
+            .map(|open| open.values().cloned().collect())
+    }
+
     /// Opens a collection's local shards unless it is open already (idempotent).
     pub fn open(
         &self,

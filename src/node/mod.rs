@@ -15,6 +15,8 @@ pub mod cluster;
 pub mod collections;
 mod consistency;
 pub mod full_snapshots;
+pub mod issues;
+mod metrics_text;
 pub mod points;
 pub mod read_limits;
 mod recovery;
@@ -26,6 +28,7 @@ mod snapshot_transfer;
 pub mod snapshots;
 mod stream_records;
 pub mod tasks;
+pub mod telemetry;
 pub mod transfers;
 
 use std::path::Path;
@@ -49,6 +52,12 @@ pub struct Node {
     pub collections: Arc<CollectionRegistry>,
     /// Snapshot and recovery jobs with their outcomes.
     pub tasks: Arc<tasks::TaskRegistry>,
+    /// Counters of API responses, snapshot jobs and transfers (`GET /metrics`).
+    pub metrics: Arc<crate::metrics::Metrics>,
+    /// Issues found on this peer (`GET /issues`).
+    pub issues: issues::Issues,
+    /// Last known point counts, for metrics that must not wait on a busy shard.
+    pub(crate) point_counts: telemetry::PointCounts,
     pub(crate) recovery_locks: snapshots::RecoveryLocks,
     /// Present when `cluster.enabled`: the transport to other peers and membership details.
     pub(crate) membership: Option<cluster::Membership>,
@@ -138,11 +147,15 @@ impl Node {
             Some(p) => (Some(p.membership), Some((p.restarted, p.this_uri))),
             None => (None, None),
         };
+        let metrics = Arc::new(crate::metrics::Metrics::default());
         let node = Arc::new(Node {
             settings: Arc::new(settings),
             consensus,
             collections,
-            tasks: Arc::default(),
+            tasks: Arc::new(tasks::TaskRegistry::new(metrics.clone())),
+            metrics,
+            issues: Default::default(),
+            point_counts: Default::default(),
             recovery_locks: snapshots::RecoveryLocks::default(),
             membership,
             shard_clients,

@@ -364,6 +364,8 @@ impl Node {
             "shard transfer started"
         );
         let started = std::time::Instant::now();
+        let counters = &self.metrics.operations.shard_transfer;
+        counters.started();
         self.settle_writes(collection, shard).await;
         let copied = match transfer.method {
             TransferMethod::StreamRecords => self.stream_records(collection, &transfer).await,
@@ -380,6 +382,8 @@ impl Node {
                 .map(|()| points),
             Err(err) => Err(err),
         };
+        // Bytes were counted as they were sent.
+        counters.ended(outcome.is_ok(), 0, started.elapsed());
         match outcome {
             Ok(points) => {
                 let seconds = started.elapsed().as_secs_f64();

@@ -132,6 +132,7 @@ impl Node {
             ..SnapshotChunk::default()
         };
         let (tx, rx) = mpsc::channel(4);
+        let metrics = self.metrics.clone();
         let feeder = tokio::spawn(async move {
             if tx.send(header).await.is_err() {
                 return;
@@ -141,6 +142,10 @@ impl Node {
                     // Ends the stream without its last message: the target installs nothing.
                     return;
                 };
+                metrics
+                    .operations
+                    .shard_transfer
+                    .add_bytes(data.len() as u64);
                 let chunk = SnapshotChunk {
                     data,
                     ..SnapshotChunk::default()

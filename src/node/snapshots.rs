@@ -220,7 +220,15 @@ impl Node {
             )));
         }
         let task = self.tasks.start("recover_snapshot", name);
-        let _guard = self.recovery_locks.acquire(name)?;
+        // A refusal ends the task too (it is listed, and counted in the metrics, as failed).
+        let _guard = match self.recovery_locks.acquire(name) {
+            Ok(guard) => guard,
+            Err(err) => {
+                let refused: Result<RecoveryReport> = Err(err);
+                task.finish(&refused);
+                return refused;
+            }
+        };
         let unpacked = self
             .unpack_collection(
                 name,

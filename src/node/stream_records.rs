@@ -63,11 +63,15 @@ impl Node {
             .await?;
             if !records.is_empty() {
                 sent += records.len() as u64;
-                let op = ShardOp::Upsert(records.into_iter().map(point_of).collect());
+                let op = encode_op(&ShardOp::Upsert(
+                    records.into_iter().map(point_of).collect(),
+                ));
                 let index = self.consensus.raft_info().applied;
-                self.shard_clients
-                    .apply(&target, &encode_op(&op), true, index)
-                    .await?;
+                self.shard_clients.apply(&target, &op, true, index).await?;
+                self.metrics
+                    .operations
+                    .shard_transfer
+                    .add_bytes(op.len() as u64);
             }
             match next {
                 Some(id) => offset = Some(id),

@@ -4,14 +4,16 @@
 //! most recent ones. Failures are also logged.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 use chrono::Utc;
 use parking_lot::Mutex;
 use serde::Serialize;
 
 use crate::error::Error;
+use crate::metrics::{Metrics, OperationKind};
 
 /// How many finished tasks are kept for listing.
 const KEEP_FINISHED: usize = 100;
@@ -41,6 +43,11 @@ pub struct TaskInfo {
 struct TaskEntry {
     info: Mutex<TaskInfo>,
     bytes: Arc<AtomicU64>,
+    /// Where the job counts in the metrics, if it is a creation or a recovery.
+    counted: Option<(Arc<Metrics>, OperationKind)>,
+    started: Instant,
+    /// Set by the first [`TaskHandle::finish`], so a job is counted as ended once.
+    ended: AtomicBool,
 }
 
 /// Progress handle given to a running job.
@@ -61,6 +68,15 @@ impl TaskHandle {
 
     /// Records the outcome (and logs a failure).
     pub fn finish<T: Serialize>(&self, outcome: &Result<T, Error>) {
+        if let Some((metrics, kind)) = &self.entry.counted {
+            if !self.entry.ended.swap(true, Ordering::Relaxed) {
+                metrics.operations.of(*kind).ended(
+                    outcome.is_ok(),
+                    self.entry.bytes.load(Ordering::Relaxed),
+                    self.entry.started.elapsed(),
+                );
+            }
+        }
         let mut info = self.entry.info.lock();
         info.finished_at = Some(now());
         info.bytes_done = self.entry.bytes.load(Ordering::Relaxed);
@@ -86,10 +102,24 @@ impl TaskHandle {
 #[derive(Default)]
 pub struct TaskRegistry {
     tasks: Mutex<VecDeque<Arc<TaskEntry>>>,
+    /// Where snapshot creations and recoveries are counted.
+    metrics: Arc<Metrics>,
 }
 
 impl TaskRegistry {
+    /// A registry that counts its snapshot jobs in `metrics`.
+    pub fn new(metrics: Arc<Metrics>) -> TaskRegistry {
+        TaskRegistry {
+            tasks: Mutex::default(),
+            metrics,
+        }
+    }
+
     pub fn start(&self, kind: &str, target: &str) -> TaskHandle {
+        let counted = OperationKind::of_task(kind).map(|op| (self.metrics.clone(), op));
+        if let Some((metrics, op)) = &counted {
+            metrics.operations.of(*op).started();
+        }
         let entry = Arc::new(TaskEntry {
             info: Mutex::new(TaskInfo {
                 id: uuid::Uuid::new_v4().to_string(),
@@ -103,6 +133,9 @@ impl TaskRegistry {
                 result: None,
             }),
             bytes: Arc::new(AtomicU64::new(0)),
+            counted,
+            started: Instant::now(),
+            ended: AtomicBool::new(false),
         });
         let mut tasks = self.tasks.lock();
         tasks.push_back(entry.clone());
@@ -149,6 +182,17 @@ fn now() -> String {
     Utc::now().format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
 }
 
+/// Ends a task as failed if its job never reached its end (it panicked).
+struct FinishOnDrop(Option<TaskHandle>);
+
+impl Drop for FinishOnDrop {
+    fn drop(&mut self) {
+        if let Some(task) = self.0.take() {
+            task.finish(&Err::<(), _>(Error::service("the job panicked")));
+        }
+    }
+}
+
 /// The outcome of a job started through [`crate::node::Node::run_task`].
 pub enum TaskOutcome<T> {
     /// The caller waited and the job finished.
@@ -174,8 +218,12 @@ impl crate::node::Node {
         let id = task.id();
         let job = work(self.clone(), task.clone());
         let running = tokio::spawn(async move {
+            // A job that panics still ends its task (listed and counted as failed).
+            let mut unfinished = FinishOnDrop(Some(task));
             let outcome = job.await;
-            task.finish(&outcome);
+            if let Some(task) = unfinished.0.take() {
+                task.finish(&outcome);
+            }
             outcome
         });
         (id, running)
@@ -231,6 +279,33 @@ mod tests {
         assert_eq!(list[0].bytes_done, 10);
         assert_eq!(list[1].error.as_deref(), Some("Wrong input: broken"));
         assert!(registry.get(&bad.id()).is_some());
+    }
+
+    #[test]
+    fn jobs_are_counted_once_and_an_abandoned_one_ends_as_failed() {
+        let metrics = Arc::new(Metrics::default());
+        let registry = TaskRegistry::new(metrics.clone());
+        let created = registry.start("create_snapshot", "c");
+        created.bytes().fetch_add(7, Ordering::Relaxed);
+        created.finish(&Ok::<_, Error>(()));
+        created.finish(&Ok::<_, Error>(()));
+        let create = metrics.operations.snapshot_create.snapshot();
+        assert_eq!((create.running, create.finished, create.bytes), (0, 1, 7));
+
+        let recovery = registry.start("recover_snapshot", "c");
+        assert_eq!(metrics.operations.snapshot_recover.snapshot().running, 1);
+        drop(FinishOnDrop(Some(recovery.clone())));
+        let recover = metrics.operations.snapshot_recover.snapshot();
+        assert_eq!((recover.running, recover.failed), (0, 1));
+        assert_eq!(
+            registry.get(&recovery.id()).unwrap().state,
+            TaskState::Failed
+        );
+
+        registry
+            .start("delete_snapshot", "c")
+            .finish(&Ok::<_, Error>(()));
+        assert_eq!(metrics.operations.snapshot_create.snapshot().finished, 1);
     }
 
     #[test]

@@ -278,6 +278,12 @@ impl LocalShard {
         cut.digest()
     }
 
+    /// The number of points, or `None` when a writer holds the shard right now (for
+    /// metrics, which must never wait on a busy shard).
+    pub fn try_points_count(&self) -> Option<usize> {
+        self.inner.state.try_read().map(|state| state.ids.len())
+    }
+
     pub fn info(&self) -> ShardInfo {
         let optimizing = worker::optimizations_pending(&self.inner);
         let state = self.inner.state.read();

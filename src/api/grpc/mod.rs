@@ -1,7 +1,7 @@
 //! Qdrant's public gRPC API on `service.grpc_port` (6334; `null` disables it): the
 //! `Qdrant` health check and the `Collections`, `Points` and `Snapshots` services
 //! (generated from `proto/qdrant/`), gRPC reflection, gzip in both directions, the API
-//! key check ([`auth_layer`]) and optional TLS.
+//! key check ([`auth_layer`]), response metrics ([`metrics_layer`]) and optional TLS.
 //!
 //! Handlers only convert (`convert/`) and call the same [`Node`] methods as the REST
 //! routes; errors become statuses through the one table in `api/errors.rs`. Requests
@@ -12,6 +12,7 @@ pub mod auth_layer;
 pub mod codec;
 mod collections;
 pub mod convert;
+pub mod metrics_layer;
 mod oversize;
 mod points;
 mod snapshots;
@@ -108,6 +109,7 @@ pub async fn serve(
         .build_v1alpha()?;
 
     builder
+        .layer(metrics_layer::MetricsLayer::new(node.metrics.clone()))
         .layer(auth_layer::AuthLayer::new(keys))
         .layer(oversize::OversizeLayer)
         .add_service(public!(

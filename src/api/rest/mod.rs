@@ -15,6 +15,7 @@ mod search;
 mod service;
 mod shard_snapshots;
 mod snapshots;
+mod telemetry;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -38,6 +39,9 @@ pub fn router(node: Arc<Node>) -> Router {
         .merge(search::routes())
         .merge(snapshots::routes())
         .merge(shard_snapshots::routes())
+        // --- telemetry, metrics, issues (issue 13 item 2) ---
+        .merge(telemetry::routes())
+        // --- end telemetry ---
         .fallback(|| async {
             envelope::error_response(StatusCode::NOT_FOUND, "Not found: no such route")
         })
@@ -49,6 +53,11 @@ pub fn router(node: Arc<Node>) -> Router {
         ));
     }
     app = app.layer(axum::middleware::from_fn(envelope::track_time));
+    // Outermost: every response is counted, refusals of the key check included.
+    app = app.layer(axum::middleware::from_fn_with_state(
+        node.clone(),
+        telemetry::record_response,
+    ));
     if node.settings.service.enable_cors {
         app = app.layer(tower_http::cors::CorsLayer::permissive());
     }
