@@ -1319,6 +1319,7 @@ fn replicas_with_the_same_points_have_equal_digests() {
         a.digest().differing_ranges(&b.digest()),
         vec![digest::range_of(&PointId::Num(5))]
     );
+}
 
 #[test]
 fn a_huge_limit_or_beam_returns_every_point_without_sizing_by_the_request() {
