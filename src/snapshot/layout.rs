@@ -255,13 +255,19 @@ mod tests {
         let path = dir.path().join("config.json");
         assert!(read_json::<serde_json::Value>(&path).is_err());
         std::fs::write(&path, b"{}").unwrap();
-        assert_eq!(read_json::<serde_json::Value>(&path).unwrap(), serde_json::json!({}));
+        assert_eq!(
+            read_json::<serde_json::Value>(&path).unwrap(),
+            serde_json::json!({})
+        );
         std::fs::File::create(&path)
             .unwrap()
             .set_len(super::super::bounded::MAX_JSON + 1)
             .unwrap();
         let err = read_json::<serde_json::Value>(&path).unwrap_err();
         assert!(matches!(err, Error::BadInput(_)), "{err}");
-        assert!(!err.to_string().contains(&dir.path().display().to_string()), "{err}");
+        assert!(
+            !err.to_string().contains(&dir.path().display().to_string()),
+            "{err}"
+        );
     }
 }
