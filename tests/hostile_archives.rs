@@ -27,9 +27,9 @@
 //! Every case runs and is reported before a door's test fails, so one run lists every
 //! failing case with its reason.
 
-mod support;
 #[path = "support/hostile.rs"]
 mod hostile;
+mod support;
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -92,15 +92,17 @@ impl Base {
         format!("{}manifest.json", self.prefix())
     }
 
-    /// A WAL file entry of the shard (there is always one: the setup leaves data there).
-    fn wal_entry(&self) -> String {
-        let wal = format!("{}wal/", self.prefix());
+    /// A segment file of the shard with data in it (the setup checkpoints every point).
+    fn data_entry(&self) -> String {
+        let segments = format!("{}segments/", self.prefix());
         self.archive
             .entries
             .iter()
-            .find(|e| e.name.starts_with(&wal) && e.kind == kind::REGULAR && !e.body.is_empty())
+            .find(|e| {
+                e.name.starts_with(&segments) && e.kind == kind::REGULAR && !e.body.is_empty()
+            })
             .map(|e| e.name.clone())
-            .expect("a WAL file with data in the base snapshot")
+            .expect("a segment file with data in the base snapshot")
     }
 }
 
@@ -182,7 +184,8 @@ fn cases() -> Vec<Case> {
             expect: Expect::Refused,
             make: |b| {
                 let manifest: Value =
-                    serde_json::from_slice(b.archive.get(&b.shard_manifest())?.body.bytes()).ok()?;
+                    serde_json::from_slice(b.archive.get(&b.shard_manifest())?.body.bytes())
+                        .ok()?;
                 let old = manifest["segments"][0]["points"][0].as_str()?.to_string();
                 let nested = old.replace("segments/", "segments/sub/");
                 mutate(b, Seal::Honest, |a| {
@@ -222,12 +225,20 @@ fn cases() -> Vec<Case> {
         Case {
             name: "shard manifest: 96 MiB",
             expect: Expect::Refused,
-            make: |b| mutate(b, Seal::Honest, |a| a.set_body(&b.shard_manifest(), big_json("pad"))),
+            make: |b| {
+                mutate(b, Seal::Honest, |a| {
+                    a.set_body(&b.shard_manifest(), big_json("pad"))
+                })
+            },
         },
         Case {
             name: "config.json: 96 MiB",
             expect: Expect::Refused,
-            make: |b| mutate(b, Seal::Honest, |a| a.set_body("config.json", big_json("pad"))),
+            make: |b| {
+                mutate(b, Seal::Honest, |a| {
+                    a.set_body("config.json", big_json("pad"))
+                })
+            },
         },
         Case {
             name: "shoal-manifest.json: 96 MiB",
@@ -364,17 +375,20 @@ fn cases() -> Vec<Case> {
             make: |b| {
                 mutate(b, Seal::Bare, |a| {
                     for i in 0..20_000 {
-                        a.insert_before_listing(Entry::file(&format!("{}junk/{i}", b.prefix()), "j"));
+                        a.insert_before_listing(Entry::file(
+                            &format!("{}junk/{i}", b.prefix()),
+                            "j",
+                        ));
                     }
                     true
                 })
             },
         },
         Case {
-            name: "digest lie: a WAL byte flipped, listing unchanged",
+            name: "digest lie: a segment byte flipped, listing unchanged",
             expect: Expect::Refused,
             make: |b| {
-                let wal = b.wal_entry();
+                let wal = b.data_entry();
                 mutate(b, Seal::Bare, |a| {
                     let entry = a.get_mut(&wal).unwrap();
                     let mut bytes = entry.body.bytes().to_vec();
@@ -389,7 +403,7 @@ fn cases() -> Vec<Case> {
             name: "size lie in the listing",
             expect: Expect::Refused,
             make: |b| {
-                let wal = b.wal_entry();
+                let wal = b.data_entry();
                 mutate(b, Seal::Bare, |a| {
                     a.edit_json(LISTING, |l| {
                         let size = l["files"][&wal]["size"].as_u64().unwrap();
@@ -402,7 +416,7 @@ fn cases() -> Vec<Case> {
             name: "size lie in a tar header",
             expect: Expect::Refused,
             make: |b| {
-                let wal = b.wal_entry();
+                let wal = b.data_entry();
                 mutate(b, Seal::Bare, |a| {
                     let entry = a.get_mut(&wal).unwrap();
                     entry.header_size = Some(entry.body.len() + 1024);
@@ -414,7 +428,7 @@ fn cases() -> Vec<Case> {
             name: "a listed file is missing",
             expect: Expect::Refused,
             make: |b| {
-                let wal = b.wal_entry();
+                let wal = b.data_entry();
                 mutate(b, Seal::Bare, |a| a.remove(&wal))
             },
         },
@@ -496,7 +510,11 @@ fn cases() -> Vec<Case> {
         Case {
             name: "format lie: format 99 in shoal.json",
             expect: Expect::Refused,
-            make: |b| mutate(b, Seal::Honest, |a| a.edit_json("shoal.json", |i| i["format"] = json!(99))),
+            make: |b| {
+                mutate(b, Seal::Honest, |a| {
+                    a.edit_json("shoal.json", |i| i["format"] = json!(99))
+                })
+            },
         },
         // Last: on today's main it leaves a node that cannot start again.
         Case {
@@ -665,14 +683,21 @@ impl Arena {
                 Err(panic) => vec![format!("the door panicked: {}", panic_text(&panic))],
             };
             // For the reader of the output only; nothing is judged on time.
-            eprintln!("case `{}`: {:?}, {} problem(s)", case.name, started.elapsed(), problems.len());
+            eprintln!(
+                "case `{}`: {:?}, {} problem(s)",
+                case.name,
+                started.elapsed(),
+                problems.len()
+            );
             if !problems.is_empty() {
                 self.failures
                     .push(format!("{} — {}", case.name, problems.join("; ")));
             }
             if !self.repair() {
-                self.failures
-                    .push(format!("{} — the node could not be repaired; stopped here", case.name));
+                self.failures.push(format!(
+                    "{} — the node could not be repaired; stopped here",
+                    case.name
+                ));
                 return;
             }
         }
@@ -715,7 +740,10 @@ impl Arena {
                 std::fs::write(&path, text).unwrap();
             }
         }
-        let bases = [(TARGET, self.collection_base.clone()), (SIBLING, self.sibling_base.clone())];
+        let bases = [
+            (TARGET, self.collection_base.clone()),
+            (SIBLING, self.sibling_base.clone()),
+        ];
         for (name, bytes) in bases {
             let intact = self.node.get(&format!("/collections/{name}")).0 == 200
                 && self.node.points(name) == self.want[name];
@@ -736,8 +764,10 @@ impl Arena {
             let path = format!("/collections/{name}/snapshots/upload?wait=true");
             let (status, body) = self.node.upload(&path, bytes);
             if status != 200 || self.node.points(name) != self.want[name] {
-                self.failures
-                    .push(format!("repairing `{name}` failed: {status} {}", short(&body.to_string())));
+                self.failures.push(format!(
+                    "repairing `{name}` failed: {status} {}",
+                    short(&body.to_string())
+                ));
                 return false;
             }
         }
@@ -749,7 +779,10 @@ impl Arena {
         let mut problems = Vec::new();
         let storage = self.node.storage_path().display().to_string();
         if answer.text.contains(&storage) {
-            problems.push(format!("the answer shows the storage path: {}", answer.text));
+            problems.push(format!(
+                "the answer shows the storage path: {}",
+                answer.text
+            ));
         }
         let ok = match case.expect {
             Expect::Accepted => answer.accepted,
@@ -791,7 +824,9 @@ impl Arena {
                     problems.push(format!(
                         "`{name}` changed: {} points, {} as before",
                         got.len(),
-                        got.iter().filter(|(id, p)| want.get(*id) == Some(p)).count()
+                        got.iter()
+                            .filter(|(id, p)| want.get(*id) == Some(p))
+                            .count()
                     ));
                 }
             }
@@ -823,14 +858,18 @@ impl Arena {
                 self.failures.push(format!(
                     "after kill -9 and restart, `{name}` has {} points ({} as before)",
                     got.len(),
-                    got.iter().filter(|(id, p)| want.get(*id) == Some(p)).count()
+                    got.iter()
+                        .filter(|(id, p)| want.get(*id) == Some(p))
+                        .count()
                 ));
             }
         }
         for (path, text) in self.sentinels() {
             if std::fs::read_to_string(&path).ok().as_deref() != Some(text) {
-                self.failures
-                    .push(format!("after kill -9 and restart, {} changed", path.display()));
+                self.failures.push(format!(
+                    "after kill -9 and restart, {} changed",
+                    path.display()
+                ));
             }
         }
         assert!(
@@ -847,14 +886,18 @@ fn still_writable(node: &TestNode) -> Vec<String> {
     let probe = json!({"points": [{"id": 999_999, "vector": vec![0.5; DIM]}]});
     let (status, body) = node.put(&format!("/collections/{TARGET}/points?wait=true"), &probe);
     if status != 200 {
-        return vec![format!("`{TARGET}` refuses a write after the case: {status} {body}")];
+        return vec![format!(
+            "`{TARGET}` refuses a write after the case: {status} {body}"
+        )];
     }
     let (status, body) = node.post(
         &format!("/collections/{TARGET}/points/delete?wait=true"),
         &json!({"points": [999_999]}),
     );
     if status != 200 {
-        return vec![format!("`{TARGET}` refuses a delete after the case: {status} {body}")];
+        return vec![format!(
+            "`{TARGET}` refuses a delete after the case: {status} {body}"
+        )];
     }
     Vec::new()
 }
@@ -958,7 +1001,12 @@ fn is_server_temp(rel: &str) -> bool {
 fn status_kib(pid: u32, key: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|l| l.starts_with(key))?;
-    let kib: u64 = line[key.len()..].trim().trim_end_matches("kB").trim().parse().ok()?;
+    let kib: u64 = line[key.len()..]
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
     Some(kib * 1024)
 }
 
@@ -981,7 +1029,11 @@ fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, String>) {
     };
     for entry in entries.flatten() {
         let path = entry.path();
-        let rel = path.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+        let rel = path
+            .strip_prefix(root)
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
         if rel == "node.log"
             || rel.starts_with("storage/raft")
             || rel == format!("storage/collections/{TARGET}")
@@ -1093,7 +1145,9 @@ fn install_over_peer_port(node: &TestNode, built: Built) -> Answer {
         .unwrap();
     let url = cluster::peer_uri(node);
     let result = runtime.block_on(async move {
-        let mut client = ShardsClient::connect(url).await.map_err(|e| e.to_string())?;
+        let mut client = ShardsClient::connect(url)
+            .await
+            .map_err(|e| e.to_string())?;
         // Generated chunk by chunk: a big archive is never in memory.
         let stream = futures::stream::unfold(
             (built.into_reader(), true, false),
@@ -1112,7 +1166,11 @@ fn install_over_peer_port(node: &TestNode, built: Built) -> Answer {
                 let last = filled < data.len();
                 data.truncate(filled);
                 let chunk = SnapshotChunk {
-                    collection: if first { TARGET.to_string() } else { String::new() },
+                    collection: if first {
+                        TARGET.to_string()
+                    } else {
+                        String::new()
+                    },
                     shard_id: 0,
                     min_applied_index: 0,
                     data: data.into(),
@@ -1186,7 +1244,11 @@ fn restore_at_startup(node: &mut TestNode, scratch: &Path, name: &str, built: Bu
         // checks decide whether it did harm.
         refused: !started,
         accepted: started,
-        text: if started { "started".into() } else { "exited".into() },
+        text: if started {
+            "started".into()
+        } else {
+            "exited".into()
+        },
     }
 }
 
@@ -1197,7 +1259,11 @@ fn restore_at_startup(node: &mut TestNode, scratch: &Path, name: &str, built: Bu
 fn hostile_archives_via_rest_upload() {
     let mut arena = Arena::new(TestNode::start(), &[]);
     arena.run(Layout::Collection, None, true, &mut |node, _, built| {
-        upload(node, &format!("/collections/{TARGET}/snapshots/upload?wait=true"), built)
+        upload(
+            node,
+            &format!("/collections/{TARGET}/snapshots/upload?wait=true"),
+            built,
+        )
     });
     arena.finish("REST upload");
 }
@@ -1228,9 +1294,12 @@ fn hostile_archives_via_shard_upload() {
 fn hostile_archives_via_startup_flags() {
     let mut arena = Arena::new(TestNode::start(), &[]);
     let scratch = tempfile::tempdir().unwrap();
-    arena.run(Layout::Collection, Some(STARTUP_CASES), true, &mut |node, name, built| {
-        restore_at_startup(node, scratch.path(), name, built)
-    });
+    arena.run(
+        Layout::Collection,
+        Some(STARTUP_CASES),
+        true,
+        &mut |node, name, built| restore_at_startup(node, scratch.path(), name, built),
+    );
     arena.finish("start-up --snapshot --force-snapshot");
 }
 

@@ -264,7 +264,8 @@ impl Archive {
         if seal == Seal::Bare {
             return;
         }
-        self.entries.retain(|e| e.name != LISTING && e.name != INDEX);
+        self.entries
+            .retain(|e| e.name != LISTING && e.name != INDEX);
         let mut files = serde_json::Map::new();
         for entry in &self.entries {
             if entry.kind == kind::REGULAR {
