@@ -1313,3 +1313,81 @@ fn hostile_archives_via_peer_install() {
     });
     arena.finish("peer InstallSnapshot");
 }
+
+/// The generator itself, without a node: what it builds is the tar it claims to be.
+#[test]
+fn the_generator_writes_what_it_says() {
+    // PAX records count their own length.
+    for len in [0usize, 1, 5, 90, 94, 95, 96, 994, 995, 996, 9_994] {
+        let record = hostile::pax_record("path", &vec![b'v'; len]);
+        let stated: usize = String::from_utf8_lossy(&record)
+            .split(' ')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(stated, record.len(), "value of {len} bytes");
+    }
+    // A generated body reads as its stated length and digest, through both readers.
+    let body = Body::Big {
+        prefix: b"{\"a\":\"".to_vec(),
+        fill: b'x',
+        len: (3 << 20) + 7,
+        suffix: b"\"}".to_vec(),
+    };
+    let mut archive = Archive::default();
+    archive
+        .entries
+        .push(Entry::of(kind::REGULAR, "big.json", body.clone()));
+    let built = archive.build();
+    let mut owned = Vec::new();
+    built.clone().into_reader().read_to_end(&mut owned).unwrap();
+    assert_eq!(owned, built.to_vec());
+    assert_eq!(owned.len() as u64, built.len());
+    let parsed = Archive::parse(&owned);
+    assert_eq!(parsed.entries[0].body.sha256(), body.sha256());
+
+    // Long names (GNU and PAX), directories and an honest listing: shoal's own reader
+    // accepts it and unpacks every file where its name says.
+    let mut archive = Archive::default();
+    let long = format!("0/{}/file", "n".repeat(150));
+    archive
+        .entries
+        .push(Entry::of(kind::DIR, "0", Body::Bytes(Vec::new())));
+    archive.entries.push(Entry::file(&long, "long"));
+    // Too long for the header: only the PAX record names it right.
+    let pax_name = format!("0/{}/pax-named", "p".repeat(120));
+    let mut pax = Entry::file(&pax_name, "pax");
+    pax.style = hostile::NameStyle::Pax;
+    archive.entries.push(pax);
+    archive.seal(Seal::Honest);
+    let dir = tempfile::tempdir().unwrap();
+    shoal::snapshot::archive::unpack_verified(archive.build().to_vec().as_slice(), dir.path())
+        .unwrap();
+    assert_eq!(std::fs::read(dir.path().join(&long)).unwrap(), b"long");
+    assert_eq!(std::fs::read(dir.path().join(&pax_name)).unwrap(), b"pax");
+
+    // The same archive sealed bare after a change fails shoal's check; truncated, too.
+    let mut bare = archive.clone();
+    assert!(bare.set_body(&pax_name, Body::Bytes(b"PAX".to_vec())));
+    bare.seal(Seal::Bare);
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = bare.build().to_vec();
+    assert!(shoal::snapshot::archive::unpack_verified(bytes.as_slice(), dir.path()).is_err());
+    let cut = archive.build().truncate(1000).to_vec();
+    assert_eq!(cut.len(), 1000);
+    let dir = tempfile::tempdir().unwrap();
+    assert!(shoal::snapshot::archive::unpack_verified(cut.as_slice(), dir.path()).is_err());
+
+    // An index, when the original has one, lists every entry with its size.
+    let mut indexed = Archive::default();
+    indexed.entries.push(Entry::file(hostile::INDEX, "{}"));
+    indexed.entries.push(Entry::file("a", "123"));
+    indexed.had_index = true;
+    indexed.seal(Seal::Honest);
+    assert_eq!(indexed.entries[0].name, hostile::INDEX);
+    let index: Value = serde_json::from_slice(indexed.entries[0].body.bytes()).unwrap();
+    assert_eq!(index["format"], 1);
+    assert_eq!(index["files"]["a"], 3);
+    assert!(index["files"][LISTING].as_u64().unwrap() > 0);
+}

@@ -31,13 +31,22 @@ pub const BIG: u64 = 96 << 20;
 
 /// Tar type flags used here.
 pub mod kind {
+    //! One constant per tar type flag (POSIX, PAX and GNU).
+    /// A regular file.
     pub const REGULAR: u8 = b'0';
+    /// A hard link.
     pub const HARDLINK: u8 = b'1';
+    /// A symbolic link.
     pub const SYMLINK: u8 = b'2';
+    /// A character device.
     pub const CHAR: u8 = b'3';
+    /// A directory.
     pub const DIR: u8 = b'5';
+    /// A named pipe.
     pub const FIFO: u8 = b'6';
+    /// A PAX extended header for the next entry.
     pub const PAX: u8 = b'x';
+    /// A GNU long name for the next entry.
     pub const GNU_LONG_NAME: u8 = b'L';
 }
 
@@ -46,6 +55,7 @@ const BLOCK: u64 = 512;
 /// The content of an entry.
 #[derive(Clone, Debug)]
 pub enum Body {
+    /// Bytes held in memory.
     Bytes(Vec<u8>),
     /// `len` bytes in all: `prefix`, then `fill` repeated, then `suffix`; generated as read.
     Big {
@@ -137,9 +147,11 @@ pub struct Entry {
     pub kind: u8,
     /// The link target of a symlink or hard link.
     pub link: String,
+    /// The content.
     pub body: Body,
     /// A size for the header other than the body's (a lie).
     pub header_size: Option<u64>,
+    /// How the name is written.
     pub style: NameStyle,
 }
 
@@ -181,6 +193,7 @@ pub enum Seal {
 /// A parsed (and mutable) archive.
 #[derive(Clone, Debug, Default)]
 pub struct Archive {
+    /// The entries in archive order.
     pub entries: Vec<Entry>,
     /// Whether the original archive had the entry index as its first entry.
     pub had_index: bool,
