@@ -29,9 +29,8 @@ pub const INDEX: &str = "shoal-index.json";
 /// 48 MiB memory budget.
 pub const BIG: u64 = 96 << 20;
 
-/// Tar type flags used here.
+/// Tar type flags used here: one constant per flag (POSIX, PAX and GNU).
 pub mod kind {
-    //! One constant per tar type flag (POSIX, PAX and GNU).
     /// A regular file.
     pub const REGULAR: u8 = b'0';
     /// A hard link.
