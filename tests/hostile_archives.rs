@@ -1347,29 +1347,34 @@ fn the_generator_writes_what_it_says() {
     let parsed = Archive::parse(&owned);
     assert_eq!(parsed.entries[0].body.sha256(), body.sha256());
 
-    // Long names (GNU and PAX), directories and an honest listing: shoal's own reader
-    // accepts it and unpacks every file where its name says.
+    // GNU long names, directories and an honest listing: shoal's own reader accepts it and
+    // unpacks every file where its name says. A PAX header is refused (shoal never writes
+    // one), even in an otherwise honest archive.
     let mut archive = Archive::default();
     let long = format!("0/{}/file", "n".repeat(150));
     archive
         .entries
         .push(Entry::of(kind::DIR, "0", Body::Bytes(Vec::new())));
     archive.entries.push(Entry::file(&long, "long"));
-    // Too long for the header: only the PAX record names it right.
-    let pax_name = format!("0/{}/pax-named", "p".repeat(120));
-    let mut pax = Entry::file(&pax_name, "pax");
-    pax.style = hostile::NameStyle::Pax;
-    archive.entries.push(pax);
     archive.seal(Seal::Honest);
     let dir = tempfile::tempdir().unwrap();
     shoal::snapshot::archive::unpack_verified(archive.build().to_vec().as_slice(), dir.path())
         .unwrap();
     assert_eq!(std::fs::read(dir.path().join(&long)).unwrap(), b"long");
-    assert_eq!(std::fs::read(dir.path().join(&pax_name)).unwrap(), b"pax");
+    let mut with_pax = archive.clone();
+    // Too long for the header: only the PAX record names it right.
+    let pax_name = format!("0/{}/pax-named", "p".repeat(120));
+    let mut pax = Entry::file(&pax_name, "pax");
+    pax.style = hostile::NameStyle::Pax;
+    with_pax.entries.push(pax);
+    with_pax.seal(Seal::Honest);
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = with_pax.build().to_vec();
+    assert!(shoal::snapshot::archive::unpack_verified(bytes.as_slice(), dir.path()).is_err());
 
     // The same archive sealed bare after a change fails shoal's check; truncated, too.
     let mut bare = archive.clone();
-    assert!(bare.set_body(&pax_name, Body::Bytes(b"PAX".to_vec())));
+    assert!(bare.set_body(&long, Body::Bytes(b"LONG".to_vec())));
     bare.seal(Seal::Bare);
     let dir = tempfile::tempdir().unwrap();
     let bytes = bare.build().to_vec();
@@ -1379,7 +1384,8 @@ fn the_generator_writes_what_it_says() {
     let dir = tempfile::tempdir().unwrap();
     assert!(shoal::snapshot::archive::unpack_verified(cut.as_slice(), dir.path()).is_err());
 
-    // An index, when the original has one, lists every entry with its size.
+    // An index, when the original has one, lists every entry but the listing and itself
+    // with its size, and the listing covers the index; shoal's reader accepts it.
     let mut indexed = Archive::default();
     indexed.entries.push(Entry::file(hostile::INDEX, "{}"));
     indexed.entries.push(Entry::file("a", "123"));
@@ -1389,5 +1395,10 @@ fn the_generator_writes_what_it_says() {
     let index: Value = serde_json::from_slice(indexed.entries[0].body.bytes()).unwrap();
     assert_eq!(index["format"], 1);
     assert_eq!(index["files"]["a"], 3);
-    assert!(index["files"][LISTING].as_u64().unwrap() > 0);
+    assert!(index["files"].get(LISTING).is_none(), "{index}");
+    assert!(index["files"].get(hostile::INDEX).is_none(), "{index}");
+    let dir = tempfile::tempdir().unwrap();
+    shoal::snapshot::archive::unpack_verified(indexed.build().to_vec().as_slice(), dir.path())
+        .unwrap();
+    assert_eq!(std::fs::read(dir.path().join("a")).unwrap(), b"123");
 }

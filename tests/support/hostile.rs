@@ -278,6 +278,17 @@ impl Archive {
         }
         self.entries
             .retain(|e| e.name != LISTING && e.name != INDEX);
+        if self.had_index {
+            // As shoal writes it: every entry but the listing and the index itself, by
+            // size; the index is then listed (and hash-checked) like any file.
+            let sizes: BTreeMap<&str, u64> = self
+                .entries
+                .iter()
+                .map(|e| (e.name.as_str(), e.body.len()))
+                .collect();
+            let index = serde_json::to_vec(&json!({"format": 1, "files": sizes})).expect("json");
+            self.entries.insert(0, Entry::file(INDEX, index));
+        }
         let mut files = serde_json::Map::new();
         for entry in &self.entries {
             if entry.kind == kind::REGULAR {
@@ -289,15 +300,6 @@ impl Archive {
         }
         let listing = serde_json::to_vec_pretty(&json!({ "files": files })).expect("json");
         self.entries.push(Entry::file(LISTING, listing));
-        if self.had_index {
-            let sizes: BTreeMap<&str, u64> = self
-                .entries
-                .iter()
-                .map(|e| (e.name.as_str(), e.body.len()))
-                .collect();
-            let index = serde_json::to_vec(&json!({"format": 1, "files": sizes})).expect("json");
-            self.entries.insert(0, Entry::file(INDEX, index));
-        }
     }
 
     /// Writes the tar: every entry with its headers, then the two zero blocks.

@@ -228,10 +228,37 @@ async fn feed(mut field: Field<'_>, sender: mpsc::Sender<std::io::Result<Bytes>>
             ))),
         };
         let failed = chunk.is_err();
-        if sender.send(chunk).await.is_err() || failed {
+        if failed {
+            return;
+        }
+        if sender.send(chunk).await.is_err() {
+            // The recovery refused the archive early: read (and drop) what the client is
+            // still sending, within bounds, so that it gets the 400 instead of a
+            // connection closed in the middle of its upload.
+            drain(field).await;
             return;
         }
     }
+}
+
+/// At most this much of a refused upload is read and dropped before answering.
+const DRAIN_BYTES: u64 = 256 << 20;
+/// And for at most this long.
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Discards the rest of `field`, bounded by [`DRAIN_BYTES`] and [`DRAIN_TIME`] (nothing is
+/// kept in memory beyond one chunk).
+async fn drain(mut field: Field<'_>) {
+    let mut dropped: u64 = 0;
+    let _ = tokio::time::timeout(DRAIN_TIME, async {
+        while let Ok(Some(chunk)) = field.chunk().await {
+            dropped += chunk.len() as u64;
+            if dropped > DRAIN_BYTES {
+                return;
+            }
+        }
+    })
+    .await;
 }
 
 async fn list_full(State(node): State<Arc<Node>>) -> ApiResult<Response> {
